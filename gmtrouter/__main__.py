@@ -1,0 +1,3 @@
+from gmtrouter.cli import main
+
+main()

@@ -1,0 +1,51 @@
+"""Seeded train/test splits: by record (the test users are known) or by user (the test users are new)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Literal
+
+import numpy as np
+
+from gmtrouter.data.schema import Interaction
+from gmtrouter.errors import GmtError
+
+SplitBy = Literal["record", "user"]
+
+
+def split_records(
+    records: Sequence[Interaction], by: SplitBy, test_frac: float, seed: int
+) -> tuple[list[Interaction], list[Interaction]]:
+    """(train, test), each in the original (chronological) file order.
+
+    By record, each user keeps at least one training record, and about `test_frac` of each user's records
+    go to test (rounded stochastically, so small users still contribute). By user, a `test_frac` share of
+    users moves to test whole.
+    """
+    if not 0.0 < test_frac < 1.0:
+        raise GmtError(f"--test-frac must be between 0 and 1 (exclusive), got {test_frac}")
+    rng = np.random.default_rng(seed)
+    by_user: dict[str, list[int]] = defaultdict(list)
+    for index, record in enumerate(records):
+        by_user[record.user].append(index)
+    users = sorted(by_user)
+    test: set[int] = set()
+    if by == "user":
+        if len(users) < 2:
+            raise GmtError("a split by user needs at least two users")
+        n_test = min(len(users) - 1, max(1, round(test_frac * len(users))))
+        for user in rng.permutation(users)[:n_test]:
+            test.update(by_user[str(user)])
+    elif by == "record":
+        for user in users:
+            indices = by_user[user]
+            wanted = test_frac * len(indices)
+            n_test = int(wanted) + int(rng.random() < wanted - int(wanted))
+            n_test = min(n_test, len(indices) - 1)
+            test.update(rng.permutation(indices)[:n_test].tolist())
+    else:
+        raise GmtError(f"--by must be 'record' or 'user', got '{by}'")
+    train = [r for i, r in enumerate(records) if i not in test]
+    held = [r for i, r in enumerate(records) if i in test]
+    return train, held

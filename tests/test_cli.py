@@ -1,0 +1,108 @@
+"""The command line as a user meets it: real subprocesses, one-line errors, no partial files."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import REPO
+
+
+def run(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "gmtrouter", *args], cwd=cwd, capture_output=True, text=True, timeout=300
+    )
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str], *words: str) -> None:
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ")
+    assert "Traceback" not in result.stderr
+    for word in words:
+        assert word in lines[0]
+
+
+def test_prepare_stats_validate_split(tmp_path: Path, data_dir: Path) -> None:
+    records = tmp_path / "mt.jsonl"
+    assert (
+        run(
+            "data", "prepare", "mt-bench", "--data-dir", str(data_dir / "mt_bench"), "-o", str(records)
+        ).returncode
+        == 0
+    )
+    stats = json.loads(run("data", "stats", str(records), "--json").stdout)
+    assert (stats["records"], stats["users"], stats["llms"], stats["ties"]) == (1689, 65, 6, 405)
+    assert run("data", "validate", str(records)).returncode == 0
+    result = run(
+        "data",
+        "split",
+        str(records),
+        "--by",
+        "user",
+        "--test-frac",
+        "0.2",
+        "--seed",
+        "0",
+        "-o",
+        str(tmp_path / "split"),
+    )
+    assert result.returncode == 0, result.stderr
+    train = (tmp_path / "split" / "train.jsonl").read_text().splitlines()
+    test = (tmp_path / "split" / "test.jsonl").read_text().splitlines()
+    assert len(train) + len(test) == 1689
+
+
+def test_bad_inputs_give_one_line(tmp_path: Path, data_dir: Path) -> None:
+    output = tmp_path / "out.jsonl"
+    assert_one_line_error(
+        run("data", "prepare", "nope", "--data-dir", str(data_dir), "-o", str(output)),
+        "unknown dataset 'nope'",
+    )
+    assert_one_line_error(
+        run("data", "prepare", "mt-bench", "--data-dir", str(tmp_path / "none"), "-o", str(output)),
+        "no such data directory",
+    )
+    assert_one_line_error(run("data", "stats", str(tmp_path / "missing.jsonl")), "no such file")
+    (tmp_path / "empty.jsonl").write_text("")
+    assert_one_line_error(run("data", "stats", str(tmp_path / "empty.jsonl")), "empty")
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(
+        json.dumps(
+            {
+                "user": "u",
+                "conversation": "c",
+                "turn": 1,
+                "query": "q",
+                "responses": [{"llm": "a", "rating": "good"}],
+            }
+        )
+        + "\n"
+    )
+    assert_one_line_error(
+        run("data", "split", str(bad), "-o", str(tmp_path / "split")), f"{bad}:1", "responses.0.rating"
+    )
+    assert not (tmp_path / "split").exists()
+    assert_one_line_error(run("data", "stats"), "Missing argument")
+    assert not output.exists()
+
+
+def test_validate_lists_every_problem(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.jsonl"
+    good = {
+        "user": "u",
+        "conversation": "c",
+        "turn": 1,
+        "query": "q",
+        "responses": [{"llm": "a", "rating": 1}, {"llm": "b", "rating": 0}],
+    }
+    bad.write_text(
+        "\n".join([json.dumps(good), "{oops", json.dumps({**good, "turn": 2, "responses": []})]) + "\n"
+    )
+    result = run("data", "validate", str(bad))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert lines[0].startswith(f"{bad}:2")
+    assert lines[1].startswith(f"{bad}:3: field 'responses'")
+    assert lines[-1].startswith("error: ") and "2 problem(s)" in lines[-1]
