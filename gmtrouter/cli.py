@@ -19,9 +19,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     help="Personalized LLM routing learned from multi-turn feedback (GMTRouter).",
 )
-data_app = typer.Typer(
-    no_args_is_help=True, help="Prepare, simulate, split, inspect and validate data files."
-)
+data_app = typer.Typer(no_args_is_help=True, help="Prepare, simulate, split, inspect and validate data files.")
 app.add_typer(data_app, name="data")
 
 out = Console()
@@ -38,9 +36,7 @@ def _print_table(title: str, payload: dict[str, object]) -> None:
     table.add_column("")
     for key, value in payload.items():
         if isinstance(value, dict):
-            value = ", ".join(
-                f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in value.items()
-            )
+            value = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in value.items())
         elif isinstance(value, float):
             value = f"{value:.4f}"
         table.add_row(key, str(value))
@@ -66,9 +62,7 @@ def _is_records_file(path: Path) -> bool:
 def data_prepare(
     dataset: Annotated[
         str,
-        typer.Argument(
-            help="mt-bench, chatbot-arena, openai-logs (records); gsm8k, mmlu, llmrouter (matrices)."
-        ),
+        typer.Argument(help="mt-bench, chatbot-arena, openai-logs (records); gsm8k, mmlu, llmrouter (matrices)."),
     ],
     data_dir: Annotated[Path, typer.Option("--data-dir", help="Folder (or file) of the upstream data.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="JSONL file to write.")],
@@ -94,9 +88,9 @@ def data_split(
     by: Annotated[str, typer.Option("--by", help="record (known users) or user (new users).")] = "record",
     test_frac: Annotated[float, typer.Option("--test-frac")] = 0.2,
     seed: Annotated[int, typer.Option("--seed")] = 0,
-    output: Annotated[
-        Path, typer.Option("-o", "--output", help="Folder for train.jsonl and test.jsonl.")
-    ] = Path("split"),
+    output: Annotated[Path, typer.Option("-o", "--output", help="Folder for train.jsonl and test.jsonl.")] = Path(
+        "split"
+    ),
 ) -> None:
     """Split records into DIR/train.jsonl and DIR/test.jsonl, seeded, each in file order."""
     from gmtrouter.data.schema import read_records, write_records
@@ -145,14 +139,123 @@ def data_validate(file: Annotated[Path, typer.Argument(help="Records or matrix J
     err.print(f"{file}: {good} valid {'records' if is_records else 'matrix rows'}")
 
 
+def _parse_settings(pairs: list[str]) -> dict[str, object]:
+    """`--set key=value` pairs; values are JSON where they parse as JSON (numbers, booleans), else strings."""
+    settings: dict[str, object] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise GmtError(f"--set expects key=value, got '{pair}'")
+        try:
+            settings[key] = json.loads(value)
+        except json.JSONDecodeError:
+            settings[key] = value
+    return settings
+
+
+def _llm_descriptions(path: Path | None) -> dict[str, str] | None:
+    from gmtrouter.data.prices import PriceBook
+
+    if path is None:
+        return None
+    if not path.exists():
+        raise GmtError(f"{path}: no such file or folder for --llm-info")
+    book = PriceBook.discover(path if path.is_dir() else path.parent)
+    return {name: info.description for name, info in book.infos.items() if info.description}
+
+
+@app.command("train")
+def train(
+    data: Annotated[Path, typer.Option("--data", help="Training records (JSONL).")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Folder to write the model into.")],
+    router: Annotated[str, typer.Option("--router", help="Which router to train.")] = "gmtrouter",
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    valid: Annotated[Path | None, typer.Option("--valid", help="Validation records (default: held out).")] = None,
+    llm_info: Annotated[Path | None, typer.Option("--llm-info", help="Folder of LLM description files.")] = None,
+    settings: Annotated[list[str] | None, typer.Option("--set", help="Router setting key=value (repeatable).")] = None,
+) -> None:
+    """Train a router on canonical records and save it (weights, config, the history it scores from)."""
+    from gmtrouter.checkpoint import save_router
+    from gmtrouter.data.schema import read_records
+    from gmtrouter.routers import make_router
+
+    records = read_records(data)
+    valid_records = read_records(valid) if valid else None
+    options = _parse_settings(settings or [])
+    options.setdefault("seed", seed)
+    descriptions = _llm_descriptions(llm_info)
+    if descriptions is not None:
+        options["llm_descriptions"] = descriptions
+    try:
+        model = make_router(router, **options)
+    except TypeError as error:
+        raise GmtError(f"bad --set for router '{router}': {error}") from None
+    model.fit(records, valid_records)
+    save_router(model, output, records + (valid_records or []))
+    log = getattr(model, "training_log_", {})
+    err.print(
+        f"saved {router} to {output} ({log.get('seconds', '?')} s, best validation AUC {log.get('best_valid_auc')})"
+    )
+
+
+@app.command("eval")
+def evaluate(
+    model: Annotated[Path, typer.Option("--model", help="Model folder from 'gmtrouter train'.")],
+    data: Annotated[Path, typer.Option("--data", help="Records to score (JSONL).")],
+    shots: Annotated[int, typer.Option("--shots", help="Each user's first K records are history.")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Score held-out records: pairwise accuracy, AUC, per-user summaries, top-1."""
+    from gmtrouter.checkpoint import load_router
+    from gmtrouter.data.schema import read_records
+    from gmtrouter.evaluate import evaluate_router
+
+    router, history = load_router(model)
+    result = evaluate_router(router, history, read_records(data), shots)
+    if as_json:
+        _print_json(result)
+    else:
+        _print_table(f"{result['router']} on {data} ({shots} shots)", result)
+
+
+@app.command("route")
+def route(
+    model: Annotated[Path, typer.Option("--model", help="Model folder from 'gmtrouter train'.")],
+    user: Annotated[str, typer.Option("--user", help="Who asks.")],
+    query: Annotated[str, typer.Option("--query", help="What they ask.")],
+    candidates: Annotated[str | None, typer.Option("--candidates", help="Comma-separated LLMs.")] = None,
+    cost_weight: Annotated[float, typer.Option("--cost-weight", help="Logits per e-fold of cost.")] = 0.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Rank the candidate LLMs for one request of one user."""
+    from gmtrouter.api import Router
+
+    names = [c.strip() for c in candidates.split(",") if c.strip()] if candidates else None
+    decision = Router.load(model).route(user, query, names, cost_weight)
+    if as_json:
+        _print_json(decision.to_dict())
+        return
+    _print_ranking(decision)
+
+
+def _print_ranking(decision) -> None:
+    table = Table(title=f"route for {decision.user}: {decision.llm}")
+    for column in ("LLM", "score", "expected cost (USD)", "adjusted"):
+        table.add_column(column)
+    for row in decision.ranking:
+        cost = "?" if row.expected_cost is None else f"{row.expected_cost:.5f}"
+        table.add_row(row.llm, f"{row.score:.3f}", cost, f"{row.adjusted:.3f}")
+    out.print(table)
+    for note in decision.notes:
+        err.print(note)
+
+
 @app.command("demo")
 def demo(
-    data_dir: Annotated[
-        Path, typer.Option("--data-dir", help="The shared data folder (holds mt_bench/).")
-    ] = Path("../shared/data"),
-    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the files the demo writes.")] = Path(
-        "runs/demo"
+    data_dir: Annotated[Path, typer.Option("--data-dir", help="The shared data folder (holds mt_bench/).")] = Path(
+        "../shared/data"
     ),
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the files the demo writes.")] = Path("runs/demo"),
 ) -> None:
     """The main job end to end on MT-Bench human votes: prepare the records and print their statistics."""
     from gmtrouter.data.loaders import prepare

@@ -123,10 +123,7 @@ class EmbeddingCache:
         return found
 
     def put(self, keys: Sequence[bytes], vectors: np.ndarray) -> None:
-        rows = [
-            (k, np.ascontiguousarray(v, dtype=np.float32).tobytes())
-            for k, v in zip(keys, vectors, strict=True)
-        ]
+        rows = [(k, np.ascontiguousarray(v, dtype=np.float32).tobytes()) for k, v in zip(keys, vectors, strict=True)]
         with self._db:
             self._db.executemany("INSERT OR REPLACE INTO emb (key, vec) VALUES (?, ?)", rows)
 
@@ -137,10 +134,12 @@ class CachedEncoder(TextEncoder):
     def __init__(self, encoder: TextEncoder, cache_dir: Path | None = None, progress: bool = True) -> None:
         self.inner, self.name, self.dim, self.progress = encoder, encoder.name, encoder.dim, progress
         slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", encoder.name)
-        self.cache = EmbeddingCache(
-            (cache_dir or default_cache_dir()) / "embeddings" / f"{slug}.sqlite", self.dim
-        )
+        self.cache = EmbeddingCache((cache_dir or default_cache_dir()) / "embeddings" / f"{slug}.sqlite", self.dim)
         self._memory: dict[bytes, np.ndarray] = {}
+
+    def preload(self, vectors: dict[bytes, np.ndarray]) -> None:
+        """Take vectors computed elsewhere (a checkpoint's) into memory, keyed like the cache."""
+        self._memory.update(vectors)
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         keys = [EmbeddingCache.key(t) for t in texts]
@@ -167,9 +166,7 @@ class CachedEncoder(TextEncoder):
         return np.stack([self._memory[k] for k in keys]).astype(np.float32, copy=False)
 
 
-def get_encoder(
-    name: str = DEFAULT_ENCODER, cache_dir: Path | None = None, cache: bool = True
-) -> TextEncoder:
+def get_encoder(name: str = DEFAULT_ENCODER, cache_dir: Path | None = None, cache: bool = True) -> TextEncoder:
     """An encoder by name: 'hashing-DIM' for tests, else a sentence-transformers model; cached on disk."""
     if name.startswith(HASHING_PREFIX):
         suffix = name.removeprefix(HASHING_PREFIX).lstrip("-")

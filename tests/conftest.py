@@ -42,8 +42,6 @@ def make_record(
         conversation=conversation or f"{user}/{query}",
         turn=turn,
         query=query,
-        responses=[
-            Response(llm=llm, rating=rating, text=f"{llm} answers {query}") for llm, rating in ratings.items()
-        ],
+        responses=[Response(llm=llm, rating=rating, text=f"{llm} answers {query}") for llm, rating in ratings.items()],
         meta=dict(meta),
     )

@@ -27,10 +27,7 @@ def assert_one_line_error(result: subprocess.CompletedProcess[str], *words: str)
 def test_prepare_stats_validate_split(tmp_path: Path, data_dir: Path) -> None:
     records = tmp_path / "mt.jsonl"
     assert (
-        run(
-            "data", "prepare", "mt-bench", "--data-dir", str(data_dir / "mt_bench"), "-o", str(records)
-        ).returncode
-        == 0
+        run("data", "prepare", "mt-bench", "--data-dir", str(data_dir / "mt_bench"), "-o", str(records)).returncode == 0
     )
     stats = json.loads(run("data", "stats", str(records), "--json").stdout)
     assert (stats["records"], stats["users"], stats["llms"], stats["ties"]) == (1689, 65, 6, 405)
@@ -97,9 +94,7 @@ def test_validate_lists_every_problem(tmp_path: Path) -> None:
         "query": "q",
         "responses": [{"llm": "a", "rating": 1}, {"llm": "b", "rating": 0}],
     }
-    bad.write_text(
-        "\n".join([json.dumps(good), "{oops", json.dumps({**good, "turn": 2, "responses": []})]) + "\n"
-    )
+    bad.write_text("\n".join([json.dumps(good), "{oops", json.dumps({**good, "turn": 2, "responses": []})]) + "\n")
     result = run("data", "validate", str(bad))
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()

@@ -51,9 +51,7 @@ class Interaction(BaseModel):
         seen: set[str] = set()
         for response in responses:
             if response.llm in seen:
-                raise ValueError(
-                    f"LLM '{response.llm}' answers twice in one record; keep one response per LLM"
-                )
+                raise ValueError(f"LLM '{response.llm}' answers twice in one record; keep one response per LLM")
             seen.add(response.llm)
         return responses
 

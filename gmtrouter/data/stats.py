@@ -60,11 +60,7 @@ def matrix_stats(rows: Sequence[MatrixRow]) -> dict[str, object]:
     """Queries, LLMs and each LLM's mean score and mean cost."""
     llms, table = score_table(rows)
     costs = {
-        llm: [
-            row.responses[llm].cost
-            for row in rows
-            if llm in row.responses and row.responses[llm].cost is not None
-        ]
+        llm: [row.responses[llm].cost for row in rows if llm in row.responses and row.responses[llm].cost is not None]
         for llm in llms
     }
     return {

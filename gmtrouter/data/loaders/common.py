@@ -18,9 +18,7 @@ def find_file(folder: Path, *patterns: str) -> Path:
         matches = sorted(folder.glob(pattern))
         if matches:
             return matches[0]
-    raise GmtError(
-        f"{folder}: no file matching {' or '.join(patterns)}; point --data-dir at the dataset's folder"
-    )
+    raise GmtError(f"{folder}: no file matching {' or '.join(patterns)}; point --data-dir at the dataset's folder")
 
 
 def iter_json_lines(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:

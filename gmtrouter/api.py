@@ -1,0 +1,123 @@
+"""The Python API: load a trained router, route a user's request, feed back what they thought of it.
+
+router = Router.load("runs/demo/model")
+decision = router.route("expert_12", [{"role": "user", "content": "Write a haiku about rain"}])
+router.observe({...canonical record...})   # personalises at once, no retraining
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gmtrouter.checkpoint import load_router
+from gmtrouter.costs import cost_adjusted, mean_costs
+from gmtrouter.data.schema import Interaction
+from gmtrouter.errors import GmtError
+from gmtrouter.routers import PreferenceRouter, RoutingContext
+
+Message = Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class RankedLLM:
+    """One candidate: its preference score (a logit), expected cost (USD, None if unknown), and the two combined."""
+
+    llm: str
+    score: float
+    expected_cost: float | None
+    adjusted: float
+
+
+@dataclass(frozen=True)
+class RouteDecision:
+    """The chosen LLM and the full ranking behind it."""
+
+    user: str
+    llm: str
+    ranking: list[RankedLLM]
+    known_user: bool
+    cost_weight: float
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "user": self.user,
+            "llm": self.llm,
+            "known_user": self.known_user,
+            "cost_weight": self.cost_weight,
+            "ranking": [vars(r) for r in self.ranking],
+            "notes": self.notes,
+        }
+
+
+def query_of(messages: str | Sequence[Message]) -> str:
+    """The text to route on: the last user message of an OpenAI-style chat, or a plain string."""
+    if isinstance(messages, str):
+        text = messages
+    else:
+        users = [m for m in messages if m.get("role") == "user"]
+        if not users:
+            raise GmtError("messages hold no user message; add one with role 'user'")
+        content = users[-1].get("content")
+        if isinstance(content, list):  # OpenAI content parts
+            content = " ".join(part.get("text", "") for part in content if isinstance(part, Mapping))
+        text = content if isinstance(content, str) else ""
+    if not text.strip():
+        raise GmtError("the query is empty; send a user message with text")
+    return text
+
+
+class Router:
+    """A trained preference router bound to the interactions users have shown so far."""
+
+    def __init__(self, model: PreferenceRouter, history: Sequence[Interaction]) -> None:
+        self.model = model
+        self.costs = mean_costs(history)
+        self.context: RoutingContext = model.context(history)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Router:
+        """The router saved in `path` by `gmtrouter train`, with its training history as context."""
+        model, history = load_router(path)
+        return cls(model, history)
+
+    @property
+    def llms(self) -> list[str]:
+        return list(self.model.llms_)
+
+    def route(
+        self,
+        user: str,
+        messages: str | Sequence[Message],
+        candidates: Sequence[str] | None = None,
+        cost_weight: float = 0.0,
+    ) -> RouteDecision:
+        """Rank `candidates` (default: every LLM the router knows) for this user's request."""
+        if cost_weight < 0:
+            raise GmtError(f"cost_weight must be 0 or more, got {cost_weight}")
+        query = query_of(messages)
+        llms = list(dict.fromkeys(candidates)) if candidates else self.llms
+        if not llms:
+            raise GmtError("no candidate LLMs; name at least one")
+        scores = self.context.score(user, query, llms)
+        costs = [self.costs.get(m) for m in llms]
+        adjusted = cost_adjusted(scores, costs, cost_weight)
+        order = np.argsort(-adjusted, kind="stable")
+        ranking = [RankedLLM(llms[i], float(scores[i]), costs[i], float(adjusted[i])) for i in order]
+        known = self.context.knows_user(user)
+        notes = [] if known else [f"user '{user}' has no history: routed by the population's preferences"]
+        return RouteDecision(user, ranking[0].llm, ranking, known, cost_weight, notes)
+
+    def observe(self, record: Interaction | Mapping[str, Any]) -> None:
+        """Add one rated interaction to its user's history; the next route for that user reflects it."""
+        interaction = record if isinstance(record, Interaction) else Interaction.model_validate(record)
+        self.model.check_llms(interaction.llms)
+        self.context.observe([interaction])
+        for response in interaction.responses:
+            if response.cost is not None and response.llm not in self.costs:
+                self.costs[response.llm] = response.cost

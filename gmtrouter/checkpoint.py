@@ -1,0 +1,112 @@
+"""A saved router: a folder with `config.json`, `weights.safetensors`, the training history and its embeddings.
+
+The history is kept because known users are whatever their interactions say: scoring a known user means
+putting their training interactions into the graph. The embeddings of its texts travel with it, so a
+machine without the encoder cache loads a router without re-encoding anything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file
+from safetensors.torch import save as safetensors_bytes
+
+from gmtrouter import __version__
+from gmtrouter.atomic import atomic_write
+from gmtrouter.data.schema import Interaction, read_records, write_records
+from gmtrouter.embed import CachedEncoder, EmbeddingCache
+from gmtrouter.errors import GmtError
+from gmtrouter.routers import PreferenceRouter, router_classes
+
+FORMAT = 1
+CONFIG, WEIGHTS, HISTORY, EMBEDDINGS = "config.json", "weights.safetensors", "history.jsonl", "embeddings.safetensors"
+
+
+def records_hash(records: Sequence[Interaction]) -> str:
+    """SHA-256 of the records' canonical JSON: which data a model was trained on."""
+    digest = hashlib.sha256()
+    for record in records:
+        digest.update(record.model_dump_json(exclude_none=True).encode())
+        digest.update(b"\n")
+    return digest.hexdigest()
+
+
+def _history_texts(router: PreferenceRouter, history: Sequence[Interaction]) -> list[str]:
+    texts = {r.query for r in history} | {x.text for r in history for x in r.responses if x.text}
+    return sorted(texts | set(getattr(router, "llm_text_", [])))
+
+
+def save_router(router: PreferenceRouter, directory: str | Path, history: Sequence[Interaction]) -> Path:
+    """Write a fitted router and the history it scores known users from into `directory`."""
+    folder = Path(directory)
+    folder.mkdir(parents=True, exist_ok=True)
+    config, tensors = router.get_state()
+    meta = {
+        "format": FORMAT,
+        "gmtrouter_version": __version__,
+        "router": router.name,
+        "llms": list(router.llms_),
+        "encoder": getattr(router, "encoder", None),
+        "data_hash": records_hash(history),
+        "history_records": len(history),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "state": config,
+    }
+    with atomic_write(folder / WEIGHTS, "wb") as handle:
+        handle.write(safetensors_bytes({k: v.contiguous() for k, v in tensors.items()}))
+    encoder = getattr(router, "text_encoder", None)
+    if encoder is not None:
+        texts = _history_texts(router, history)
+        vectors = encoder().encode(texts) if texts else np.zeros((0, 1), np.float32)
+        keys = [EmbeddingCache.key(t).hex() for t in texts]
+        stored = {k: torch.from_numpy(np.array(v)) for k, v in zip(keys, vectors, strict=True)}
+        with atomic_write(folder / EMBEDDINGS, "wb") as handle:
+            handle.write(safetensors_bytes(stored))
+    write_records(folder / HISTORY, history)
+    with atomic_write(folder / CONFIG) as handle:
+        json.dump(meta, handle, indent=2)
+    return folder
+
+
+def read_config(directory: str | Path) -> dict[str, Any]:
+    """The checkpoint's config, refusing a folder that is not a checkpoint of this version."""
+    folder = Path(directory)
+    if not (folder / CONFIG).is_file():
+        raise GmtError(f"{folder}: not a gmtrouter model folder (no {CONFIG}); train one with 'gmtrouter train'")
+    try:
+        meta = json.loads((folder / CONFIG).read_text(encoding="utf-8"))
+    except json.JSONDecodeError:
+        raise GmtError(f"{folder / CONFIG}: is not valid JSON; retrain the model") from None
+    if meta.get("format") != FORMAT or meta.get("gmtrouter_version") != __version__:
+        raise GmtError(
+            f"{folder}: made by gmtrouter {meta.get('gmtrouter_version', '?')} (format {meta.get('format', '?')}), "
+            f"this is {__version__} (format {FORMAT}); retrain it with this version"
+        )
+    return meta
+
+
+def load_router(directory: str | Path) -> tuple[PreferenceRouter, list[Interaction]]:
+    """(fitted router, its history) from a checkpoint folder."""
+    folder = Path(directory)
+    meta = read_config(folder)
+    classes = router_classes()
+    if meta["router"] not in classes:
+        raise GmtError(f"{folder}: unknown router '{meta['router']}'; choose one of: {', '.join(sorted(classes))}")
+    if not (folder / WEIGHTS).is_file():
+        raise GmtError(f"{folder}: {WEIGHTS} is missing; retrain the model")
+    router = classes[meta["router"]].from_state(meta["state"], load_file(str(folder / WEIGHTS)))
+    if (folder / EMBEDDINGS).is_file() and hasattr(router, "text_encoder"):
+        encoder = router.text_encoder()
+        if isinstance(encoder, CachedEncoder):
+            stored = load_file(str(folder / EMBEDDINGS))
+            encoder.preload({bytes.fromhex(k): v.numpy() for k, v in stored.items()})
+    history = read_records(folder / HISTORY) if (folder / HISTORY).stat().st_size else []
+    return router, history

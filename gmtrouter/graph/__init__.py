@@ -1,0 +1,1 @@
+"""The interaction graph: flattened records, graph building, user-conditioned sampling."""

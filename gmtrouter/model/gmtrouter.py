@@ -1,0 +1,225 @@
+"""GMTRouter as a router: settings, fitting, saving, and the routing context that scores from history."""
+
+from __future__ import annotations
+
+import inspect
+import json
+from collections.abc import Sequence
+from dataclasses import asdict
+from typing import Any
+
+import numpy as np
+import torch
+
+from gmtrouter.data.schema import Interaction
+from gmtrouter.embed import DEFAULT_ENCODER, TextEncoder, get_encoder
+from gmtrouter.errors import GmtError
+from gmtrouter.graph.build import HeteroGraph, TargetBatch, build_graph, targets
+from gmtrouter.graph.sample import SamplingConfig
+from gmtrouter.graph.table import InteractionTable
+from gmtrouter.model.network import GMTRouterNet, NetConfig
+from gmtrouter.routers import PreferenceRouter, RoutingContext
+
+
+def llm_text(name: str, description: str) -> str:
+    """The text an LLM node starts from: its name and, when known, its description."""
+    return f"{name}: {description}" if description else name
+
+
+class GMTRouter(PreferenceRouter):
+    """Heterogeneous graph transformer over users' interaction graphs with a cross-attention preference head."""
+
+    name = "gmtrouter"
+
+    def __init__(
+        self,
+        encoder: str = DEFAULT_ENCODER,
+        hidden: int = 64,
+        head_dim: int = 64,
+        heads: int = 4,
+        layers: int | None = None,
+        multi_turn: bool | None = None,
+        layer: str = "hgt",
+        response_text: bool = True,
+        user_sampling: bool = True,
+        dropout: float = 0.1,
+        lr: float = 5e-4,
+        weight_decay: float = 1e-4,
+        steps: int = 400,
+        eval_every: int = 20,
+        patience: int = 6,
+        max_visible: int = 16,
+        targets_per_step: int = 256,
+        cold_user_rate: float = 0.1,
+        valid_frac: float = 0.1,
+        seed: int = 0,
+        progress: bool = True,
+        llm_descriptions: dict[str, str] | None = None,
+    ) -> None:
+        self.encoder = encoder
+        self.hidden = hidden
+        self.head_dim = head_dim
+        self.heads = heads
+        self.layers = layers
+        self.multi_turn = multi_turn
+        self.layer = layer
+        self.response_text = response_text
+        self.user_sampling = user_sampling
+        self.dropout = dropout
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.steps = steps
+        self.eval_every = eval_every
+        self.patience = patience
+        self.max_visible = max_visible
+        self.targets_per_step = targets_per_step
+        self.cold_user_rate = cold_user_rate
+        self.valid_frac = valid_frac
+        self.seed = seed
+        self.progress = progress
+        self.llm_descriptions = llm_descriptions
+
+    # ----------------------------------------------------------------------------------------- fitting
+
+    def settings(self) -> dict[str, Any]:
+        """The constructor arguments, as saved in checkpoints."""
+        names = list(inspect.signature(type(self).__init__).parameters)[1:]
+        return {name: getattr(self, name) for name in names}
+
+    def text_encoder(self) -> TextEncoder:
+        if not hasattr(self, "_encoder"):
+            self._encoder = get_encoder(self.encoder)
+        return self._encoder
+
+    def fit(self, train: Sequence[Interaction], valid: Sequence[Interaction] | None = None) -> GMTRouter:
+        from gmtrouter.train import train_network
+
+        if not train:
+            raise GmtError("no training records; give a file with at least one rated pair")
+        self.llms_ = sorted({llm for r in list(train) + list(valid or []) for llm in r.llms})
+        descriptions = self.llm_descriptions or {}
+        self.llm_text_ = [llm_text(m, descriptions.get(m, "")) for m in self.llms_]
+        ratings = [x for r in train for x in r.ratings]
+        self.rating_range_ = (float(min(ratings)), float(max(ratings)))
+        has_turns = any(r.turn > 1 for r in train)
+        multi_turn = has_turns if self.multi_turn is None else self.multi_turn
+        self.net_config_ = NetConfig(
+            text_dim=self.text_encoder().dim,
+            hidden=self.hidden,
+            head_dim=self.head_dim,
+            heads=self.heads,
+            layers=self.layers or (3 if multi_turn else 2),
+            dropout=self.dropout,
+            multi_turn=multi_turn,
+            layer=self.layer,
+            response_text=self.response_text,
+        )
+        torch.manual_seed(self.seed)
+        self.net_ = GMTRouterNet(self.net_config_, self._llm_embeddings())
+        self.training_log_ = train_network(self, list(train), list(valid) if valid else None)
+        return self
+
+    def sampling(self) -> SamplingConfig:
+        return SamplingConfig(self.max_visible, self.targets_per_step, self.cold_user_rate)
+
+    def _llm_embeddings(self) -> torch.Tensor:
+        return torch.from_numpy(self.text_encoder().encode(self.llm_text_))
+
+    def table(self, records: Sequence[Interaction]) -> InteractionTable:
+        """Flatten records with this router's LLM list, encoder and rating scale."""
+        return InteractionTable.build(records, self.llms_, self.text_encoder(), self.rating_range_)
+
+    def graph(self, table: InteractionTable, records: np.ndarray, extra_users: np.ndarray = ()) -> HeteroGraph:
+        return build_graph(table, records, len(self.llms_), self.net_config_.multi_turn, extra_users)
+
+    # ----------------------------------------------------------------------------------------- state
+
+    def get_state(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+        config = {
+            "settings": self.settings(),
+            "llms": self.llms_,
+            "llm_text": self.llm_text_,
+            "rating_range": list(self.rating_range_),
+            "net": self.net_config_.to_dict(),
+            "training_log": self.training_log_,
+        }
+        tensors = {k: v.detach().clone().contiguous() for k, v in self.net_.state_dict().items()}
+        return json.loads(json.dumps(config)), tensors
+
+    @classmethod
+    def from_state(cls, config: dict[str, Any], tensors: dict[str, torch.Tensor]) -> GMTRouter:
+        router = cls(**config["settings"])
+        router.llms_ = list(config["llms"])
+        router.llm_text_ = list(config["llm_text"])
+        router.rating_range_ = tuple(config["rating_range"])
+        router.net_config_ = NetConfig(**config["net"])
+        router.training_log_ = config.get("training_log", {})
+        router.net_ = GMTRouterNet(router.net_config_, tensors["llm_text"])
+        router.net_.load_state_dict(tensors)
+        router.net_.eval()
+        return router
+
+    def context(self, history: Sequence[Interaction]) -> GMTContext:
+        return GMTContext(self, history)
+
+    def describe(self) -> dict[str, Any]:
+        return {"router": self.name, **asdict(self.net_config_)}
+
+
+class GMTContext(RoutingContext):
+    """Node states of the history graph, kept so that routing a request only runs the head."""
+
+    def __init__(self, router: GMTRouter, history: Sequence[Interaction]) -> None:
+        self.router = router
+        self.history: list[Interaction] = list(history)
+        self._encode()
+
+    def _encode(self) -> None:
+        router = self.router
+        router.net_.eval()
+        self.table = router.table(self.history)
+        self.graph = router.graph(self.table, np.arange(self.table.num_records))
+        with torch.no_grad():
+            self.states = router.net_.encode(self.graph)
+        self.user_ids = {u: i for i, u in enumerate(self.table.users)}
+        self.query_ids = {q: i for i, q in enumerate(self.table.query_texts)}
+
+    def knows_user(self, user: str) -> bool:
+        return user in self.user_ids
+
+    def score_records(self, records: Sequence[Interaction]) -> list[np.ndarray]:
+        if not records:
+            return []
+        router = self.router
+        table = router.table(self.history + list(records))
+        shown = np.arange(len(self.history))
+        scored = np.arange(len(self.history), table.num_records)
+        graph = router.graph(table, shown, extra_users=table.rec_user[scored])
+        batch = targets(table, graph, scored)
+        with torch.no_grad():
+            scores = router.net_(graph, batch).numpy()
+        counts = batch.mask.sum(dim=1).numpy()
+        return [scores[i, : counts[i]].astype(float) for i in range(len(records))]
+
+    def score(self, user: str, query: str, llms: Sequence[str]) -> np.ndarray:
+        router = self.router
+        router.check_llms(llms)
+        llm_index = {m: i for i, m in enumerate(router.llms_)}
+        user_id = self.user_ids.get(user, -1)
+        query_id = self.query_ids.get(query, -1)
+        query_x = torch.from_numpy(router.text_encoder().encode([query]))
+        node = int(self.graph.query_local[query_id]) if query_id >= 0 else -1
+        batch = TargetBatch(
+            user=torch.from_numpy(self.graph.user_node(np.array([user_id]))),
+            query_x=query_x,
+            query_node=torch.tensor([node]),
+            llm=torch.tensor([[llm_index[m] for m in llms]]),
+            mask=torch.ones(1, len(llms), dtype=torch.bool),
+            rating=torch.zeros(1, len(llms)),
+        )
+        with torch.no_grad():
+            return router.net_.score(self.states, batch)[0].numpy().astype(float)
+
+    def observe(self, records: Sequence[Interaction]) -> None:
+        self.history.extend(records)
+        self._encode()

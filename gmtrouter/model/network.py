@@ -1,0 +1,97 @@
+"""The GMTRouter network: input projections, a stack of heterogeneous graph layers, the preference head."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from gmtrouter.graph.build import HeteroGraph, TargetBatch, metadata
+from gmtrouter.graph.table import RATING_FEATURES
+from gmtrouter.model.head import PreferenceHead
+from gmtrouter.model.layers import make_layer
+
+
+@dataclass(frozen=True)
+class NetConfig:
+    """Shape of the network; saved with every checkpoint."""
+
+    text_dim: int
+    hidden: int = 64
+    head_dim: int = 64
+    heads: int = 4
+    layers: int = 2
+    dropout: float = 0.1
+    multi_turn: bool = True
+    layer: str = "hgt"
+    response_text: bool = True
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+class GMTRouterNet(nn.Module):
+    """Encode an interaction graph into node states, then score (user, query, LLM) triples.
+
+    Users and turns start from one learned vector each, so a user is only what their graph says: a user the
+    network never saw is encoded the same way as one it trained on. Queries and responses start from their
+    text embeddings (the response also carries its rating); LLMs from the embedding of name and description.
+    """
+
+    def __init__(self, config: NetConfig, llm_text: torch.Tensor) -> None:
+        super().__init__()
+        self.config = config
+        hidden = config.hidden
+        self.register_buffer("llm_text", llm_text.float())  # [L, E]
+        self.query_in = nn.Linear(config.text_dim, hidden)
+        self.response_in = nn.Linear(config.text_dim + RATING_FEATURES, hidden)
+        self.llm_in = nn.Linear(config.text_dim, hidden)
+        self.user_start = nn.Parameter(torch.randn(hidden) * 0.1)
+        self.turn_start = nn.Parameter(torch.randn(hidden) * 0.1)
+        meta = metadata(config.multi_turn)
+        self.convs = nn.ModuleList(make_layer(config.layer, hidden, meta, config.heads) for _ in range(config.layers))
+        self.norms = nn.ModuleList(nn.LayerNorm(hidden) for _ in range(config.layers))
+        self.dropout = nn.Dropout(config.dropout)
+        self.head = PreferenceHead(hidden, config.head_dim, config.heads, config.dropout)
+
+    def initial_states(self, graph: HeteroGraph) -> dict[str, torch.Tensor]:
+        """Layer-0 states of every node type."""
+        response_x = graph.response_x
+        if not self.config.response_text:
+            response_x = torch.cat(
+                [torch.zeros_like(response_x[:, :-RATING_FEATURES]), response_x[:, -RATING_FEATURES:]], dim=1
+            )
+        return {
+            "user": self.user_start.expand(graph.num_nodes["user"], -1),
+            "turn": self.turn_start.expand(graph.num_nodes["turn"], -1),
+            "query": self.query_in(graph.query_x),
+            "response": self.response_in(response_x),
+            "llm": self.llm_in(self.llm_text),
+        }
+
+    def encode(self, graph: HeteroGraph) -> dict[str, torch.Tensor]:
+        """Final node states {type: [n, hidden]}."""
+        states = self.initial_states(graph)
+        for conv, norm in zip(self.convs, self.norms, strict=True):
+            updated = conv(states, graph.edge_index)
+            states = {
+                kind: norm(self.dropout(updated[kind])) if updated.get(kind) is not None else states[kind]
+                for kind in states
+            }
+        return states
+
+    def score(self, states: dict[str, torch.Tensor], batch: TargetBatch) -> torch.Tensor:
+        """Scores [B, K] of the batch's candidate LLMs (padding slots hold meaningless values)."""
+        in_graph = batch.query_node >= 0
+        graph_query = states["query"][batch.query_node.clamp(min=0)] if states["query"].shape[0] else None
+        return self.head(
+            states["user"][batch.user],
+            self.query_in(batch.query_x),
+            graph_query,
+            in_graph,
+            states["llm"][batch.llm],
+        )
+
+    def forward(self, graph: HeteroGraph, batch: TargetBatch) -> torch.Tensor:
+        return self.score(self.encode(graph), batch)

@@ -1,0 +1,83 @@
+"""The interface every router implements (GMTRouter and each baseline), and the registry of them by name.
+
+A router is fitted on records; `context(history)` binds it to the interactions users have shown so far and
+answers scoring questions from them. Keeping the two apart is what lets evaluation hide exactly the records
+being scored, and lets a service add feedback (`observe`) without retraining.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from gmtrouter.data.schema import Interaction
+from gmtrouter.errors import GmtError
+
+
+class RoutingContext(ABC):
+    """A fitted router plus the users' shown history: scores candidates, absorbs new feedback."""
+
+    @abstractmethod
+    def score_records(self, records: Sequence[Interaction]) -> list[np.ndarray]:
+        """Scores aligned with each record's responses (higher = more preferred). Records are not history."""
+
+    @abstractmethod
+    def score(self, user: str, query: str, llms: Sequence[str]) -> np.ndarray:
+        """Scores of `llms` for one request of `user`."""
+
+    @abstractmethod
+    def observe(self, records: Sequence[Interaction]) -> None:
+        """Add shown interactions to the history (no retraining)."""
+
+    def knows_user(self, user: str) -> bool:
+        """Whether the history holds any interaction of `user`."""
+        return False
+
+
+class PreferenceRouter(ABC):
+    """Learns which LLM a user prefers for a query. Constructors only store settings; `fit` learns."""
+
+    name: ClassVar[str]
+    llms_: list[str]
+
+    @abstractmethod
+    def fit(self, train: Sequence[Interaction], valid: Sequence[Interaction] | None = None) -> PreferenceRouter:
+        """Learn from `train`; `valid` (records of known users) may guide early stopping."""
+
+    @abstractmethod
+    def context(self, history: Sequence[Interaction]) -> RoutingContext:
+        """Bind the fitted router to the interactions users have shown."""
+
+    @abstractmethod
+    def get_state(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+        """(JSON-able settings and learned values, tensors) that `from_state` rebuilds the router from."""
+
+    @classmethod
+    @abstractmethod
+    def from_state(cls, config: dict[str, Any], tensors: dict[str, torch.Tensor]) -> PreferenceRouter:
+        """The fitted router saved by `get_state`."""
+
+    def check_llms(self, llms: Sequence[str]) -> None:
+        """Refuse LLMs the router cannot score, naming them and the ones it can."""
+        unknown = [m for m in llms if m not in self.llms_]
+        if unknown:
+            raise GmtError(f"unknown LLM(s) {', '.join(unknown)}; this router knows: {', '.join(self.llms_)}")
+
+
+def router_classes() -> dict[str, type[PreferenceRouter]]:
+    """Every router by its `--router` name."""
+    from gmtrouter.model.gmtrouter import GMTRouter
+
+    return {cls.name: cls for cls in [GMTRouter]}
+
+
+def make_router(name: str, **settings: Any) -> PreferenceRouter:
+    """A new, unfitted router by name."""
+    classes = router_classes()
+    if name not in classes:
+        raise GmtError(f"unknown router '{name}'; choose one of: {', '.join(sorted(classes))}")
+    return classes[name](**settings)
