@@ -27,9 +27,9 @@ def _record_loaders() -> dict[str, RecordLoader]:
 
 
 def _matrix_loaders() -> dict[str, MatrixLoader]:
-    from gmtrouter.data.loaders import gsm8k, mmlu
+    from gmtrouter.data.loaders import gsm8k, llmrouter, mmlu
 
-    return {"gsm8k": gsm8k.load, "mmlu": mmlu.load}
+    return {"gsm8k": gsm8k.load, "mmlu": mmlu.load, "llmrouter": llmrouter.load}
 
 
 def _hub_loaders() -> dict[str, HubLoader]:
