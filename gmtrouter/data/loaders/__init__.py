@@ -21,9 +21,9 @@ HUB_PREFIX = "hf:"
 
 
 def _record_loaders() -> dict[str, RecordLoader]:
-    from gmtrouter.data.loaders import mt_bench
+    from gmtrouter.data.loaders import chatbot_arena, mt_bench
 
-    return {"mt-bench": mt_bench.load}
+    return {"mt-bench": mt_bench.load, "chatbot-arena": chatbot_arena.load}
 
 
 def _matrix_loaders() -> dict[str, MatrixLoader]:
@@ -33,7 +33,9 @@ def _matrix_loaders() -> dict[str, MatrixLoader]:
 
 
 def _hub_loaders() -> dict[str, HubLoader]:
-    return {}
+    from gmtrouter.data.loaders import chatbot_arena
+
+    return {"chatbot-arena": chatbot_arena.load_hub}
 
 
 def dataset_names() -> tuple[list[str], list[str]]:
