@@ -21,9 +21,9 @@ HUB_PREFIX = "hf:"
 
 
 def _record_loaders() -> dict[str, RecordLoader]:
-    from gmtrouter.data.loaders import chatbot_arena, mt_bench
+    from gmtrouter.data.loaders import chatbot_arena, mt_bench, openai_logs
 
-    return {"mt-bench": mt_bench.load, "chatbot-arena": chatbot_arena.load}
+    return {"mt-bench": mt_bench.load, "chatbot-arena": chatbot_arena.load, "openai-logs": openai_logs.load}
 
 
 def _matrix_loaders() -> dict[str, MatrixLoader]:
