@@ -88,6 +88,9 @@ def test_bad_files(tmp_path: Path) -> None:
     bad.write_text('prompt,a,b\nq1,True,False\n"two\nlines",True,yes\n')
     with pytest.raises(DataError, match=r"mmlu_anatomy.csv:3: field 'b': 'yes' is not True or False"):
         prepare("mmlu", tmp_path)
+    bad.write_text("prompt,a,b\nq1,True\n")
+    with pytest.raises(DataError, match=r"mmlu_anatomy.csv:2: has a different number of cells"):
+        prepare("mmlu", tmp_path)
     bad.write_text("prompt,a\nq1,True\n")
     with pytest.raises(DataError, match="at least two models"):
         prepare("mmlu", tmp_path)

@@ -92,7 +92,9 @@ def read_csv(path: Path, required: tuple[str, ...]) -> tuple[list[str], list[tup
         rows, start = [], reader.line_num + 1
         for row in reader:
             if None in row or None in row.values():
-                raise DataError(str(path), start, None, f"has not the header's {len(header)} cells")
+                raise DataError(
+                    str(path), start, None, f"has a different number of cells than the header's {len(header)}"
+                )
             rows.append((start, row))
             start = reader.line_num + 1
     return header, rows

@@ -60,35 +60,29 @@ def _name(value: Any, at: _Line, field: str) -> str:
     return value
 
 
+def _usage(usage: Any, at: _Line, field: str) -> tuple[int, int]:
+    """(prompt tokens, completion tokens) of an OpenAI `usage` object."""
+    counts = (
+        [usage.get(key) for key in ("prompt_tokens", "completion_tokens")] if isinstance(usage, dict) else []
+    )
+    if len(counts) != 2 or not all(type(count) is int and count >= 0 for count in counts):
+        raise at.fail(field, "needs prompt_tokens and completion_tokens as counts")
+    return counts[0], counts[1]
+
+
 def _response(
     answer: dict[str, Any], rating: float, query: str, prices: PriceBook, at: _Line, field: str
 ) -> Response:
     """One rated answer with its tokens and cost: from `usage` where the log has it, else estimated."""
     model = _name(answer.get("model"), at, f"{field}.model")
     text = _text(answer.get("content"), at, f"{field}.content")
-    usage = answer.get("usage")
-    if usage is None:
-        tokens = estimate_tokens(text)
-        cost = prices.cost(model, estimate_tokens(query), tokens)
+    if answer.get("usage") is None:
+        prompt_tokens, tokens = estimate_tokens(query), estimate_tokens(text)
     else:
-        counts = [
-            usage.get(key) if isinstance(usage, dict) else None
-            for key in ("prompt_tokens", "completion_tokens")
-        ]
-        if not all(isinstance(count, int) and not isinstance(count, bool) and count >= 0 for count in counts):
-            raise at.fail(f"{field}.usage", "needs prompt_tokens and completion_tokens as counts")
-        tokens, cost = counts[1], prices.cost(model, counts[0], counts[1])
-    return build(
-        Response,
-        at.path,
-        at.line,
-        prefix=f"{field}.",
-        llm=model,
-        rating=rating,
-        text=text,
-        tokens=tokens,
-        cost=cost,
-    )
+        prompt_tokens, tokens = _usage(answer["usage"], at, f"{field}.usage")
+    cost = prices.cost(model, prompt_tokens, tokens)
+    fields = {"llm": model, "rating": rating, "text": text, "tokens": tokens, "cost": cost}
+    return build(Response, at.path, at.line, prefix=f"{field}.", **fields)
 
 
 def _candidates(
