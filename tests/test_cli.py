@@ -8,9 +8,14 @@ from pathlib import Path
 from tests.conftest import REPO
 
 
-def run(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
+def run(*args: str, cwd: Path = REPO, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "gmtrouter", *args], cwd=cwd, capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "gmtrouter", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
 

@@ -1,7 +1,8 @@
 """Dataset loaders behind `gmtrouter data prepare`: each turns an upstream format into records or a matrix.
 
 Record datasets (real users' feedback) give canonical interactions; matrix datasets (benchmarks with per-LLM
-correctness) give a query x LLM matrix for the simulator. Each loader reads local files only.
+correctness) give a query x LLM matrix for the simulator. Each loader reads local files; a dataset that lives
+on the Hugging Face Hub can also be named as `hf:OWNER/NAME` where its loader supports downloading.
 """
 
 from __future__ import annotations
@@ -15,16 +16,26 @@ from gmtrouter.errors import GmtError
 
 RecordLoader = Callable[[Path], list[Interaction]]
 MatrixLoader = Callable[[Path], list[MatrixRow]]
+HubLoader = Callable[[str], list[Interaction]]
+HUB_PREFIX = "hf:"
 
 
 def _record_loaders() -> dict[str, RecordLoader]:
-    from gmtrouter.data.loaders import mt_bench
+    from gmtrouter.data.loaders import chatbot_arena, mt_bench, openai_logs
 
-    return {"mt-bench": mt_bench.load}
+    return {"mt-bench": mt_bench.load, "chatbot-arena": chatbot_arena.load, "openai-logs": openai_logs.load}
 
 
 def _matrix_loaders() -> dict[str, MatrixLoader]:
-    return {}
+    from gmtrouter.data.loaders import gsm8k, llmrouter, mmlu
+
+    return {"gsm8k": gsm8k.load, "mmlu": mmlu.load, "llmrouter": llmrouter.load}
+
+
+def _hub_loaders() -> dict[str, HubLoader]:
+    from gmtrouter.data.loaders import chatbot_arena
+
+    return {"chatbot-arena": chatbot_arena.load_hub}
 
 
 def dataset_names() -> tuple[list[str], list[str]]:
@@ -33,11 +44,19 @@ def dataset_names() -> tuple[list[str], list[str]]:
 
 
 def prepare(dataset: str, data_dir: str | Path) -> list[Interaction] | list[MatrixRow]:
-    """Load `dataset` from `data_dir`: records for a feedback dataset, matrix rows for a benchmark."""
+    """Load `dataset` from `data_dir` (or `hf:OWNER/NAME`): records for feedback, rows for a benchmark."""
     records, matrices = _record_loaders(), _matrix_loaders()
     if dataset not in records and dataset not in matrices:
         known = ", ".join(sorted(records) + sorted(matrices))
         raise GmtError(f"unknown dataset '{dataset}'; choose one of: {known}")
+    source = str(data_dir)
+    if source.startswith(HUB_PREFIX):
+        hub = _hub_loaders().get(dataset)
+        if hub is None:
+            raise GmtError(
+                f"{source}: '{dataset}' is read from local files only; download them and pass their folder"
+            )
+        return hub(source.removeprefix(HUB_PREFIX))
     folder = Path(data_dir)
     if not folder.exists():
         raise GmtError(f"{folder}: no such data directory; point --data-dir at the dataset's files")
