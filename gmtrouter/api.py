@@ -113,6 +113,32 @@ class Router:
         notes = [] if known else [f"user '{user}' has no history: routed by the population's preferences"]
         return RouteDecision(user, ranking[0].llm, ranking, known, cost_weight, notes)
 
+    def history(self, user: str) -> list[Interaction]:
+        """The interactions of `user` the router scores from, oldest first."""
+        return [r for r in self.context.history if r.user == user]
+
+    def profile(self, user: str) -> dict[str, Any]:
+        """How much history a user has and, from it, how often each LLM won the user's comparisons."""
+        records = self.history(user)
+        wins: dict[str, list[float]] = {}
+        for record in records:
+            top = max(record.ratings)
+            for response in record.responses:
+                if len(record.responses) > 1:
+                    wins.setdefault(response.llm, []).append(float(response.rating == top))
+        rates = {llm: float(np.mean(v)) for llm, v in wins.items()}
+        return {
+            "user": user,
+            "known": self.context.knows_user(user),
+            "interactions": len(records),
+            "preferred_llms": sorted(rates, key=lambda m: -rates[m]),
+            "win_rate": rates,
+        }
+
+    def forget(self, user: str) -> None:
+        """Remove every interaction of `user`: the next route treats them as a new user."""
+        self.context.forget(user)
+
     def observe(self, record: Interaction | Mapping[str, Any]) -> None:
         """Add one rated interaction to its user's history; the next route for that user reflects it."""
         interaction = record if isinstance(record, Interaction) else Interaction.model_validate(record)

@@ -8,6 +8,7 @@ being scored, and lets a service add feedback (`observe`) without retraining.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -19,7 +20,20 @@ from gmtrouter.errors import GmtError
 
 
 class RoutingContext(ABC):
-    """A fitted router plus the users' shown history: scores candidates, absorbs new feedback."""
+    """A fitted router plus the users' shown history: scores candidates, absorbs new feedback.
+
+    Subclasses derive their state from `self.history` in `refresh`; `observe` and `forget` change the
+    history and refresh (a subclass may override them with something incremental).
+    """
+
+    def __init__(self, history: Sequence[Interaction]) -> None:
+        self.history: list[Interaction] = list(history)
+        self._users = Counter(r.user for r in self.history)
+        self.refresh()
+
+    @abstractmethod
+    def refresh(self) -> None:
+        """Recompute whatever the context derives from `self.history`."""
 
     @abstractmethod
     def score_records(self, records: Sequence[Interaction]) -> list[np.ndarray]:
@@ -29,13 +43,28 @@ class RoutingContext(ABC):
     def score(self, user: str, query: str, llms: Sequence[str]) -> np.ndarray:
         """Scores of `llms` for one request of `user`."""
 
-    @abstractmethod
     def observe(self, records: Sequence[Interaction]) -> None:
         """Add shown interactions to the history (no retraining)."""
+        self.history.extend(records)
+        self._users.update(r.user for r in records)
+        self.refresh()
+
+    def forget(self, user: str) -> None:
+        """Drop every interaction of `user` from the history and from any state derived from it."""
+        self.history = [r for r in self.history if r.user != user]
+        self._users.pop(user, None)
+        self.refresh()
 
     def knows_user(self, user: str) -> bool:
         """Whether the history holds any interaction of `user`."""
-        return False
+        return self._users[user] > 0
+
+    def explain(self, user: str, query: str, llm: str, top: int = 3) -> list[tuple[Interaction, float]]:
+        """The user's past interactions that weighed most in scoring `llm` for `query`, with their weights.
+
+        Routers that cannot attribute a score to past interactions return an empty list.
+        """
+        return []
 
 
 class PreferenceRouter(ABC):

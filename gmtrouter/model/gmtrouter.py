@@ -171,10 +171,9 @@ class GMTContext(RoutingContext):
 
     def __init__(self, router: GMTRouter, history: Sequence[Interaction]) -> None:
         self.router = router
-        self.history: list[Interaction] = list(history)
-        self._encode()
+        super().__init__(history)
 
-    def _encode(self) -> None:
+    def refresh(self) -> None:
         router = self.router
         router.net_.eval()
         self.table = router.table(self.history)
@@ -183,9 +182,6 @@ class GMTContext(RoutingContext):
             self.states = router.net_.encode(self.graph)
         self.user_ids = {u: i for i, u in enumerate(self.table.users)}
         self.query_ids = {q: i for i, q in enumerate(self.table.query_texts)}
-
-    def knows_user(self, user: str) -> bool:
-        return user in self.user_ids
 
     def score_records(self, records: Sequence[Interaction]) -> list[np.ndarray]:
         if not records:
@@ -219,7 +215,3 @@ class GMTContext(RoutingContext):
         )
         with torch.no_grad():
             return router.net_.score(self.states, batch)[0].numpy().astype(float)
-
-    def observe(self, records: Sequence[Interaction]) -> None:
-        self.history.extend(records)
-        self._encode()
