@@ -51,6 +51,7 @@ class HeteroGraph:
     edge_index: dict[EdgeType, torch.Tensor]  # each [2, E], row 0 source, row 1 destination
     query_x: torch.Tensor  # [Q, E] text embeddings of the query nodes
     response_x: torch.Tensor  # [N, E + RATING_FEATURES]
+    response_llm: torch.Tensor  # [N] LLM id of each response (and of its turn)
     user_local: np.ndarray  # [table users] -> user node, -1 if absent (use the population node, 0)
     query_local: np.ndarray  # [table queries] -> query node, -1 if absent
     user_ids: np.ndarray  # [U] table user id of each user node, -1 for the population node (node 0)
@@ -126,6 +127,7 @@ def build_graph(
         edge_index=edge_index,
         query_x=torch.from_numpy(table.query_emb[queries_present]),
         response_x=torch.from_numpy(table.resp_x[responses]),
+        response_llm=torch.from_numpy(llm_of),
         user_local=user_local,
         query_local=query_local,
         user_ids=np.concatenate([[-1], users_present]),

@@ -45,7 +45,7 @@ class GMTRouterNet(nn.Module):
         hidden = config.hidden
         self.register_buffer("llm_text", llm_text.float())  # [L, E]
         self.query_in = nn.Linear(config.text_dim, hidden)
-        self.response_in = nn.Linear(config.text_dim + RATING_FEATURES, hidden)
+        self.response_in = nn.Linear(3 * config.text_dim + RATING_FEATURES, hidden)
         self.llm_in = nn.Linear(config.text_dim, hidden)
         self.user_start = nn.Parameter(torch.randn(hidden) * 0.1)
         self.turn_start = nn.Parameter(torch.randn(hidden) * 0.1)
@@ -55,18 +55,26 @@ class GMTRouterNet(nn.Module):
         self.dropout = nn.Dropout(config.dropout)
         self.head = PreferenceHead(hidden, config.head_dim, config.heads, config.dropout)
 
+    def response_features(self, graph: HeteroGraph) -> torch.Tensor:
+        """[N, 3E + RATING_FEATURES]: text, text and LLM signed by the rating, and the rating features.
+
+        The sign s = 2 * (rating normalised within its record) - 1 turns "liked this answer of that LLM"
+        into a direction in embedding space, so a user's aggregated turns read as a taste vector.
+        """
+        text, rating = graph.response_x[:, :-RATING_FEATURES], graph.response_x[:, -RATING_FEATURES:]
+        if not self.config.response_text:
+            text = torch.zeros_like(text)
+        sign = 2.0 * rating[:, :1] - 1.0
+        llm = self.llm_text[graph.response_llm]
+        return torch.cat([text, text * sign, llm * sign, rating], dim=1)
+
     def initial_states(self, graph: HeteroGraph) -> dict[str, torch.Tensor]:
         """Layer-0 states of every node type."""
-        response_x = graph.response_x
-        if not self.config.response_text:
-            response_x = torch.cat(
-                [torch.zeros_like(response_x[:, :-RATING_FEATURES]), response_x[:, -RATING_FEATURES:]], dim=1
-            )
         return {
             "user": self.user_start.expand(graph.num_nodes["user"], -1),
             "turn": self.turn_start.expand(graph.num_nodes["turn"], -1),
             "query": self.query_in(graph.query_x),
-            "response": self.response_in(response_x),
+            "response": self.response_in(self.response_features(graph)),
             "llm": self.llm_in(self.llm_text),
         }
 
