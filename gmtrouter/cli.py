@@ -131,6 +131,12 @@ def data_simulate(
     neighbours: Annotated[
         int, typer.Option("--neighbours", help="A next turn's query is one of this many nearest queries.")
     ] = 10,
+    interest_concentration: Annotated[
+        float,
+        typer.Option(
+            "--interest-concentration", help="Dirichlet concentration of topic interests: low = few topics."
+        ),
+    ] = 0.5,
     check: Annotated[
         bool, typer.Option("--check", help="Print oracle, global win-rate and per-user reference accuracies.")
     ] = False,
@@ -154,6 +160,7 @@ def data_simulate(
         affinity_sd=affinity_sd,
         archetypes=archetypes,
         neighbours=neighbours,
+        interest_concentration=interest_concentration,
     )
     config.check()
     if _is_records_file(matrix):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import json
 import time
 from collections import Counter, defaultdict
@@ -266,6 +268,7 @@ def test_rows_missing_llms_and_several_categories() -> None:
 def test_bad_settings_name_the_option() -> None:
     for config, option in [
         (SimConfig(users=0), "--users"),
+        (SimConfig(seed=-1), "--seed"),
         (SimConfig(records_per_user=0), "--records-per-user"),
         (SimConfig(max_turns=0), "--turns"),
         (SimConfig(candidates=1), "--candidates"),
@@ -275,6 +278,16 @@ def test_bad_settings_name_the_option() -> None:
     ]:
         with pytest.raises(GmtError, match=option):
             config.check()
+
+
+def test_cli_defaults_are_the_simulator_defaults() -> None:
+    from gmtrouter.cli import data_simulate
+
+    defaults = SimConfig()
+    options = inspect.signature(data_simulate).parameters
+    for field in dataclasses.fields(SimConfig):
+        option = "turns" if field.name == "max_turns" else field.name
+        assert options[option].default == getattr(defaults, field.name), option
 
 
 def test_fast_enough(gsm8k: list[MatrixRow]) -> None:

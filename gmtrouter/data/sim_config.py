@@ -36,6 +36,7 @@ class SimConfig:
         """Refuse settings that cannot work, naming the option to fix."""
         rules = [
             (self.users >= 1, f"--users must be at least 1, got {self.users}"),
+            (self.seed >= 0, f"--seed must be 0 or more, got {self.seed}"),
             (
                 self.records_per_user >= 1,
                 f"--records-per-user must be at least 1, got {self.records_per_user}",
@@ -49,7 +50,10 @@ class SimConfig:
             (self.spread >= 0, f"--spread must be 0 or more, got {self.spread}"),
             (self.affinity_sd >= 0, f"--affinity-sd must be 0 or more, got {self.affinity_sd}"),
             (self.neighbours >= 1, f"--neighbours must be at least 1, got {self.neighbours}"),
-            (self.interest_concentration > 0, "the interest concentration must be positive"),
+            (
+                self.interest_concentration > 0,
+                f"--interest-concentration must be positive, got {self.interest_concentration}",
+            ),
         ]
         for ok, message in rules:
             if not ok:
