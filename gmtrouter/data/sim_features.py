@@ -35,7 +35,6 @@ class FeatureTables:
     values: np.ndarray  # [F, R, M] features in FEATURES order, filled and (except quality) standardised
     expected_quality: np.ndarray  # [R, M] the LLM's mean score over rows of the row's category
     categories: np.ndarray  # [R] int category index of each row
-    category_names: list[str]
     used: dict[str, str]  # feature -> how it was obtained (or why it was dropped)
 
 
@@ -160,6 +159,5 @@ def build_features(rows: Sequence[MatrixRow]) -> FeatureTables:
         values=np.stack(values),
         expected_quality=_category_means(score, available, categories),
         categories=categories,
-        category_names=names,
         used=used,
     )

@@ -34,7 +34,7 @@ class Plan:
     user: np.ndarray  # [N]
     conversation: np.ndarray  # [N] per-user conversation number, from 1
     turn: np.ndarray  # [N] from 1
-    row: np.ndarray  # [N] matrix row (index into the eligible rows' original positions)
+    row: np.ndarray  # [N] index of the matrix row asked
     llm: np.ndarray  # [N, K] candidate LLMs in the order shown
     utility: np.ndarray  # [N, K]
     rating: np.ndarray  # [N, K]
@@ -76,7 +76,6 @@ def _walk(
     u_cat, u_row = rng.random((n_users, per_user)), rng.random((n_users, per_user))
     pick = rng.integers(0, neighbours.shape[1], size=(n_users, per_user))
     rows = np.zeros((n_users, per_user), dtype=int)
-    everyone = np.arange(n_users)
     for p in range(per_user):
         cat = np.minimum((cum < u_cat[:, p, None]).sum(axis=1), n_cat - 1)
         fresh = padded[cat, (u_row[:, p] * size[cat]).astype(int)]
@@ -87,7 +86,7 @@ def _walk(
         if p >= 2 and neighbours.shape[1] > 1:
             back = (step == rows[:, p - 2]) & (turn[:, p - 1] > 1)
             step = np.where(back, neighbours[rows[:, p - 1], (pick[:, p] + 1) % neighbours.shape[1]], step)
-        rows[everyone, p] = np.where(turn[:, p] == 1, fresh, step)
+        rows[:, p] = np.where(turn[:, p] == 1, fresh, step)
     return rows
 
 
