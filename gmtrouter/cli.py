@@ -82,6 +82,103 @@ def _matrix_names() -> list[str]:
     return dataset_names()[1]
 
 
+@data_app.command("simulate")
+def data_simulate(
+    matrix: Annotated[
+        Path, typer.Argument(help="Query x LLM matrix JSONL (from 'data prepare gsm8k|mmlu|llmrouter').")
+    ],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Records JSONL to write.")],
+    users: Annotated[int, typer.Option("--users", help="Number of synthetic users.")] = 200,
+    records_per_user: Annotated[
+        int, typer.Option("--records-per-user", help="Rated turns per user, over all their conversations.")
+    ] = 50,
+    turns: Annotated[
+        int, typer.Option("--turns", help="Most turns in one conversation (lengths uniform on 1..T).")
+    ] = 5,
+    candidates: Annotated[
+        int, typer.Option("--candidates", help="LLM answers shown and rated per turn.")
+    ] = 2,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    temperature: Annotated[
+        float, typer.Option("--temperature", help="Choice noise: higher makes ratings less consistent.")
+    ] = 0.5,
+    realism: Annotated[
+        float,
+        typer.Option(
+            "--realism", help="Share of perceived quality from the answer's own score (rest: the LLM's mean)."
+        ),
+    ] = 0.5,
+    tie_margin: Annotated[
+        float, typer.Option("--tie-margin", help="Two answers this close in utility may tie (K = 2).")
+    ] = 0.1,
+    tie_prob: Annotated[float, typer.Option("--tie-prob", help="Chance such a close pair is a tie.")] = 0.5,
+    spread: Annotated[
+        float, typer.Option("--spread", help="SD of each user's weights around their archetype's.")
+    ] = 0.5,
+    affinity_sd: Annotated[
+        float, typer.Option("--affinity-sd", help="SD of personal affinity per LLM.")
+    ] = 0.5,
+    archetypes: Annotated[
+        str | None,
+        typer.Option("--archetypes", help="Comma-separated subset of quality,budget,concise,detail,loyal."),
+    ] = None,
+    neighbours: Annotated[
+        int, typer.Option("--neighbours", help="A next turn's query is one of this many nearest queries.")
+    ] = 10,
+    interest_concentration: Annotated[
+        float,
+        typer.Option(
+            "--interest-concentration", help="Dirichlet concentration of topic interests: low = few topics."
+        ),
+    ] = 0.5,
+    check: Annotated[
+        bool, typer.Option("--check", help="Print oracle, global win-rate and per-user reference accuracies.")
+    ] = False,
+) -> None:
+    """Simulate users with different tastes rating LLM answers over a matrix (see docs/simulator.md)."""
+    from gmtrouter.data.matrix import read_matrix
+    from gmtrouter.data.schema import write_records
+    from gmtrouter.data.sim_config import SimConfig
+
+    config = SimConfig(
+        users=users,
+        records_per_user=records_per_user,
+        max_turns=turns,
+        candidates=candidates,
+        seed=seed,
+        temperature=temperature,
+        realism=realism,
+        tie_margin=tie_margin,
+        tie_prob=tie_prob,
+        spread=spread,
+        affinity_sd=affinity_sd,
+        archetypes=archetypes,
+        neighbours=neighbours,
+        interest_concentration=interest_concentration,
+    )
+    config.check()
+    if _is_records_file(matrix):
+        raise GmtError(
+            f"{matrix}: holds interaction records, not a query x LLM matrix; "
+            "give a matrix from 'gmtrouter data prepare gsm8k|mmlu|llmrouter'"
+        )
+    rows = read_matrix(matrix)
+    config.check_matrix(rows)
+    err.print(f"simulating {users} users x {records_per_user} records over {len(rows)} queries")
+    from gmtrouter.data.simulate import simulate
+
+    result = simulate(rows, config)
+    err.print(f"  queries used: {result.eligible_rows} (those with results of at least {candidates} LLMs)")
+    for feature, how in result.features.items():
+        err.print(f"  {feature}: {how}", markup=False, highlight=False, soft_wrap=True)
+    count = write_records(output, result.records)
+    err.print(f"wrote {count} records of {users} users to {output}")
+    if check:
+        from gmtrouter.data.sim_check import check as check_records
+
+        _print_json(check_records(result.records))
+
+
 @data_app.command("split")
 def data_split(
     file: Annotated[Path, typer.Argument(help="Records JSONL.")],

@@ -1,0 +1,90 @@
+"""Synthetic users: archetypes of taste, and individuals drawn around them.
+
+A user is a weight vector over the response features (quality, cost, length, rare words; see
+`sim_features`), a personal affinity for each LLM, and topic interests over the matrix's categories. The
+archetype gives the centre of the weights; each user adds Gaussian variation, so two users of one archetype
+agree in direction but not in degree, and a few cross over.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from gmtrouter.errors import GmtError
+
+
+@dataclass(frozen=True)
+class Archetype:
+    """The centre of a group of users: weights in FEATURES order, and how strongly they favour one LLM."""
+
+    name: str
+    weights: tuple[float, float, float, float]  # quality, cost, length, rare
+    loyalty: float = 0.0  # extra utility of the user's favourite LLM (drawn uniformly per user)
+    description: str = ""
+
+
+ARCHETYPES: dict[str, Archetype] = {
+    a.name: a
+    for a in [
+        Archetype("quality", (4.0, 0.0, 0.0, 0.0), 0.0, "wants the correct answer whatever it costs"),
+        Archetype("budget", (1.0, -1.5, 0.0, 0.0), 0.0, "wants it cheap, accepts some wrong answers"),
+        Archetype("concise", (1.5, 0.0, -1.5, -0.5), 0.0, "short answers in plain words"),
+        Archetype(
+            "detail", (1.5, 0.0, 1.5, 0.5), 0.0, "long, detailed answers, technical vocabulary welcome"
+        ),
+        Archetype("loyal", (1.0, 0.0, 0.0, 0.0), 2.5, "sticks to one favourite LLM"),
+    ]
+}
+
+
+@dataclass(frozen=True)
+class Users:
+    """N users as arrays; row n of each array is user n."""
+
+    archetype: np.ndarray  # [N] index into the archetype list
+    archetype_names: list[str]
+    weights: np.ndarray  # [N, F]
+    affinity: np.ndarray  # [N, M] personal utility offset per LLM
+    interests: np.ndarray  # [N, C] probability of starting a conversation in each category
+
+
+def parse_archetypes(names: str | None) -> list[Archetype]:
+    """The archetypes named in a comma-separated list (all of them when `names` is empty)."""
+    if not names:
+        return list(ARCHETYPES.values())
+    chosen = [name.strip() for name in names.split(",") if name.strip()]
+    unknown = [name for name in chosen if name not in ARCHETYPES]
+    if unknown or not chosen:
+        raise GmtError(
+            f"unknown archetype(s) {', '.join(unknown) or repr(names)}; choose from {', '.join(ARCHETYPES)}"
+        )
+    return [ARCHETYPES[name] for name in dict.fromkeys(chosen)]
+
+
+def draw_users(
+    n_users: int,
+    n_llms: int,
+    n_categories: int,
+    archetypes: list[Archetype],
+    rng: np.random.Generator,
+    spread: float,
+    affinity_sd: float,
+    interest_concentration: float,
+) -> Users:
+    """Draw `n_users` users, the archetypes as evenly represented as `n_users` allows, in shuffled order.
+
+    weights = archetype weights + spread * N(0, 1) per feature;
+    affinity[llm] = affinity_sd * N(0, 1), plus the archetype's loyalty on one favourite LLM;
+    interests ~ Dirichlet(interest_concentration) over the categories.
+    """
+    centre = np.asarray([a.weights for a in archetypes], dtype=float)  # [A, F]
+    loyalty = np.asarray([a.loyalty for a in archetypes], dtype=float)
+    kind = rng.permutation(np.resize(np.arange(len(archetypes)), n_users))
+    weights = centre[kind] + spread * rng.standard_normal((n_users, centre.shape[1]))
+    affinity = affinity_sd * rng.standard_normal((n_users, n_llms))
+    favourite = rng.integers(0, n_llms, size=n_users)
+    affinity[np.arange(n_users), favourite] += loyalty[kind]
+    interests = rng.dirichlet(np.full(n_categories, interest_concentration), size=n_users)
+    return Users(kind, [a.name for a in archetypes], weights, affinity, interests)

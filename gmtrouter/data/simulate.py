@@ -1,0 +1,218 @@
+"""Synthetic multi-turn users over a query x LLM matrix: the records behind `gmtrouter data simulate`.
+
+Benchmarks say how good each LLM is on each query but have no users. This module invents users with
+different tastes (see `sim_users`), lets each hold conversations whose queries stay on a topic (see
+`sim_topics`), shows K candidate LLMs' answers at each turn and rates them by a noisy choice on the user's
+utility. docs/simulator.md gives every formula and default. Everything is drawn from one seed: the same
+matrix, settings and seed give the same file, byte for byte.
+
+utility(user, query, llm) = w_quality * perceived_quality + w_cost * cost + w_length * length
+                            + w_rare * rare + affinity[llm]
+perceived_quality = realism * score + (1 - realism) * the LLM's mean score on the query's category
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from gmtrouter.data.matrix import MatrixRow
+from gmtrouter.data.schema import Interaction, Response
+from gmtrouter.data.sim_config import SimConfig
+from gmtrouter.data.sim_features import FEATURES, FeatureTables, build_features
+from gmtrouter.data.sim_topics import nearest_neighbours
+from gmtrouter.data.sim_users import Users, draw_users, parse_archetypes
+from gmtrouter.errors import GmtError
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What happens, as arrays over the N = users x records_per_user records, user-major and chronological."""
+
+    user: np.ndarray  # [N]
+    conversation: np.ndarray  # [N] per-user conversation number, from 1
+    turn: np.ndarray  # [N] from 1
+    row: np.ndarray  # [N] index of the matrix row asked
+    llm: np.ndarray  # [N, K] candidate LLMs in the order shown
+    utility: np.ndarray  # [N, K]
+    rating: np.ndarray  # [N, K]
+
+
+def _turn_numbers(
+    n_users: int, per_user: int, max_turns: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """[U, P] (conversation, turn) of every record, both from 1: conversation lengths are uniform on
+    1..max_turns, and the user's last conversation is cut where the user's records run out."""
+    lengths = rng.integers(1, max_turns + 1, size=(n_users, per_user))  # enough: each length is >= 1
+    conversation = np.empty((n_users, per_user), dtype=int)
+    turn = np.empty((n_users, per_user), dtype=int)
+    for u in range(n_users):
+        ids = np.repeat(np.arange(per_user), lengths[u])[:per_user]
+        starts = np.r_[0, np.cumsum(lengths[u])][ids]
+        conversation[u], turn[u] = ids + 1, np.arange(per_user) - starts + 1
+    return conversation, turn
+
+
+def _walk(
+    turn: np.ndarray,
+    users: Users,
+    categories: np.ndarray,
+    neighbours: np.ndarray,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """[U, P] row of every record: a conversation starts in a category drawn from the user's interests
+    (a uniform row of it); each later turn moves to one of the previous query's nearest neighbours, never
+    straight back to the query two turns before when another neighbour exists."""
+    n_users, per_user = turn.shape
+    n_cat = users.interests.shape[1]
+    members = [np.flatnonzero(categories == c) for c in range(n_cat)]
+    size = np.asarray([len(m) for m in members])
+    padded = np.zeros((n_cat, max(size.max(), 1)), dtype=int)
+    for c, m in enumerate(members):
+        padded[c, : len(m)] = m
+    cum = np.cumsum(users.interests, axis=1)
+    u_cat, u_row = rng.random((n_users, per_user)), rng.random((n_users, per_user))
+    pick = rng.integers(0, neighbours.shape[1], size=(n_users, per_user))
+    rows = np.zeros((n_users, per_user), dtype=int)
+    for p in range(per_user):
+        cat = np.minimum((cum < u_cat[:, p, None]).sum(axis=1), n_cat - 1)
+        fresh = padded[cat, (u_row[:, p] * size[cat]).astype(int)]
+        if p == 0:
+            rows[:, 0] = fresh
+            continue
+        step = neighbours[rows[:, p - 1], pick[:, p]]
+        if p >= 2 and neighbours.shape[1] > 1:
+            back = (step == rows[:, p - 2]) & (turn[:, p - 1] > 1)
+            step = np.where(back, neighbours[rows[:, p - 1], (pick[:, p] + 1) % neighbours.shape[1]], step)
+        rows[:, p] = np.where(turn[:, p] == 1, fresh, step)
+    return rows
+
+
+def _choose(utility: np.ndarray, config: SimConfig, rng: np.random.Generator) -> np.ndarray:
+    """Ratings [N, K] by a Plackett-Luce draw on exp(utility / temperature): the Gumbel-max trick ranks
+    utility / T + Gumbel noise. The best gets K-1, the worst 0. For K = 2 this is the Bradley-Terry
+    (logistic) choice P(a beats b) = sigmoid((u_a - u_b) / T); a pair whose utilities differ by less than
+    the tie margin is a tie (0.5 each) with probability tie_prob."""
+    n, k = utility.shape
+    noisy = utility / config.temperature + rng.gumbel(size=(n, k))
+    order = np.argsort(-noisy, axis=1, kind="stable")
+    rating = np.empty((n, k))
+    np.put_along_axis(rating, order, np.arange(k - 1, -1, -1, dtype=float)[None, :], axis=1)
+    tie_draw = rng.random(n)
+    if k == 2:
+        tie = (np.abs(utility[:, 0] - utility[:, 1]) < config.tie_margin) & (tie_draw < config.tie_prob)
+        rating[tie] = 0.5
+    return rating
+
+
+def plan(tables: FeatureTables, queries: Sequence[str], config: SimConfig) -> tuple[Plan, Users]:
+    """Draw users, their conversations, candidates and ratings, all as arrays (no records yet).
+
+    Each part has its own random stream (spawned from the seed), so changing, say, the temperature changes
+    the ratings but not who the users are or what they asked."""
+    k, n_llms = config.candidates, len(tables.llms)
+    eligible = np.flatnonzero(tables.available.sum(axis=1) >= k)
+    if k > n_llms or len(eligible) == 0:
+        raise GmtError(f"no matrix row has results of {k} LLMs; lower --candidates")
+    seeds = np.random.SeedSequence(config.seed).spawn(5)
+    users_rng, turns_rng, walk_rng, llm_rng, choice_rng = (np.random.default_rng(s) for s in seeds)
+
+    _, categories = np.unique(tables.categories[eligible], return_inverse=True)
+    users = draw_users(
+        config.users,
+        n_llms,
+        int(categories.max()) + 1,
+        parse_archetypes(config.archetypes),
+        users_rng,
+        config.spread,
+        config.affinity_sd,
+        config.interest_concentration,
+    )
+    conversation, turn = _turn_numbers(config.users, config.records_per_user, config.max_turns, turns_rng)
+    neighbours = nearest_neighbours([queries[i] for i in eligible], categories, config.neighbours)
+    local = _walk(turn, users, categories, neighbours, walk_rng).ravel()
+    row = eligible[local]
+    user = np.repeat(np.arange(config.users), config.records_per_user)
+
+    # K distinct candidates among the LLMs that answered the row, in a uniformly random order.
+    keys = llm_rng.random((len(row), n_llms))
+    keys[~tables.available[row]] = np.inf
+    llm = np.argsort(keys, axis=1, kind="stable")[:, :k]
+
+    utility = utilities(tables, users, user, row, llm, config.realism)
+    rating = _choose(utility, config, choice_rng)
+    return Plan(user, conversation.ravel(), turn.ravel(), row, llm, utility, rating), users
+
+
+def utilities(
+    tables: FeatureTables, users: Users, user: np.ndarray, row: np.ndarray, llm: np.ndarray, realism: float
+) -> np.ndarray:
+    """[N, K] utility of each shown response (formula in the module docstring)."""
+    rows = row[:, None]
+    features = tables.values[:, rows, llm].copy()  # [F, N, K]
+    q = FEATURES.index("quality")
+    features[q] = realism * features[q] + (1 - realism) * tables.expected_quality[rows, llm]
+    weights = users.weights[user]  # [N, F]
+    return np.einsum("nf,fnk->nk", weights, features) + users.affinity[user[:, None], llm]
+
+
+@dataclass(frozen=True)
+class Simulation:
+    """The records, and what the simulator made of the matrix (for the command's report)."""
+
+    records: list[Interaction]
+    llms: list[str]
+    features: dict[str, str]  # feature -> how it was computed, or why it was dropped
+    eligible_rows: int
+
+
+def _ids(prefix: str, count: int) -> list[str]:
+    width = max(4 if prefix == "sim_" else 3, len(str(count)))
+    return [f"{prefix}{n:0{width}d}" for n in range(count)]
+
+
+def _records(
+    rows: Sequence[MatrixRow], tables: FeatureTables, result: Plan, users: Users
+) -> list[Interaction]:
+    """Canonical records, responses in the order shown, with the truth for analysis in `meta`."""
+    names = _ids("sim_", len(users.archetype))
+    conversations = _ids("c", int(result.conversation.max()) + 1)
+    records = []
+    for n in range(len(result.row)):
+        u, source = int(result.user[n]), rows[int(result.row[n])]
+        responses = []
+        for j, rating in zip(result.llm[n], result.rating[n], strict=True):
+            name = tables.llms[int(j)]
+            cell = source.responses[name]
+            responses.append(
+                Response(llm=name, rating=float(rating), text=cell.text, cost=cell.cost, tokens=cell.tokens)
+            )
+        meta: dict[str, object] = {"source": str(source.meta.get("source", "matrix"))}
+        if "category" in source.meta:
+            meta["category"] = source.meta["category"]
+        meta["archetype"] = users.archetype_names[int(users.archetype[u])]
+        meta["utility"] = [round(float(x), 4) for x in result.utility[n]]
+        meta["matrix_id"] = source.id
+        records.append(
+            Interaction(
+                user=names[u],
+                conversation=f"{names[u]}/{conversations[int(result.conversation[n])]}",
+                turn=int(result.turn[n]),
+                query=source.query,
+                responses=responses,
+                meta=meta,
+            )
+        )
+    return records
+
+
+def simulate(rows: Sequence[MatrixRow], config: SimConfig) -> Simulation:
+    """Records of `config.users` synthetic users over the matrix `rows`, user by user, each chronological."""
+    config.check()
+    config.check_matrix(rows)
+    tables = build_features(rows)
+    result, users = plan(tables, [row.query for row in rows], config)
+    eligible = int((tables.available.sum(axis=1) >= config.candidates).sum())
+    return Simulation(_records(rows, tables, result, users), tables.llms, tables.used, eligible)
