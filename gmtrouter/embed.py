@@ -91,7 +91,7 @@ class HashingEncoder(TextEncoder):
 
         self.dim = dim
         self.name = f"{HASHING_PREFIX}-{dim}"
-        self._vectorizer = HashingVectorizer(n_features=dim, ngram_range=(1, 2), norm="l2")
+        self._vectorizer = HashingVectorizer(n_features=dim, ngram_range=(1, 2), norm="l2", token_pattern=r"(?u)\b\w+\b")
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
@@ -168,9 +168,8 @@ class CachedEncoder(TextEncoder):
 
 def get_encoder(name: str = DEFAULT_ENCODER, cache_dir: Path | None = None, cache: bool = True) -> TextEncoder:
     """An encoder by name: 'hashing-DIM' for tests, else a sentence-transformers model; cached on disk."""
-    if name.startswith(HASHING_PREFIX):
+    if name.startswith(HASHING_PREFIX):  # computing it is as cheap as reading a cache
         suffix = name.removeprefix(HASHING_PREFIX).lstrip("-")
-        encoder: TextEncoder = HashingEncoder(int(suffix) if suffix else 64)
-    else:
-        encoder = SentenceTransformerEncoder(name)
+        return HashingEncoder(int(suffix) if suffix else 64)
+    encoder = SentenceTransformerEncoder(name)
     return CachedEncoder(encoder, cache_dir) if cache else encoder

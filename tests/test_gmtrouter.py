@@ -15,7 +15,7 @@ from gmtrouter.errors import GmtError
 from gmtrouter.evaluate import evaluate_router
 from gmtrouter.model.gmtrouter import GMTRouter
 
-FAST = {"encoder": "hashing-64", "hidden": 32, "head_dim": 32, "steps": 120, "eval_every": 20, "progress": False}
+FAST = {"encoder": "hashing-64", "hidden": 32, "head_dim": 32, "steps": 200, "eval_every": 20, "patience": 3, "progress": False}
 TOPICS = ["cooking pasta", "tax law", "python bugs", "poetry", "chess openings", "gardening"]
 
 

@@ -47,8 +47,11 @@ class GMTRouterNet(nn.Module):
         self.query_in = nn.Linear(config.text_dim, hidden)
         self.response_in = nn.Linear(3 * config.text_dim + RATING_FEATURES, hidden)
         self.llm_in = nn.Linear(config.text_dim, hidden)
-        self.user_start = nn.Parameter(torch.randn(hidden) * 0.1)
-        self.turn_start = nn.Parameter(torch.randn(hidden) * 0.1)
+        # Text embeddings are unit vectors (entries ~ 1/sqrt(E)); normalising the projections gives every
+        # node type states of unit scale, so messages are not drowned by the layers' biases.
+        self.input_norms = nn.ModuleDict({kind: nn.LayerNorm(hidden) for kind in ("query", "response", "llm")})
+        self.user_start = nn.Parameter(torch.zeros(hidden))
+        self.turn_start = nn.Parameter(torch.zeros(hidden))
         meta = metadata(config.multi_turn)
         self.convs = nn.ModuleList(make_layer(config.layer, hidden, meta, config.heads) for _ in range(config.layers))
         self.norms = nn.ModuleList(nn.LayerNorm(hidden) for _ in range(config.layers))
@@ -73,10 +76,14 @@ class GMTRouterNet(nn.Module):
         return {
             "user": self.user_start.expand(graph.num_nodes["user"], -1),
             "turn": self.turn_start.expand(graph.num_nodes["turn"], -1),
-            "query": self.query_in(graph.query_x),
-            "response": self.response_in(self.response_features(graph)),
-            "llm": self.llm_in(self.llm_text),
+            "query": self.project_query(graph.query_x),
+            "response": self.input_norms["response"](self.response_in(self.response_features(graph))),
+            "llm": self.input_norms["llm"](self.llm_in(self.llm_text)),
         }
+
+    def project_query(self, query_x: torch.Tensor) -> torch.Tensor:
+        """Layer-0 state of a query from its text embedding (also used for queries outside the graph)."""
+        return self.input_norms["query"](self.query_in(query_x))
 
     def encode(self, graph: HeteroGraph) -> dict[str, torch.Tensor]:
         """Final node states {type: [n, hidden]}."""
@@ -95,7 +102,7 @@ class GMTRouterNet(nn.Module):
         graph_query = states["query"][batch.query_node.clamp(min=0)] if states["query"].shape[0] else None
         return self.head(
             states["user"][batch.user],
-            self.query_in(batch.query_x),
+            self.project_query(batch.query_x),
             graph_query,
             in_graph,
             states["llm"][batch.llm],
