@@ -91,7 +91,8 @@ class HashingEncoder(TextEncoder):
 
         self.dim = dim
         self.name = f"{HASHING_PREFIX}-{dim}"
-        self._vectorizer = HashingVectorizer(n_features=dim, ngram_range=(1, 2), norm="l2", token_pattern=r"(?u)\b\w+\b")
+        words = r"(?u)\b\w+\b"  # one-letter words too: LLM names like "a" must not vanish
+        self._vectorizer = HashingVectorizer(n_features=dim, ngram_range=(1, 2), norm="l2", token_pattern=words)
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
