@@ -95,9 +95,7 @@ def data_simulate(
     turns: Annotated[
         int, typer.Option("--turns", help="Most turns in one conversation (lengths uniform on 1..T).")
     ] = 5,
-    candidates: Annotated[
-        int, typer.Option("--candidates", help="LLM answers shown and rated per turn.")
-    ] = 2,
+    candidates: Annotated[int, typer.Option("--candidates", help="LLM answers shown and rated per turn.")] = 2,
     seed: Annotated[int, typer.Option("--seed")] = 0,
     temperature: Annotated[
         float, typer.Option("--temperature", help="Choice noise: higher makes ratings less consistent.")
@@ -115,9 +113,7 @@ def data_simulate(
     spread: Annotated[
         float, typer.Option("--spread", help="SD of each user's weights around their archetype's.")
     ] = 0.5,
-    affinity_sd: Annotated[
-        float, typer.Option("--affinity-sd", help="SD of personal affinity per LLM.")
-    ] = 0.5,
+    affinity_sd: Annotated[float, typer.Option("--affinity-sd", help="SD of personal affinity per LLM.")] = 0.5,
     archetypes: Annotated[
         str | None,
         typer.Option("--archetypes", help="Comma-separated subset of quality,budget,concise,detail,loyal."),
@@ -127,9 +123,7 @@ def data_simulate(
     ] = 10,
     interest_concentration: Annotated[
         float,
-        typer.Option(
-            "--interest-concentration", help="Dirichlet concentration of topic interests: low = few topics."
-        ),
+        typer.Option("--interest-concentration", help="Dirichlet concentration of topic interests: low = few topics."),
     ] = 0.5,
     check: Annotated[
         bool, typer.Option("--check", help="Print oracle, global win-rate and per-user reference accuracies.")

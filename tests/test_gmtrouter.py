@@ -133,3 +133,17 @@ def test_training_is_seeded() -> None:
     again = GMTRouter(layer="pyg-hgt", seed=3, **settings).fit(train).context(train).score_records(test)
     for a, b in zip(first, again, strict=True):
         np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_incremental_observe_matches_a_full_encode(fitted) -> None:
+    router, train = fitted
+    context = router.context(train)
+    newcomers = taste_records(2, 4, seed=9, prefix="inc")
+    context.observe(newcomers[:4])
+    context.observe(newcomers[4:])
+    full = router.context(train + newcomers)
+    for user in ("inc0", "inc1", "u3"):
+        for query in ("question about poetry", "question 1 about tax law"):
+            incremental = context.score(user, query, ["a", "b", "c"])
+            np.testing.assert_allclose(incremental, full.score(user, query, ["a", "b", "c"]), atol=0.05)
+    assert context.graph.num_nodes == full.graph.num_nodes

@@ -147,9 +147,7 @@ def build_features(rows: Sequence[MatrixRow]) -> FeatureTables:
         elif not column_values.any():
             used[name] = "dropped: the same for every cell"
         elif n_known < int(available.sum()):
-            used[name] = (
-                f"{how[name]}; {n_known} of {int(available.sum())} cells known, others the LLM's mean"
-            )
+            used[name] = f"{how[name]}; {n_known} of {int(available.sum())} cells known, others the LLM's mean"
         else:
             used[name] = how[name]
         values.append(column_values)

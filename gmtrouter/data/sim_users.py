@@ -31,9 +31,7 @@ ARCHETYPES: dict[str, Archetype] = {
         Archetype("quality", (4.0, 0.0, 0.0, 0.0), 0.0, "wants the correct answer whatever it costs"),
         Archetype("budget", (1.0, -1.5, 0.0, 0.0), 0.0, "wants it cheap, accepts some wrong answers"),
         Archetype("concise", (1.5, 0.0, -1.5, -0.5), 0.0, "short answers in plain words"),
-        Archetype(
-            "detail", (1.5, 0.0, 1.5, 0.5), 0.0, "long, detailed answers, technical vocabulary welcome"
-        ),
+        Archetype("detail", (1.5, 0.0, 1.5, 0.5), 0.0, "long, detailed answers, technical vocabulary welcome"),
         Archetype("loyal", (1.0, 0.0, 0.0, 0.0), 2.5, "sticks to one favourite LLM"),
     ]
 }
@@ -57,9 +55,7 @@ def parse_archetypes(names: str | None) -> list[Archetype]:
     chosen = [name.strip() for name in names.split(",") if name.strip()]
     unknown = [name for name in chosen if name not in ARCHETYPES]
     if unknown or not chosen:
-        raise GmtError(
-            f"unknown archetype(s) {', '.join(unknown) or repr(names)}; choose from {', '.join(ARCHETYPES)}"
-        )
+        raise GmtError(f"unknown archetype(s) {', '.join(unknown) or repr(names)}; choose from {', '.join(ARCHETYPES)}")
     return [ARCHETYPES[name] for name in dict.fromkeys(chosen)]
 
 

@@ -173,9 +173,7 @@ def _ids(prefix: str, count: int) -> list[str]:
     return [f"{prefix}{n:0{width}d}" for n in range(count)]
 
 
-def _records(
-    rows: Sequence[MatrixRow], tables: FeatureTables, result: Plan, users: Users
-) -> list[Interaction]:
+def _records(rows: Sequence[MatrixRow], tables: FeatureTables, result: Plan, users: Users) -> list[Interaction]:
     """Canonical records, responses in the order shown, with the truth for analysis in `meta`."""
     names = _ids("sim_", len(users.archetype))
     conversations = _ids("c", int(result.conversation.max()) + 1)

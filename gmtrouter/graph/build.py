@@ -45,8 +45,13 @@ def metadata(multi_turn: bool) -> tuple[list[str], list[EdgeType]]:
 
 @dataclass
 class HeteroGraph:
-    """Node counts, features and typed edges of one graph, with the maps back to table ids."""
+    """Node counts, features and typed edges of one graph, with the maps back to table ids.
 
+    A graph grows with `extend` (new interactions append nodes and edges; nothing is renumbered), so a
+    service can add a user's feedback without rebuilding it; `user_nodes` is the subgraph around users.
+    """
+
+    multi_turn: bool
     num_nodes: dict[str, int]
     edge_index: dict[EdgeType, torch.Tensor]  # each [2, E], row 0 source, row 1 destination
     query_x: torch.Tensor  # [Q, E] text embeddings of the query nodes
@@ -54,20 +59,112 @@ class HeteroGraph:
     response_llm: torch.Tensor  # [N] LLM id of each response (and of its turn)
     user_local: np.ndarray  # [table users] -> user node, -1 if absent (use the population node, 0)
     query_local: np.ndarray  # [table queries] -> query node, -1 if absent
+    response_local: np.ndarray  # [table responses] -> response (= turn) node, -1 if absent
     user_ids: np.ndarray  # [U] table user id of each user node, -1 for the population node (node 0)
-    records: np.ndarray  # table record ids shown in this graph
+    records: np.ndarray  # table record ids shown in this graph, in the order they were added
 
     population_user = 0  # the node of a user with no history: the population prior; it has no edges
+
+    @classmethod
+    def empty(cls, table: InteractionTable, num_llms: int, multi_turn: bool) -> HeteroGraph:
+        """A graph with the LLM nodes and the population user only."""
+        dim = table.query_emb.shape[1]
+        return cls(
+            multi_turn=multi_turn,
+            num_nodes={"user": 1, "llm": num_llms, "query": 0, "response": 0, "turn": 0},
+            edge_index={edge: torch.zeros(2, 0, dtype=torch.long) for edge in relations(multi_turn)},
+            query_x=torch.zeros(0, dim),
+            response_x=torch.zeros(0, table.resp_x.shape[1]),
+            response_llm=torch.zeros(0, dtype=torch.long),
+            user_local=np.zeros(0, np.int64),
+            query_local=np.zeros(0, np.int64),
+            response_local=np.zeros(0, np.int64),
+            user_ids=np.array([-1]),
+            records=np.zeros(0, np.int64),
+        )
 
     def user_node(self, table_user: np.ndarray) -> np.ndarray:
         """User nodes for table user ids (-1 allowed), falling back to the population node."""
         table_user = np.asarray(table_user)
-        local = np.where(table_user >= 0, self.user_local[np.maximum(table_user, 0)], -1)
+        known = (table_user >= 0) & (table_user < len(self.user_local))
+        local = np.where(known, self.user_local[np.where(known, table_user, 0)], -1)
         return np.where(local >= 0, local, self.population_user)
 
+    def _grow_maps(self, table: InteractionTable) -> None:
+        def grown(array: np.ndarray, size: int) -> np.ndarray:
+            return np.concatenate([array, np.full(size - len(array), -1, np.int64)])
 
-def _edges(src: np.ndarray, dst: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.stack([src, dst]).astype(np.int64))
+        self.user_local = grown(self.user_local, len(table.user_vocab))
+        self.query_local = grown(self.query_local, len(table.query_vocab))
+        self.response_local = grown(self.response_local, len(table.resp_llm))
+
+    def _add_nodes(self, kind: str, local: np.ndarray, table_ids: np.ndarray) -> np.ndarray:
+        """Give node numbers to the table ids that have none yet; return the ids that were new."""
+        new = np.unique(table_ids[local[table_ids] < 0]) if len(table_ids) else table_ids
+        local[new] = self.num_nodes[kind] + np.arange(len(new))
+        self.num_nodes[kind] += len(new)
+        return new
+
+    def extend(self, table: InteractionTable, records: np.ndarray, extra_users: Sequence[int] = ()) -> np.ndarray:
+        """Append table records (and nodes for `extra_users`); return the new turn nodes."""
+        records = np.setdiff1d(np.asarray(records, dtype=np.int64), self.records)
+        self._grow_maps(table)
+        counts = table.rec_offsets[records + 1] - table.rec_offsets[records]
+        starts = np.repeat(table.rec_offsets[records], counts)
+        responses = starts + np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+        resp_rec = table.resp_record[responses]
+
+        users = np.concatenate([table.rec_user[records], np.asarray(extra_users, dtype=np.int64)])
+        new_users = self._add_nodes("user", self.user_local, users)
+        self.user_ids = np.concatenate([self.user_ids, new_users])
+        new_queries = self._add_nodes("query", self.query_local, table.rec_query[records])
+        self.query_x = torch.cat([self.query_x, torch.from_numpy(table.query_emb[new_queries])])
+        turn = self.num_nodes["turn"] + np.arange(len(responses))
+        self.response_local[responses] = turn
+        self.num_nodes["turn"] += len(responses)
+        self.num_nodes["response"] += len(responses)
+        llm_of = table.resp_llm[responses]
+        self.response_x = torch.cat([self.response_x, torch.from_numpy(table.resp_x[responses])])
+        self.response_llm = torch.cat([self.response_llm, torch.from_numpy(llm_of)])
+        self.records = np.concatenate([self.records, records])
+
+        user_of = self.user_local[table.rec_user[resp_rec]]
+        query_of = self.query_local[table.rec_query[resp_rec]]
+        new_edges = {
+            ("turn", "by", "user"): (turn, user_of),
+            ("turn", "asks", "query"): (turn, query_of),
+            ("turn", "got", "response"): (turn, turn),
+            ("turn", "served_by", "llm"): (turn, llm_of),
+        }
+        if self.multi_turn:
+            prev = table.resp_prev[responses]
+            prev_turn = np.where(prev >= 0, self.response_local[np.maximum(prev, 0)], -1)
+            has = prev_turn >= 0
+            new_edges[("turn", "prev", "turn")] = (turn[has], prev_turn[has])
+        for (src_type, rel, dst_type), (src, dst) in new_edges.items():
+            for edge, (a, b) in (
+                ((src_type, rel, dst_type), (src, dst)),
+                (_reverse(src_type, rel, dst_type), (dst, src)),
+            ):
+                added = torch.from_numpy(np.stack([a, b]).astype(np.int64))
+                self.edge_index[edge] = torch.cat([self.edge_index[edge], added], dim=1)
+        return turn
+
+    def user_nodes(self, table: InteractionTable, users: Sequence[int]) -> dict[str, torch.Tensor]:
+        """The subgraph around table users: their user nodes and their turn and response nodes."""
+        users = np.asarray(users, dtype=np.int64)
+        mine = np.flatnonzero(np.isin(table.rec_user[table.resp_record], users))
+        turns = self.response_local[mine[mine < len(self.response_local)]]
+        turns = torch.from_numpy(np.sort(turns[turns >= 0]))
+        nodes = torch.from_numpy(self.user_node(users))
+        return {"user": nodes[nodes != self.population_user], "turn": turns, "response": turns}
+
+
+_REVERSE = {"by": "made", "asks": "asked_in", "got": "answers", "served_by": "served", "prev": "next"}
+
+
+def _reverse(src: str, rel: str, dst: str) -> EdgeType:
+    return (dst, _REVERSE[rel], src)
 
 
 def build_graph(
@@ -78,61 +175,9 @@ def build_graph(
     extra_users: Sequence[int] | np.ndarray = (),
 ) -> HeteroGraph:
     """The graph of `records` (table record ids). `extra_users` get a node even without records there."""
-    records = np.unique(np.asarray(records, dtype=np.int64))
-    counts = table.rec_offsets[records + 1] - table.rec_offsets[records]
-    starts = np.repeat(table.rec_offsets[records], counts)
-    within = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
-    responses = starts + within  # table response ids, sorted
-    resp_rec = table.resp_record[responses]
-
-    users_present = np.unique(np.concatenate([table.rec_user[records], np.asarray(extra_users, dtype=np.int64)]))
-    user_local = np.full(len(table.users), -1, dtype=np.int64)
-    user_local[users_present] = np.arange(1, len(users_present) + 1)
-    queries_present = np.unique(table.rec_query[records])
-    query_local = np.full(len(table.query_texts), -1, dtype=np.int64)
-    query_local[queries_present] = np.arange(len(queries_present))
-
-    n = len(responses)
-    turn = np.arange(n)
-    user_of = user_local[table.rec_user[resp_rec]]
-    query_of = query_local[table.rec_query[resp_rec]]
-    llm_of = table.resp_llm[responses]
-    edge_index = {
-        ("turn", "by", "user"): _edges(turn, user_of),
-        ("user", "made", "turn"): _edges(user_of, turn),
-        ("turn", "asks", "query"): _edges(turn, query_of),
-        ("query", "asked_in", "turn"): _edges(query_of, turn),
-        ("turn", "got", "response"): _edges(turn, turn),
-        ("response", "answers", "turn"): _edges(turn, turn),
-        ("turn", "served_by", "llm"): _edges(turn, llm_of),
-        ("llm", "served", "turn"): _edges(llm_of, turn),
-    }
-    if multi_turn:
-        local = np.full(len(table.resp_llm), -1, dtype=np.int64)
-        local[responses] = turn
-        prev = table.resp_prev[responses]
-        prev_local = np.where(prev >= 0, local[np.maximum(prev, 0)], -1)
-        has = prev_local >= 0
-        edge_index[("turn", "next", "turn")] = _edges(prev_local[has], turn[has])
-        edge_index[("turn", "prev", "turn")] = _edges(turn[has], prev_local[has])
-
-    return HeteroGraph(
-        num_nodes={
-            "user": len(users_present) + 1,  # node 0 is the population node
-            "llm": num_llms,
-            "query": len(queries_present),
-            "response": n,
-            "turn": n,
-        },
-        edge_index=edge_index,
-        query_x=torch.from_numpy(table.query_emb[queries_present]),
-        response_x=torch.from_numpy(table.resp_x[responses]),
-        response_llm=torch.from_numpy(llm_of),
-        user_local=user_local,
-        query_local=query_local,
-        user_ids=np.concatenate([[-1], users_present]),
-        records=records,
-    )
+    graph = HeteroGraph.empty(table, num_llms, multi_turn)
+    graph.extend(table, np.sort(np.asarray(records, dtype=np.int64)), extra_users)
+    return graph
 
 
 @dataclass

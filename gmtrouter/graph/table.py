@@ -1,14 +1,15 @@
 """Records flattened into arrays once, so every graph and every training step is built by indexing.
 
 An `InteractionTable` holds, for a list of records: who asked (user id), what (query id, deduplicated by
-text), and for every shown response its record, LLM, text-embedding row, rating features and the response
-it follows on its track (turn t of LLM m follows turn t-1 of LLM m in the same conversation).
+text), and for every shown response its record, LLM, text embedding, rating features and the response it
+follows on its track (turn t of LLM m follows turn t-1 of LLM m in the same conversation). Vocabularies
+keep first-seen order, so `extend` appends new records without renumbering anything already there.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -21,6 +22,8 @@ RATING_FEATURES = 3  # rating normalised within its record, rating on the data's
 
 def rating_features(records: Sequence[Interaction], low: float, high: float) -> np.ndarray:
     """[responses, 2]: min-max within the record (0.5 for a lone or all-equal record) and on [low, high]."""
+    if not records:
+        return np.zeros((0, 2), np.float32)
     ratings = [np.asarray(r.ratings, dtype=np.float32) for r in records]
     flat = np.concatenate(ratings)
     lows = np.concatenate([np.full(len(x), x.min()) for x in ratings])
@@ -30,26 +33,43 @@ def rating_features(records: Sequence[Interaction], low: float, high: float) -> 
     return np.stack([within, np.clip((flat - low) / scale, 0.0, 1.0)], axis=1).astype(np.float32)
 
 
+def _vocab_ids(vocab: dict[str, int], keys: Sequence[str]) -> np.ndarray:
+    """Ids of `keys`, adding unseen ones to `vocab` in first-seen order."""
+    return np.array([vocab.setdefault(key, len(vocab)) for key in keys], dtype=np.int64)
+
+
 @dataclass
 class InteractionTable:
     """Flat arrays over the records and their responses, with the text embeddings they need."""
 
-    records: list[Interaction]
-    users: list[str]  # user vocabulary, index = user id
-    rec_user: np.ndarray  # [R]
-    rec_query: np.ndarray  # [R] query id
-    query_texts: list[str]  # query vocabulary, index = query id
-    query_emb: np.ndarray  # [Q, E]
-    resp_record: np.ndarray  # [N] record of each response
-    resp_llm: np.ndarray  # [N] LLM id (index into the model's LLM list)
-    resp_rating: np.ndarray  # [N] the rating as given
-    resp_x: np.ndarray  # [N, E + RATING_FEATURES] text embedding, rating features, has-text flag
-    resp_prev: np.ndarray  # [N] response this one follows on its track, -1 at a track's start
-    rec_offsets: np.ndarray  # [R + 1] responses of record r are rec_offsets[r]:rec_offsets[r+1]
+    llms: list[str]
+    encoder: TextEncoder
+    rating_range: tuple[float, float]
+    records: list[Interaction] = field(default_factory=list)
+    user_vocab: dict[str, int] = field(default_factory=dict)
+    query_vocab: dict[str, int] = field(default_factory=dict)
+    rec_user: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # [R]
+    rec_query: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # [R]
+    query_emb: np.ndarray | None = None  # [Q, E]
+    resp_record: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # [N]
+    resp_llm: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # [N]
+    resp_rating: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))  # [N]
+    resp_x: np.ndarray | None = None  # [N, E + RATING_FEATURES]: text embedding, rating features, has-text
+    resp_prev: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # [N], -1 at a track start
+    rec_offsets: np.ndarray = field(default_factory=lambda: np.zeros(1, np.int64))  # [R + 1]
+    _turn_position: dict[tuple[str, int], int] = field(default_factory=dict)
 
     @property
     def num_records(self) -> int:
         return len(self.records)
+
+    @property
+    def users(self) -> list[str]:
+        return list(self.user_vocab)
+
+    @property
+    def query_texts(self) -> list[str]:
+        return list(self.query_vocab)
 
     @classmethod
     def build(
@@ -60,65 +80,74 @@ class InteractionTable:
         rating_range: tuple[float, float],
     ) -> InteractionTable:
         """Flatten `records`; every response's LLM must be in `llms`."""
+        table = cls(list(llms), encoder, rating_range)
+        table.query_emb = np.zeros((0, encoder.dim), np.float32)
+        table.resp_x = np.zeros((0, encoder.dim + RATING_FEATURES), np.float32)
+        table.extend(records)
+        return table
+
+    def extend(self, records: Sequence[Interaction]) -> np.ndarray:
+        """Append records (encoding only texts not seen before); return their new record ids."""
         records = list(records)
-        llm_index = {name: i for i, name in enumerate(llms)}
+        llm_index = {name: i for i, name in enumerate(self.llms)}
         unknown = sorted({llm for r in records for llm in r.llms if llm not in llm_index})
         if unknown:
             raise GmtError(
-                f"LLM(s) {', '.join(unknown)} are not known to this router (it knows {', '.join(llms)}); "
+                f"LLM(s) {', '.join(unknown)} are not known to this router (it knows {', '.join(self.llms)}); "
                 "add them to the training data or leave them out"
             )
-        users, rec_user = np.unique(np.array([r.user for r in records], dtype=object), return_inverse=True)
-        query_texts, rec_query = np.unique(np.array([r.query for r in records], dtype=object), return_inverse=True)
-        counts = np.array([len(r.responses) for r in records])
-        offsets = np.concatenate([[0], np.cumsum(counts)])
-        resp_record = np.repeat(np.arange(len(records)), counts)
+        first_record, first_response = self.num_records, len(self.resp_llm)
+        known_queries = len(self.query_vocab)
+        rec_user = _vocab_ids(self.user_vocab, [r.user for r in records])
+        rec_query = _vocab_ids(self.query_vocab, [r.query for r in records])
+        new_queries = list(self.query_vocab)[known_queries:]
+        counts = np.array([len(r.responses) for r in records], dtype=np.int64)
         flat = [resp for r in records for resp in r.responses]
         resp_llm = np.array([llm_index[resp.llm] for resp in flat], dtype=np.int64)
 
+        self.records.extend(records)
+        self.rec_user = np.concatenate([self.rec_user, rec_user])
+        self.rec_query = np.concatenate([self.rec_query, rec_query])
+        self.query_emb = np.concatenate([self.query_emb, self.encoder.encode(new_queries)])
+        owners = first_record + np.repeat(np.arange(len(records)), counts)
+        self.resp_record = np.concatenate([self.resp_record, owners])
+        self.resp_llm = np.concatenate([self.resp_llm, resp_llm])
+        self.resp_rating = np.concatenate([self.resp_rating, np.array([x.rating for x in flat], np.float32)])
+        self.resp_x = np.concatenate([self.resp_x, self._response_features(records, flat)])
+        self.rec_offsets = np.concatenate([self.rec_offsets, first_response + np.cumsum(counts)])
+        self.resp_prev = np.concatenate([self.resp_prev, self._track_predecessors(first_record)])
+        return np.arange(first_record, self.num_records)
+
+    def _response_features(self, records: list[Interaction], flat: list) -> np.ndarray:
         texts = [resp.text or "" for resp in flat]
         has_text = np.array([bool(t) for t in texts], dtype=np.float32)
-        unique_texts, text_row = np.unique(np.array(texts, dtype=object), return_inverse=True)
-        text_emb = np.zeros((len(unique_texts), encoder.dim), dtype=np.float32)
-        written = [i for i, t in enumerate(unique_texts) if t]
-        text_emb[written] = encoder.encode([str(unique_texts[i]) for i in written])
-        resp_emb = text_emb[text_row]
-        feats = rating_features(records, *rating_range) if records else np.zeros((0, 2), np.float32)
-        resp_x = np.concatenate([resp_emb, feats, has_text[:, None]], axis=1).astype(np.float32)
+        unique = list(dict.fromkeys(t for t in texts if t))
+        row = {t: i for i, t in enumerate(unique)}
+        vectors = np.concatenate([self.encoder.encode(unique), np.zeros((1, self.encoder.dim), np.float32)])
+        emb = vectors[[row.get(t, len(unique)) for t in texts]]
+        feats = rating_features(records, *self.rating_range)
+        return np.concatenate([emb, feats, has_text[:, None]], axis=1).astype(np.float32)
 
-        return cls(
-            records=records,
-            users=[str(u) for u in users],
-            rec_user=rec_user.astype(np.int64),
-            rec_query=rec_query.astype(np.int64),
-            query_texts=[str(q) for q in query_texts],
-            query_emb=encoder.encode([str(q) for q in query_texts]),
-            resp_record=resp_record,
-            resp_llm=resp_llm,
-            resp_rating=np.array([resp.rating for resp in flat], dtype=np.float32),
-            resp_x=resp_x,
-            resp_prev=_track_predecessors(records, offsets, resp_llm),
-            rec_offsets=offsets,
-        )
+    def _track_predecessors(self, first_record: int) -> np.ndarray:
+        """For the responses of records from `first_record` on, the response of the previous turn on their track.
 
-
-def _track_predecessors(records: Sequence[Interaction], offsets: np.ndarray, resp_llm: np.ndarray) -> np.ndarray:
-    """For each response, the response of the previous turn on the same track, or -1.
-
-    The track of a response is its conversation and LLM; when the previous turn showed a single response
-    (a plain chat log), every response of this turn follows that one.
-    """
-    prev = np.full(len(resp_llm), -1, dtype=np.int64)
-    position = {(r.conversation, r.turn): i for i, r in enumerate(records)}
-    for index, record in enumerate(records):
-        before = position.get((record.conversation, record.turn - 1))
-        if before is None:
-            continue
-        start, end = offsets[before], offsets[before + 1]
-        here = slice(offsets[index], offsets[index + 1])
-        if end - start == 1:
-            prev[here] = start
-            continue
-        by_llm = {int(resp_llm[k]): k for k in range(start, end)}
-        prev[here] = [by_llm.get(int(m), -1) for m in resp_llm[here]]
-    return prev
+        The track of a response is its conversation and LLM; when the previous turn showed a single response
+        (a plain chat log), every response of this turn follows that one.
+        """
+        offsets, resp_llm = self.rec_offsets, self.resp_llm
+        prev = np.full(offsets[-1] - offsets[first_record], -1, dtype=np.int64)
+        base = offsets[first_record]
+        for index in range(first_record, self.num_records):
+            record = self.records[index]
+            self._turn_position.setdefault((record.conversation, record.turn), index)
+            before = self._turn_position.get((record.conversation, record.turn - 1))
+            if before is None:
+                continue
+            start, end = offsets[before], offsets[before + 1]
+            here = slice(offsets[index] - base, offsets[index + 1] - base)
+            if end - start == 1:
+                prev[here] = start
+                continue
+            by_llm = {int(resp_llm[k]): k for k in range(start, end)}
+            prev[here] = [by_llm.get(int(m), -1) for m in resp_llm[offsets[index] : offsets[index + 1]]]
+        return prev

@@ -174,14 +174,29 @@ class GMTContext(RoutingContext):
         super().__init__(history)
 
     def refresh(self) -> None:
+        """Encode the whole history graph from scratch."""
         router = self.router
         router.net_.eval()
         self.table = router.table(self.history)
         self.graph = router.graph(self.table, np.arange(self.table.num_records))
         with torch.no_grad():
-            self.states = router.net_.encode(self.graph)
-        self.user_ids = {u: i for i, u in enumerate(self.table.users)}
-        self.query_ids = {q: i for i, q in enumerate(self.table.query_texts)}
+            self.layers = router.net_.encode_layers(self.graph)
+
+    @property
+    def states(self) -> dict[str, torch.Tensor]:
+        return self.layers[-1]
+
+    def observe(self, records: Sequence[Interaction]) -> None:
+        """Append the records to the graph and re-encode only the subgraph around their users."""
+        records = list(records)
+        self.history.extend(records)
+        self._users.update(r.user for r in records)
+        queries_before = self.graph.num_nodes["query"]
+        new = self.table.extend(records)
+        self.graph.extend(self.table, new)
+        nodes = self.graph.user_nodes(self.table, np.unique(self.table.rec_user[new]))
+        nodes["query"] = torch.arange(queries_before, self.graph.num_nodes["query"])
+        self.layers = self.router.net_.update_layers(self.graph, self.layers, nodes)
 
     def score_records(self, records: Sequence[Interaction]) -> list[np.ndarray]:
         if not records:
@@ -201,8 +216,8 @@ class GMTContext(RoutingContext):
         router = self.router
         router.check_llms(llms)
         llm_index = {m: i for i, m in enumerate(router.llms_)}
-        user_id = self.user_ids.get(user, -1)
-        query_id = self.query_ids.get(query, -1)
+        user_id = self.table.user_vocab.get(user, -1)
+        query_id = self.table.query_vocab.get(query, -1)
         query_x = torch.from_numpy(router.text_encoder().encode([query]))
         node = int(self.graph.query_local[query_id]) if query_id >= 0 else -1
         batch = TargetBatch(

@@ -58,43 +58,84 @@ class GMTRouterNet(nn.Module):
         self.dropout = nn.Dropout(config.dropout)
         self.head = PreferenceHead(hidden, config.head_dim, config.heads, config.dropout)
 
-    def response_features(self, graph: HeteroGraph) -> torch.Tensor:
+    def response_features(self, response_x: torch.Tensor, response_llm: torch.Tensor) -> torch.Tensor:
         """[N, 3E + RATING_FEATURES]: text, text and LLM signed by the rating, and the rating features.
 
         The sign s = 2 * (rating normalised within its record) - 1 turns "liked this answer of that LLM"
         into a direction in embedding space, so a user's aggregated turns read as a taste vector.
         """
-        text, rating = graph.response_x[:, :-RATING_FEATURES], graph.response_x[:, -RATING_FEATURES:]
+        text, rating = response_x[:, :-RATING_FEATURES], response_x[:, -RATING_FEATURES:]
         if not self.config.response_text:
             text = torch.zeros_like(text)
         sign = 2.0 * rating[:, :1] - 1.0
-        llm = self.llm_text[graph.response_llm]
+        llm = self.llm_text[response_llm]
         return torch.cat([text, text * sign, llm * sign, rating], dim=1)
 
-    def initial_states(self, graph: HeteroGraph) -> dict[str, torch.Tensor]:
-        """Layer-0 states of every node type."""
+    def initial_states(self, graph: HeteroGraph, start: dict[str, int] | None = None) -> dict[str, torch.Tensor]:
+        """Layer-0 states of every node type (of the nodes numbered from `start[type]` on, if given)."""
+        first = start or {}
+
+        def rows(kind: str) -> int:
+            return graph.num_nodes[kind] - first.get(kind, 0)
+
+        responses = slice(first.get("response", 0), None)
         return {
-            "user": self.user_start.expand(graph.num_nodes["user"], -1),
-            "turn": self.turn_start.expand(graph.num_nodes["turn"], -1),
-            "query": self.project_query(graph.query_x),
-            "response": self.input_norms["response"](self.response_in(self.response_features(graph))),
-            "llm": self.input_norms["llm"](self.llm_in(self.llm_text)),
+            "user": self.user_start.expand(rows("user"), -1),
+            "turn": self.turn_start.expand(rows("turn"), -1),
+            "query": self.project_query(graph.query_x[first.get("query", 0) :]),
+            "response": self.input_norms["response"](
+                self.response_in(self.response_features(graph.response_x[responses], graph.response_llm[responses]))
+            ),
+            "llm": self.input_norms["llm"](self.llm_in(self.llm_text))[first.get("llm", 0) :],
         }
 
     def project_query(self, query_x: torch.Tensor) -> torch.Tensor:
         """Layer-0 state of a query from its text embedding (also used for queries outside the graph)."""
         return self.input_norms["query"](self.query_in(query_x))
 
+    def layer(self, index: int, states: dict[str, torch.Tensor], edge_index: dict) -> dict[str, torch.Tensor]:
+        """One message-passing layer with its normalisation; types that receive nothing keep their states."""
+        updated = self.convs[index](states, edge_index)
+        return {
+            kind: self.norms[index](self.dropout(updated[kind])) if updated.get(kind) is not None else states[kind]
+            for kind in states
+        }
+
+    def encode_layers(self, graph: HeteroGraph) -> list[dict[str, torch.Tensor]]:
+        """Node states after every layer, [layer 0 (inputs), ..., last]."""
+        layers = [self.initial_states(graph)]
+        for index in range(len(self.convs)):
+            layers.append(self.layer(index, layers[-1], graph.edge_index))
+        return layers
+
     def encode(self, graph: HeteroGraph) -> dict[str, torch.Tensor]:
         """Final node states {type: [n, hidden]}."""
-        states = self.initial_states(graph)
-        for conv, norm in zip(self.convs, self.norms, strict=True):
-            updated = conv(states, graph.edge_index)
-            states = {
-                kind: norm(self.dropout(updated[kind])) if updated.get(kind) is not None else states[kind]
-                for kind in states
-            }
-        return states
+        return self.encode_layers(graph)[-1]
+
+    @torch.no_grad()
+    def update_layers(
+        self, graph: HeteroGraph, layers: list[dict[str, torch.Tensor]], nodes: dict[str, torch.Tensor]
+    ) -> list[dict[str, torch.Tensor]]:
+        """Cached layers grown to the graph's new size, with `nodes` recomputed layer by layer.
+
+        Every other node keeps its cached state; in the graph's neighbourhood of `nodes` those states are
+        what the recomputation reads. This is exact for the recomputed nodes given their neighbours, and
+        leaves the neighbours (LLMs, queries other users also asked) as they were: a full `encode_layers`
+        refreshes them.
+        """
+        start = {kind: layers[0][kind].shape[0] for kind in layers[0]}
+        fresh = self.initial_states(graph, start)
+        grown = [{kind: torch.cat([layers[0][kind], fresh[kind]]) for kind in fresh}]
+        for cached in layers[1:]:
+            grown.append({kind: torch.cat([cached[kind], fresh[kind]]) for kind in fresh})
+        compact, inverse, edges = _neighbourhood(graph, nodes)
+        for index in range(len(self.convs)):
+            states = {kind: grown[index][kind][ids] for kind, ids in compact.items()}
+            out = self.layer(index, states, edges)
+            for kind, ids in nodes.items():
+                if len(ids):
+                    grown[index + 1][kind][ids] = out[kind][inverse[kind]]
+        return grown
 
     def score(self, states: dict[str, torch.Tensor], batch: TargetBatch) -> torch.Tensor:
         """Scores [B, K] of the batch's candidate LLMs (padding slots hold meaningless values)."""
@@ -110,3 +151,31 @@ class GMTRouterNet(nn.Module):
 
     def forward(self, graph: HeteroGraph, batch: TargetBatch) -> torch.Tensor:
         return self.score(self.encode(graph), batch)
+
+
+def _neighbourhood(
+    graph: HeteroGraph, nodes: dict[str, torch.Tensor]
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], dict]:
+    """The edges into `nodes`, renumbered over the nodes they touch.
+
+    Returns (graph ids of the compact nodes per type, positions of `nodes` among them, compact edges).
+    """
+    targets = {kind: torch.zeros(n, dtype=torch.bool) for kind, n in graph.num_nodes.items()}
+    for kind, ids in nodes.items():
+        targets[kind][ids] = True
+    kept, members = {}, {kind: [ids] for kind, ids in nodes.items()}
+    for (src, rel, dst), edge in graph.edge_index.items():
+        chosen = edge[:, targets[dst][edge[1]]]
+        kept[src, rel, dst] = chosen
+        members.setdefault(src, []).append(chosen[0])
+        members.setdefault(dst, []).append(chosen[1])
+    compact = {
+        kind: torch.unique(torch.cat(members.get(kind, []) or [torch.zeros(0, dtype=torch.long)]))
+        for kind in graph.num_nodes
+    }
+    edges = {
+        (src, rel, dst): torch.stack([torch.searchsorted(compact[src], e[0]), torch.searchsorted(compact[dst], e[1])])
+        for (src, rel, dst), e in kept.items()
+    }
+    inverse = {kind: torch.searchsorted(compact[kind], ids) for kind, ids in nodes.items()}
+    return compact, inverse, edges
