@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Annotated
 
@@ -347,17 +348,67 @@ def demo(
         "../shared/data"
     ),
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for the files the demo writes.")] = Path("runs/demo"),
+    seed: Annotated[int, typer.Option("--seed")] = 0,
 ) -> None:
-    """The main job end to end on MT-Bench human votes: prepare the records and print their statistics."""
+    """The main job on MT-Bench human votes: prepare, split, train, evaluate on held-out votes, route."""
+    from gmtrouter.api import Router
+    from gmtrouter.checkpoint import save_router
     from gmtrouter.data.loaders import prepare
     from gmtrouter.data.schema import write_records
+    from gmtrouter.data.split import split_records
     from gmtrouter.data.stats import record_stats
+    from gmtrouter.evaluate import evaluate_router
+    from gmtrouter.routers import make_router
 
-    records_path = out_dir / "mt_bench.jsonl"
     records = prepare("mt-bench", data_dir / "mt_bench")
-    write_records(records_path, records)
-    err.print(f"prepared {len(records)} MT-Bench records -> {records_path}")
-    _print_table(f"records: {records_path}", record_stats(records))
+    write_records(out_dir / "mt_bench.jsonl", records)
+    _print_table(f"MT-Bench human votes: {out_dir / 'mt_bench.jsonl'}", record_stats(records))
+    train, test = split_records(records, "record", 0.2, seed)
+    write_records(out_dir / "split" / "train.jsonl", train)
+    write_records(out_dir / "split" / "test.jsonl", test)
+    err.print(f"split by record, seed {seed}: {len(train)} train, {len(test)} test records")
+
+    results = {}
+    for name in DEMO_ROUTERS:
+        model = make_router(name, seed=seed)
+        model.fit(train)
+        save_router(model, out_dir / "models" / name, train)
+        results[name] = evaluate_router(model, train, test)
+    _print_comparison("held-out MT-Bench votes (known users)", results)
+
+    router = Router.load(out_dir / "models" / "gmtrouter")
+    busiest = [user for user, _ in Counter(r.user for r in train).most_common(2)]
+    for user, query in zip(busiest, DEMO_QUERIES, strict=True):
+        _print_ranking(router.route(user, query))
+    err.print(
+        f"models in {out_dir / 'models'}; try: gmtrouter route --model {out_dir / 'models' / 'gmtrouter'} "
+        f"--user {busiest[0]} --query 'Explain recursion to a child'"
+    )
+
+
+DEMO_ROUTERS = ("gmtrouter",)
+DEMO_QUERIES = (
+    "Write a short poem about the sea, in the style of a pirate shanty.",
+    "A train leaves at 3pm at 60 km/h and another at 4pm at 80 km/h. When does the second catch up?",
+)
+
+
+def _print_comparison(title: str, results: dict[str, dict[str, object]]) -> None:
+    table = Table(title=title)
+    for column in ("router", "accuracy", "AUC", "user AUC mean", "user AUC p10", "pairs", "ms/record"):
+        table.add_column(column)
+    for name, result in results.items():
+        users = result["per_user"]
+        table.add_row(
+            name,
+            f"{result['accuracy']:.4f}",
+            f"{result['auc']:.4f}",
+            f"{users['auc']['mean']:.4f}",
+            f"{users['auc']['p10']:.4f}",
+            str(result["n_pairs"]),
+            f"{result['ms_per_record']:.2f}",
+        )
+    out.print(table)
 
 
 def main() -> None:
