@@ -79,9 +79,7 @@ def toy_matrix(n_rows: int = 60, categories: int = 3) -> list[MatrixRow]:
                 meta={"source": "toy", "category": topic.split()[0]},
                 responses={
                     "big": Cell(score=1.0, text=f"A long careful {topic} answer " * 8, tokens=80, cost=0.02),
-                    "mid": Cell(
-                        score=float(i % 3 != 0), text=f"A fair {topic} answer " * 4, tokens=40, cost=0.002
-                    ),
+                    "mid": Cell(score=float(i % 3 != 0), text=f"A fair {topic} answer " * 4, tokens=40, cost=0.002),
                     "small": Cell(score=float(i % 2 == 0), text="short answer", tokens=5, cost=0.0001),
                 },
             )

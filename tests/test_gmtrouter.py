@@ -147,3 +147,24 @@ def test_incremental_observe_matches_a_full_encode(fitted) -> None:
             incremental = context.score(user, query, ["a", "b", "c"])
             np.testing.assert_allclose(incremental, full.score(user, query, ["a", "b", "c"]), atol=0.05)
     assert context.graph.num_nodes == full.graph.num_nodes
+
+
+@pytest.mark.parametrize(
+    "ablation",
+    [
+        {"turn_nodes": False},
+        {"layer": "sage"},
+        {"response_text": False},
+        {"user_sampling": False},
+        {"multi_turn": False},
+    ],
+)
+def test_ablations_train_and_score(ablation) -> None:
+    train = taste_records(6, 5, seed=7)
+    settings = {"layer": "pyg-hgt", **FAST, "steps": 4, **ablation}
+    router = GMTRouter(**settings).fit(train)
+    context = router.context(train)
+    scores = context.score_records(taste_records(6, 1, seed=8))
+    assert all(np.isfinite(s).all() for s in scores)
+    context.observe(taste_records(1, 2, seed=9, prefix="late"))
+    assert context.knows_user("late0")

@@ -91,9 +91,7 @@ def test_default_difficulty_on_gsm8k(gsm8k_default: list[Interaction]) -> None:
 
 def test_temperature_controls_the_noise(gsm8k: list[MatrixRow]) -> None:
     accuracy = [
-        check(simulate(gsm8k, SimConfig(users=60, records_per_user=30, temperature=t)).records)[
-            "oracle_accuracy"
-        ]
+        check(simulate(gsm8k, SimConfig(users=60, records_per_user=30, temperature=t)).records)["oracle_accuracy"]
         for t in (0.1, 0.5, 2.0)
     ]
     assert accuracy[0] > accuracy[1] > accuracy[2]
@@ -160,9 +158,7 @@ def test_responses_are_in_shown_order_not_sorted(gsm8k_default: list[Interaction
     assert min(first_llm.values()) > 0.4 * len(gsm8k_default)
 
 
-def test_conversations_stay_on_topic(
-    gsm8k_default: list[Interaction], toy_records: list[Interaction]
-) -> None:
+def test_conversations_stay_on_topic(gsm8k_default: list[Interaction], toy_records: list[Interaction]) -> None:
     vectors = query_vectors([r.query for r in gsm8k_default])
     follow = [i for i in range(1, len(gsm8k_default)) if gsm8k_default[i].turn > 1]
     consecutive = np.asarray(vectors[follow].multiply(vectors[[i - 1 for i in follow]]).sum(axis=1)).ravel()
@@ -235,10 +231,7 @@ def test_missing_features_are_filled_or_dropped() -> None:
     assert (cost[:, 0] > cost[:, 1]).all()
     scores_only = build_features([row(i, with_cost=False) for i in range(20)])
     assert not scores_only.values[1:].any()
-    assert (
-        len(simulate([row(i, False) for i in range(20)], SimConfig(users=5, records_per_user=4)).records)
-        == 20
-    )
+    assert len(simulate([row(i, False) for i in range(20)], SimConfig(users=5, records_per_user=4)).records) == 20
 
 
 def test_rows_missing_llms_and_several_categories() -> None:

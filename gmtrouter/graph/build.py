@@ -33,14 +33,22 @@ BASE_RELATIONS: tuple[EdgeType, ...] = (
 TRACK_RELATIONS: tuple[EdgeType, ...] = (("turn", "next", "turn"), ("turn", "prev", "turn"))
 
 
-def relations(multi_turn: bool) -> list[EdgeType]:
-    """The edge types of a graph, with the track relations when multi-turn edges are on."""
-    return list(BASE_RELATIONS) + (list(TRACK_RELATIONS) if multi_turn else [])
+def relations(multi_turn: bool, turn_nodes: bool = True) -> list[EdgeType]:
+    """The edge types of a graph, with the track relations when multi-turn edges are on.
+
+    Without turn nodes (an ablation) the response node is the hub of its interaction instead.
+    """
+    edges = list(BASE_RELATIONS) + (list(TRACK_RELATIONS) if multi_turn else [])
+    if turn_nodes:
+        return edges
+    hub = {"turn": "response"}
+    return [(hub.get(s, s), r, hub.get(d, d)) for s, r, d in edges if r not in ("got", "answers")]
 
 
-def metadata(multi_turn: bool) -> tuple[list[str], list[EdgeType]]:
+def metadata(multi_turn: bool, turn_nodes: bool = True) -> tuple[list[str], list[EdgeType]]:
     """(node types, edge types) in the form PyG layers take."""
-    return list(NODE_TYPES), relations(multi_turn)
+    types = [t for t in NODE_TYPES if turn_nodes or t != "turn"]
+    return types, relations(multi_turn, turn_nodes)
 
 
 @dataclass
@@ -52,6 +60,7 @@ class HeteroGraph:
     """
 
     multi_turn: bool
+    turn_nodes: bool
     num_nodes: dict[str, int]
     edge_index: dict[EdgeType, torch.Tensor]  # each [2, E], row 0 source, row 1 destination
     query_x: torch.Tensor  # [Q, E] text embeddings of the query nodes
@@ -66,13 +75,14 @@ class HeteroGraph:
     population_user = 0  # the node of a user with no history: the population prior; it has no edges
 
     @classmethod
-    def empty(cls, table: InteractionTable, num_llms: int, multi_turn: bool) -> HeteroGraph:
+    def empty(cls, table: InteractionTable, num_llms: int, multi_turn: bool, turn_nodes: bool = True) -> HeteroGraph:
         """A graph with the LLM nodes and the population user only."""
         dim = table.query_emb.shape[1]
         return cls(
             multi_turn=multi_turn,
+            turn_nodes=turn_nodes,
             num_nodes={"user": 1, "llm": num_llms, "query": 0, "response": 0, "turn": 0},
-            edge_index={edge: torch.zeros(2, 0, dtype=torch.long) for edge in relations(multi_turn)},
+            edge_index={edge: torch.zeros(2, 0, dtype=torch.long) for edge in relations(multi_turn, turn_nodes)},
             query_x=torch.zeros(0, dim),
             response_x=torch.zeros(0, table.resp_x.shape[1]),
             response_llm=torch.zeros(0, dtype=torch.long),
@@ -130,17 +140,19 @@ class HeteroGraph:
 
         user_of = self.user_local[table.rec_user[resp_rec]]
         query_of = self.query_local[table.rec_query[resp_rec]]
+        hub = "turn" if self.turn_nodes else "response"
         new_edges = {
-            ("turn", "by", "user"): (turn, user_of),
-            ("turn", "asks", "query"): (turn, query_of),
-            ("turn", "got", "response"): (turn, turn),
-            ("turn", "served_by", "llm"): (turn, llm_of),
+            (hub, "by", "user"): (turn, user_of),
+            (hub, "asks", "query"): (turn, query_of),
+            (hub, "served_by", "llm"): (turn, llm_of),
         }
+        if self.turn_nodes:
+            new_edges[("turn", "got", "response")] = (turn, turn)
         if self.multi_turn:
             prev = table.resp_prev[responses]
             prev_turn = np.where(prev >= 0, self.response_local[np.maximum(prev, 0)], -1)
             has = prev_turn >= 0
-            new_edges[("turn", "prev", "turn")] = (turn[has], prev_turn[has])
+            new_edges[(hub, "prev", hub)] = (turn[has], prev_turn[has])
         for (src_type, rel, dst_type), (src, dst) in new_edges.items():
             for edge, (a, b) in (
                 ((src_type, rel, dst_type), (src, dst)),
@@ -157,7 +169,10 @@ class HeteroGraph:
         turns = self.response_local[mine[mine < len(self.response_local)]]
         turns = torch.from_numpy(np.sort(turns[turns >= 0]))
         nodes = torch.from_numpy(self.user_node(users))
-        return {"user": nodes[nodes != self.population_user], "turn": turns, "response": turns}
+        around = {"user": nodes[nodes != self.population_user], "response": turns}
+        if self.turn_nodes:
+            around["turn"] = turns
+        return around
 
 
 _REVERSE = {"by": "made", "asks": "asked_in", "got": "answers", "served_by": "served", "prev": "next"}
@@ -173,9 +188,10 @@ def build_graph(
     num_llms: int,
     multi_turn: bool = True,
     extra_users: Sequence[int] | np.ndarray = (),
+    turn_nodes: bool = True,
 ) -> HeteroGraph:
     """The graph of `records` (table record ids). `extra_users` get a node even without records there."""
-    graph = HeteroGraph.empty(table, num_llms, multi_turn)
+    graph = HeteroGraph.empty(table, num_llms, multi_turn, turn_nodes)
     graph.extend(table, np.sort(np.asarray(records, dtype=np.int64)), extra_users)
     return graph
 

@@ -41,6 +41,7 @@ class GMTRouter(PreferenceRouter):
         multi_turn: bool | None = None,
         layer: str = "hgt",
         response_text: bool = True,
+        turn_nodes: bool = True,
         user_sampling: bool = True,
         dropout: float = 0.1,
         lr: float = 5e-4,
@@ -64,6 +65,7 @@ class GMTRouter(PreferenceRouter):
         self.multi_turn = multi_turn
         self.layer = layer
         self.response_text = response_text
+        self.turn_nodes = turn_nodes
         self.user_sampling = user_sampling
         self.dropout = dropout
         self.lr = lr
@@ -113,6 +115,7 @@ class GMTRouter(PreferenceRouter):
             multi_turn=multi_turn,
             layer=self.layer,
             response_text=self.response_text,
+            turn_nodes=self.turn_nodes,
         )
         torch.manual_seed(self.seed)
         self.net_ = GMTRouterNet(self.net_config_, self._llm_embeddings())
@@ -130,7 +133,8 @@ class GMTRouter(PreferenceRouter):
         return InteractionTable.build(records, self.llms_, self.text_encoder(), self.rating_range_)
 
     def graph(self, table: InteractionTable, records: np.ndarray, extra_users: np.ndarray = ()) -> HeteroGraph:
-        return build_graph(table, records, len(self.llms_), self.net_config_.multi_turn, extra_users)
+        config = self.net_config_
+        return build_graph(table, records, len(self.llms_), config.multi_turn, extra_users, config.turn_nodes)
 
     # ----------------------------------------------------------------------------------------- state
 

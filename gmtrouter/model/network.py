@@ -26,6 +26,7 @@ class NetConfig:
     multi_turn: bool = True
     layer: str = "hgt"
     response_text: bool = True
+    turn_nodes: bool = True
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -52,7 +53,7 @@ class GMTRouterNet(nn.Module):
         self.input_norms = nn.ModuleDict({kind: nn.LayerNorm(hidden) for kind in ("query", "response", "llm")})
         self.user_start = nn.Parameter(torch.zeros(hidden))
         self.turn_start = nn.Parameter(torch.zeros(hidden))
-        meta = metadata(config.multi_turn)
+        meta = metadata(config.multi_turn, config.turn_nodes)
         self.convs = nn.ModuleList(make_layer(config.layer, hidden, meta, config.heads) for _ in range(config.layers))
         self.norms = nn.ModuleList(nn.LayerNorm(hidden) for _ in range(config.layers))
         self.dropout = nn.Dropout(config.dropout)
@@ -79,7 +80,7 @@ class GMTRouterNet(nn.Module):
             return graph.num_nodes[kind] - first.get(kind, 0)
 
         responses = slice(first.get("response", 0), None)
-        return {
+        states = {
             "user": self.user_start.expand(rows("user"), -1),
             "turn": self.turn_start.expand(rows("turn"), -1),
             "query": self.project_query(graph.query_x[first.get("query", 0) :]),
@@ -88,6 +89,9 @@ class GMTRouterNet(nn.Module):
             ),
             "llm": self.input_norms["llm"](self.llm_in(self.llm_text))[first.get("llm", 0) :],
         }
+        if not self.config.turn_nodes:
+            del states["turn"]
+        return states
 
     def project_query(self, query_x: torch.Tensor) -> torch.Tensor:
         """Layer-0 state of a query from its text embedding (also used for queries outside the graph)."""
@@ -130,7 +134,7 @@ class GMTRouterNet(nn.Module):
             grown.append({kind: torch.cat([cached[kind], fresh[kind]]) for kind in fresh})
         compact, inverse, edges = _neighbourhood(graph, nodes)
         for index in range(len(self.convs)):
-            states = {kind: grown[index][kind][ids] for kind, ids in compact.items()}
+            states = {kind: grown[index][kind][compact[kind]] for kind in grown[index]}
             out = self.layer(index, states, edges)
             for kind, ids in nodes.items():
                 if len(ids):
