@@ -53,9 +53,7 @@ def prepare(dataset: str, data_dir: str | Path) -> list[Interaction] | list[Matr
     if source.startswith(HUB_PREFIX):
         hub = _hub_loaders().get(dataset)
         if hub is None:
-            raise GmtError(
-                f"{source}: '{dataset}' is read from local files only; download them and pass their folder"
-            )
+            raise GmtError(f"{source}: '{dataset}' is read from local files only; download them and pass their folder")
         return hub(source.removeprefix(HUB_PREFIX))
     folder = Path(data_dir)
     if not folder.exists():

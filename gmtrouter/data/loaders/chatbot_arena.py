@@ -51,14 +51,10 @@ def _data_file(folder: Path) -> Path:
         return folder
     found = sorted(path for path in folder.iterdir() if path.suffix in SUFFIXES and path.is_file())
     if not found:
-        raise GmtError(
-            f"{folder}: no .jsonl, .json or .parquet file; download {UPSTREAM} and point --data-dir at it"
-        )
+        raise GmtError(f"{folder}: no .jsonl, .json or .parquet file; download {UPSTREAM} and point --data-dir at it")
     if len(found) > 1:
         names = ", ".join(path.name for path in found)
-        raise GmtError(
-            f"{folder}: holds several battle files ({names}); pass the one to read with --data-dir"
-        )
+        raise GmtError(f"{folder}: holds several battle files ({names}); pass the one to read with --data-dir")
     return found[0]
 
 
@@ -66,9 +62,7 @@ def _parquet_rows(path: Path) -> list[dict[str, Any]]:
     try:
         import pyarrow.parquet as parquet
     except ImportError:
-        raise GmtError(
-            f"{path}: reading parquet needs pyarrow (pip install pyarrow); or pass a JSON export"
-        ) from None
+        raise GmtError(f"{path}: reading parquet needs pyarrow (pip install pyarrow); or pass a JSON export") from None
     return parquet.read_table(path).to_pylist()
 
 
@@ -106,9 +100,7 @@ def _turns(conversation: Any, side: str, where: _Where) -> list[tuple[str, str]]
         if not isinstance(message, dict) or not isinstance(message.get("content"), str):
             where.fail(f"{side}[{i}].content", "is required and must be text")
         if message.get("role") != expected:
-            where.fail(
-                f"{side}[{i}].role", f"is {message.get('role')!r} where a '{expected}' message belongs"
-            )
+            where.fail(f"{side}[{i}].role", f"is {message.get('role')!r} where a '{expected}' message belongs")
         if expected == "user":
             question, expected = message["content"], "assistant"
         else:
@@ -140,9 +132,7 @@ def _battle(row: Any, where: _Where, prices: PriceBook) -> list[Interaction]:
     records = []
     for turn, ((query, answer_a), (query_b, answer_b)) in enumerate(zip(*sides, strict=True), start=1):
         if query_b != query:
-            where.fail(
-                f"conversation_b[{2 * turn - 2}].content", f"differs from conversation_a's turn {turn}"
-            )
+            where.fail(f"conversation_b[{2 * turn - 2}].content", f"differs from conversation_a's turn {turn}")
         responses = []
         for model, answer, rating in zip(models, (answer_a, answer_b), ratings, strict=True):
             tokens = estimate_tokens(answer)
@@ -204,9 +194,7 @@ def _hub_rows(repo_id: str) -> list[dict[str, Any]]:
             f"hf:{repo_id}: downloading needs the 'datasets' package (pip install datasets); or download the "
             f"dataset's file yourself and pass its path with --data-dir"
         ) from None
-    folder = Path(
-        snapshot_download(repo_id, repo_type="dataset", allow_patterns=["*.parquet", "**/*.parquet"])
-    )
+    folder = Path(snapshot_download(repo_id, repo_type="dataset", allow_patterns=["*.parquet", "**/*.parquet"]))
     return [row for path in sorted(folder.rglob("*.parquet")) for row in parquet.read_table(path).to_pylist()]
 
 

@@ -52,18 +52,14 @@ def _routellm(path: Path) -> tuple[list[str], dict[str, tuple[int, dict[str, str
     header, rows = read_csv(path, ("prompt",))
     models = [column for column in header if column + RESPONSE_SUFFIX in header]
     if not models:
-        raise DataError(
-            str(path), 1, None, "has no model columns (a column M with its answers in M_response)"
-        )
+        raise DataError(str(path), 1, None, "has no model columns (a column M with its answers in M_response)")
     by_prompt: dict[str, tuple[int, dict[str, str]]] = {}
     for line, row in rows:
         by_prompt.setdefault(normalise_text(row["prompt"]), (line, row))
     return models, by_prompt
 
 
-def _gpt3_cells(
-    item: dict[str, Any], path: Path, line: int, prices: PriceBook, query_tokens: int
-) -> dict[str, Cell]:
+def _gpt3_cells(item: dict[str, Any], path: Path, line: int, prices: PriceBook, query_tokens: int) -> dict[str, Cell]:
     cells = {}
     for key, (llm, price_key) in GPT3_SYSTEMS.items():
         result = require(item, key, path, line)

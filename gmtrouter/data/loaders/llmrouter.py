@@ -35,9 +35,7 @@ def _score_files(source: Path) -> list[tuple[str, Path]]:
     found = [(split, source / f"scores_{split}.json") for split in SPLITS]
     found = [(split, path) for split, path in found if path.is_file()]
     if not found:
-        raise GmtError(
-            f"{source}: no scores_train.json or scores_test.json; point --data-dir at LLMRouter's data"
-        )
+        raise GmtError(f"{source}: no scores_train.json or scores_test.json; point --data-dir at LLMRouter's data")
     return found
 
 
@@ -105,16 +103,13 @@ def _split_rows(split: str, path: Path, order: list[str], prices: PriceBook) -> 
                 id=f"llmrouter/{split}/{index}",
                 query=entry["question"],
                 responses={
-                    llm: Cell(score=scores[llm], cost=prices.cost(llm, query_tokens, OUTPUT_TOKENS))
-                    for llm in llms
+                    llm: Cell(score=scores[llm], cost=prices.cost(llm, query_tokens, OUTPUT_TOKENS)) for llm in llms
                 },
                 meta=meta,
             )
         )
     if not rows:
-        raise GmtError(
-            f"{path}: no question is in queries_{split}.jsonl; give the files of one LLMRouter split"
-        )
+        raise GmtError(f"{path}: no question is in queries_{split}.jsonl; give the files of one LLMRouter split")
     return rows
 
 

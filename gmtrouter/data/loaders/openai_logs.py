@@ -62,17 +62,13 @@ def _name(value: Any, at: _Line, field: str) -> str:
 
 def _usage(usage: Any, at: _Line, field: str) -> tuple[int, int]:
     """(prompt tokens, completion tokens) of an OpenAI `usage` object."""
-    counts = (
-        [usage.get(key) for key in ("prompt_tokens", "completion_tokens")] if isinstance(usage, dict) else []
-    )
+    counts = [usage.get(key) for key in ("prompt_tokens", "completion_tokens")] if isinstance(usage, dict) else []
     if len(counts) != 2 or not all(type(count) is int and count >= 0 for count in counts):
         raise at.fail(field, "needs prompt_tokens and completion_tokens as counts")
     return counts[0], counts[1]
 
 
-def _response(
-    answer: dict[str, Any], rating: float, query: str, prices: PriceBook, at: _Line, field: str
-) -> Response:
+def _response(answer: dict[str, Any], rating: float, query: str, prices: PriceBook, at: _Line, field: str) -> Response:
     """One rated answer with its tokens and cost: from `usage` where the log has it, else estimated."""
     model = _name(answer.get("model"), at, f"{field}.model")
     text = _text(answer.get("content"), at, f"{field}.content")
@@ -85,9 +81,7 @@ def _response(
     return build(Response, at.path, at.line, prefix=f"{field}.", **fields)
 
 
-def _candidates(
-    message: dict[str, Any], query: str, prices: PriceBook, at: _Line, field: str
-) -> list[Response]:
+def _candidates(message: dict[str, Any], query: str, prices: PriceBook, at: _Line, field: str) -> list[Response]:
     """The rated alternatives of one turn, in the log's order; none if the turn has no feedback."""
     candidates = message["candidates"]
     if not isinstance(candidates, list) or not all(isinstance(c, dict) for c in candidates) or not candidates:
@@ -104,9 +98,7 @@ def _candidates(
             raise at.fail(f"{field}.preferred", f"{preferred!r} is none of the candidates' models {models}")
         ratings = [1.0 if model == preferred else 0.0 for model in models]
     elif all(rated):
-        ratings = [
-            _rating(c["rating"], at, f"{field}.candidates[{j}].rating") for j, c in enumerate(candidates)
-        ]
+        ratings = [_rating(c["rating"], at, f"{field}.candidates[{j}].rating") for j, c in enumerate(candidates)]
     elif any(rated):
         missing = rated.index(False)
         raise at.fail(f"{field}.candidates[{missing}].rating", "is missing; rate every candidate or none")
