@@ -131,37 +131,33 @@ def stop(process: subprocess.Popen) -> None:
             process.wait(timeout=10)
 
 
-@contextlib.contextmanager
-def server(model: Path, db: str, config: Path | None = None, cache_dir: Path | None = None) -> Iterator[str]:
-    """`gmtrouter serve` as a child process on a free loopback port; yields its base URL."""
+def start_server(
+    model: Path, db: str, config: Path | None = None, env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen, str]:
+    """`gmtrouter serve` as a child process on a free loopback port, answering /healthz; (process, base URL)."""
     port = free_port()
     args = [sys.executable, "-m", "gmtrouter", "serve", "--model", str(model), "--db", db, "--port", str(port)]
-    args += ["--log-level", "warning"]
-    if config is not None:
-        args += ["--config", str(config)]
-    env = child_env(**({"GMTROUTER_CACHE_DIR": str(cache_dir)} if cache_dir else {}))
+    args += ["--log-level", "warning"] + (["--config", str(config)] if config is not None else [])
     process = subprocess.Popen(
-        args, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        args, cwd=REPO, env=child_env(**(env or {})), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
     base = f"http://127.0.0.1:{port}"
     try:
         wait_ready(f"{base}/healthz", process)
+    except BaseException:
+        stop(process)
+        raise
+    return process, base
+
+
+@contextlib.contextmanager
+def server(model: Path, db: str, config: Path | None = None, env: dict[str, str] | None = None) -> Iterator[str]:
+    """`start_server` for the length of a with-block; yields the base URL."""
+    process, base = start_server(model, db, config, env)
+    try:
         yield base
     finally:
         stop(process)
-
-
-def start_server(model: Path, db: str, cache_dir: Path | None = None) -> tuple[subprocess.Popen, str]:
-    """Like `server`, for tests that kill the process themselves."""
-    port = free_port()
-    args = [sys.executable, "-m", "gmtrouter", "serve", "--model", str(model), "--db", db, "--port", str(port)]
-    env = child_env(**({"GMTROUTER_CACHE_DIR": str(cache_dir)} if cache_dir else {}))
-    process = subprocess.Popen(
-        [*args, "--log-level", "warning"], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-    base = f"http://127.0.0.1:{port}"
-    wait_ready(f"{base}/healthz", process)
-    return process, base
 
 
 @contextlib.contextmanager

@@ -28,9 +28,7 @@ def test_prepare_matrix_and_records(tmp_path: Path, data_dir: Path) -> None:
 def test_bad_inputs_leave_no_output(tmp_path: Path) -> None:
     output = tmp_path / "out.jsonl"
     result = run("data", "prepare", "arena", "--data-dir", str(tmp_path), "-o", str(output))
-    assert_one_line_error(
-        result, "unknown dataset 'arena'", "chatbot-arena", "gsm8k", "llmrouter", "openai-logs"
-    )
+    assert_one_line_error(result, "unknown dataset 'arena'", "chatbot-arena", "gsm8k", "llmrouter", "openai-logs")
     result = run("data", "prepare", "mmlu", "--data-dir", str(tmp_path), "-o", str(output))
     assert_one_line_error(result, str(tmp_path), "no mmlu_<subject>.csv files")
     (tmp_path / "mmlu_virology.csv").write_text("question,gpt-4\nq,True\n")

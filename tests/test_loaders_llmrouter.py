@@ -67,15 +67,9 @@ def test_bad_inputs(tmp_path: Path, data_dir: Path) -> None:
     with pytest.raises(DataError, match=r"queries_test\.jsonl:1: field 'query': is required"):
         prepare("llmrouter", tmp_path)
     (tmp_path / "queries_test.jsonl").write_text(json.dumps({"task_name": "x", "query": "q"}) + "\n")
-    (tmp_path / "scores_test.json").write_text(
-        json.dumps([{"question": "q", "scores": {"a": 1, "b": "high"}}])
-    )
-    with pytest.raises(
-        DataError, match=r"scores_test\.json: field '\[0\]\.scores\.b': 'high' is not a number"
-    ):
+    (tmp_path / "scores_test.json").write_text(json.dumps([{"question": "q", "scores": {"a": 1, "b": "high"}}]))
+    with pytest.raises(DataError, match=r"scores_test\.json: field '\[0\]\.scores\.b': 'high' is not a number"):
         prepare("llmrouter", tmp_path)
-    (tmp_path / "scores_test.json").write_text(
-        json.dumps([{"question": "other", "scores": {"a": 1, "b": 0}}])
-    )
+    (tmp_path / "scores_test.json").write_text(json.dumps([{"question": "other", "scores": {"a": 1, "b": 0}}]))
     with pytest.raises(GmtError, match=r"no question is in queries_test\.jsonl"):
         prepare("llmrouter", tmp_path)

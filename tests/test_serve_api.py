@@ -118,7 +118,9 @@ def test_feedback_kinds_become_canonical_records(client: TestClient, store: Stor
     assert client.post("/v1/feedback", json=thumbs, headers=headers).json()["record"]["responses"][0]["rating"] == 0.0
     a, b = routed[2]["ranking"][0]["llm"], routed[2]["ranking"][1]["llm"]
     tie = {"kind": "pairwise", "route_id": routed[2]["route_id"], "a": a, "b": b, "winner": "tie"}
-    assert [r["rating"] for r in client.post("/v1/feedback", json=tie, headers=headers).json()["record"]["responses"]] == [
+    assert [
+        r["rating"] for r in client.post("/v1/feedback", json=tie, headers=headers).json()["record"]["responses"]
+    ] == [
         0.5,
         0.5,
     ]
@@ -146,7 +148,9 @@ def test_forget_removes_rows_and_history(client: TestClient, store: Store, serve
     user = "leaver-1"
     headers = key_for(client, user)
     routed = route(client, headers, user, "Plan a trip to Rome")
-    client.post("/v1/feedback", json={"kind": "thumbs", "route_id": routed["route_id"], "thumbs": "up"}, headers=headers)
+    client.post(
+        "/v1/feedback", json={"kind": "thumbs", "route_id": routed["route_id"], "thumbs": "up"}, headers=headers
+    )
     assert client.get(f"/v1/users/{user}", headers=headers).json()["interactions"] == 1
     gone = client.delete(f"/v1/users/{user}", headers=headers).json()
     assert gone == {"user": user, "feedback_deleted": 1, "routes_deleted": 1}

@@ -172,32 +172,44 @@ def _one_line(error: RequestValidationError) -> tuple[int, str]:
     return 422, f"{where}: {message}{more}"
 
 
+def error_response(
+    request: Request, status_code: int, detail: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    """`{"detail": ...}`; on the OpenAI-compatible path also OpenAI's `{"error": {"message": ...}}`, which its
+    clients read."""
+    body: dict[str, Any] = {"detail": detail}
+    if request.url.path.startswith("/v1/chat/"):
+        kind = "invalid_request_error" if status_code < 500 else "upstream_error"
+        body["error"] = {"message": detail, "type": kind, "code": status_code}
+    return JSONResponse(body, status_code=status_code, headers=headers)
+
+
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
-    async def _validation(_request: Request, error: RequestValidationError) -> JSONResponse:
+    async def _validation(request: Request, error: RequestValidationError) -> JSONResponse:
         code, detail = _one_line(error)
-        return JSONResponse({"detail": detail}, status_code=code)
+        return error_response(request, code, detail)
 
     @app.exception_handler(FeedbackConflict)
-    async def _conflict(_request: Request, error: FeedbackConflict) -> JSONResponse:
-        return JSONResponse({"detail": str(error)}, status_code=409)
+    async def _conflict(request: Request, error: FeedbackConflict) -> JSONResponse:
+        return error_response(request, 409, str(error))
 
     @app.exception_handler(GmtError)
-    async def _user_error(_request: Request, error: GmtError) -> JSONResponse:
-        return JSONResponse({"detail": str(error)}, status_code=400)
+    async def _user_error(request: Request, error: GmtError) -> JSONResponse:
+        return error_response(request, 400, str(error))
 
     @app.exception_handler(UpstreamError)
-    async def _upstream(_request: Request, error: UpstreamError) -> JSONResponse:
-        return JSONResponse({"detail": error.detail}, status_code=error.status)
+    async def _upstream(request: Request, error: UpstreamError) -> JSONResponse:
+        return error_response(request, error.status, error.detail)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_request: Request, error: StarletteHTTPException) -> JSONResponse:
-        return JSONResponse({"detail": str(error.detail)}, status_code=error.status_code, headers=error.headers)
+    async def _http(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        return error_response(request, error.status_code, str(error.detail), error.headers)
 
     @app.exception_handler(Exception)
-    async def _unexpected(_request: Request, error: Exception) -> JSONResponse:
+    async def _unexpected(request: Request, error: Exception) -> JSONResponse:
         log.error("unhandled error", exc_info=error)
-        return JSONResponse({"detail": "internal error; see the server log"}, status_code=500)
+        return error_response(request, 500, "internal error; see the server log")
 
 
 # ------------------------------------------------------------------------------------------------- the app
