@@ -218,12 +218,12 @@ def _with_stored_feedback(records: list, url: str) -> list:
     kept = [r for r in records if r.user not in forgotten]
     seen = {(r.user, r.conversation, r.turn) for r in kept}
     fresh = [r for r in stored if (r.user, r.conversation, r.turn) not in seen]
+    if not kept and not fresh:
+        raise GmtError("the database holds no feedback yet; give --data too, or collect feedback first")
     err.print(
         f"{len(fresh)} stored feedback records from the database"
         + (f"; left out {len(records) - len(kept)} records of forgotten users" if len(kept) < len(records) else "")
     )
-    if not kept and not fresh:
-        raise GmtError("the database holds no feedback yet; give --data too, or collect feedback first")
     return kept + fresh
 
 
