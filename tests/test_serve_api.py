@@ -209,6 +209,8 @@ BAD_REQUESTS = [
     ("/v1/route", {"user": 7, "messages": ask("x")}, 422, "user"),
     ("/v1/route", {"user": "alice", "messages": ask("x"), "candidate": ["gpt-4"]}, 422, "candidate"),
     ("/v1/route", {"user": "alice", "messages": [{"role": "robot", "content": "x"}]}, 422, "role"),
+    ("/v1/route", {"user": "alice", "messages": ask("\ud800 half a pair")}, 422, "lone surrogate"),
+    ("/v1/route", {"user": "alice", "messages": ask("nul \x00 inside")}, 422, "NUL character"),
     ("/v1/feedback", {"kind": "stars", "route_id": "r"}, 422, "kind"),
     ("/v1/feedback", {"kind": "rating", "route_id": "nope", "rating": 1}, 404, "no route 'nope'"),
     ("/v1/feedback", {"kind": "thumbs", "route_id": "r", "thumbs": "sideways"}, 422, "thumbs"),
@@ -227,9 +229,9 @@ BAD_REQUESTS = [
 def test_bad_requests_get_one_line_and_store_nothing(
     client: TestClient, store: Store, path: str, body: dict, status: int, words: str
 ) -> None:
-    headers = key_for(client, "alice")
+    headers = {**key_for(client, "alice"), "Content-Type": "application/json"}
     before = (store.count("routes"), store.count("feedback"))
-    answer = client.post(path, json=body, headers=headers)
+    answer = client.post(path, content=json.dumps(body).encode(), headers=headers)  # ASCII: lone surrogates escaped
     assert answer.status_code == status, answer.text
     detail = answer.json()["detail"]
     assert isinstance(detail, str) and len(detail.splitlines()) == 1 and words in detail

@@ -22,6 +22,8 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel
+from pydantic_core import PydanticSerializationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gmtrouter.api import query_of
@@ -56,6 +58,7 @@ from gmtrouter.serve.store import FeedbackConflict, RouteRow, Store
 from gmtrouter.serve.upstream import UpstreamError, Upstreams
 
 log = logging.getLogger("gmtrouter.serve")
+FEEDBACK_KINDS = ("rating", "thumbs", "pairwise", "record")
 ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorOut} for code in (400, 401, 403, 404, 409, 413, 422)}
 
 
@@ -159,7 +162,8 @@ def _one_line(error: RequestValidationError) -> tuple[int, str]:
     if first["type"] == "json_invalid":
         return 400, f"request body is not valid JSON ({first.get('ctx', {}).get('error', 'parse error')})"
     location = [str(p) for p in first["loc"] if p != "body"]
-    location = [p for p in location if p not in {"RatingFeedback", "ThumbsFeedback", "PairwiseFeedback"}]
+    if len(location) > 1 and location[0] in FEEDBACK_KINDS:  # the tag of the feedback union, not a field
+        location = location[1:]
     where = ".".join(location) or "body"
     message = first["msg"]
     if first["type"] == "missing":
@@ -167,7 +171,7 @@ def _one_line(error: RequestValidationError) -> tuple[int, str]:
     elif first["type"] == "extra_forbidden":
         message = "is not a field of this request; remove it"
     elif first["type"] in ("union_tag_invalid", "union_tag_not_found"):
-        where, message = "kind", "must be one of rating, thumbs, pairwise, record"
+        where, message = "kind", f"must be one of {', '.join(FEEDBACK_KINDS)}"
     more = f" (and {len(problems) - 1} more problem(s))" if len(problems) > 1 else ""
     return 422, f"{where}: {message}{more}"
 
@@ -268,6 +272,17 @@ def _add_routes(app: FastAPI, service: Service) -> None:
     Caller = Annotated[Principal, Depends(principal)]
     Admin = Annotated[Principal, Depends(admin)]
 
+    def encodable(body: BaseModel) -> None:
+        """JSON may escape lone surrogates and NULs that no database text can hold; refuse them before storing."""
+        try:
+            dumped = body.model_dump_json()
+        except PydanticSerializationError:
+            raise HTTPException(
+                422, "the request holds a lone surrogate (\\ud800-\\udfff); send valid UTF-8 text"
+            ) from None
+        if "\\u0000" in dumped:
+            raise HTTPException(422, "the request holds a NUL character (\\u0000), which text cannot store; remove it")
+
     def allow(who: Principal, user: str) -> None:
         if not who.may_act_as(user):
             raise HTTPException(403, f"this API key may not act for user '{user}'")
@@ -309,6 +324,7 @@ def _add_routes(app: FastAPI, service: Service) -> None:
     @app.post("/v1/route", response_model=RouteResponse, responses=ERRORS, tags=["routing"])
     async def route(body: RouteRequest, who: Caller) -> RouteResponse:
         """Rank the candidate LLMs for this user's request; the top one is the choice."""
+        encodable(body)
         allow(who, body.user)
         query, turn = query_and_turn(body.messages)
         candidates = check_candidates(body.candidates)
@@ -327,6 +343,7 @@ def _add_routes(app: FastAPI, service: Service) -> None:
         idempotency_key: Annotated[str | None, Header(max_length=256)] = None,
     ) -> FeedbackResponse:
         """Store feedback durably (committed before this answers), then fold it into the user's history."""
+        encodable(body)
         model = engine.router.model
         if isinstance(body, RecordFeedback):
             record, route_id = body.record, None
@@ -441,6 +458,7 @@ def _add_routes(app: FastAPI, service: Service) -> None:
     @app.post("/v1/chat/completions", responses={**ERRORS, 502: {"model": ErrorOut}}, tags=["openai"])
     async def chat_completions(body: ChatCompletionRequest, who: Caller) -> Any:
         """OpenAI chat completions. `model: "auto"` routes for `user`; a served model's name goes straight to it."""
+        encodable(body)
         user = body.user or who.single_user
         if user is None:
             raise HTTPException(400, "name the user in the request's 'user' field")
