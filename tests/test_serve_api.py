@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -280,3 +281,21 @@ def test_cli_creates_keys_the_service_accepts(client: TestClient, db_url: str) -
         timeout=120,
     )
     assert token not in listed.stdout and "cli-user" in json.dumps(json.loads(listed.stdout))
+
+
+def test_retrain_from_stored_feedback_then_reload(client: TestClient, tmp_path: Path) -> None:
+    """Last in this module: it swaps in a new model trained on what the earlier tests stored."""
+    assert client.post("/v1/admin/retrain", json={"output": ""}, headers=ADMIN_HEADERS).status_code == 422
+    settings = {"encoder": "hashing-64", "layer": "pyg-hgt", "steps": 2}
+    output = tmp_path / "retrained"
+    job = client.post("/v1/admin/retrain", json={"output": str(output), "settings": settings}, headers=ADMIN_HEADERS)
+    assert job.status_code == 202 and job.json()["status"] == "running"
+    for _ in range(600):  # a bound on the polling, not a time limit on training
+        state = client.get(f"/v1/admin/jobs/{job.json()['job_id']}", headers=ADMIN_HEADERS).json()
+        if state["status"] != "running" and (state["status"] == "failed" or state["reloaded"]):
+            break
+        time.sleep(0.5)
+    assert (state["status"], state["returncode"], state["reloaded"]) == ("succeeded", 0, True), state["log_tail"]
+    health = client.get("/healthz").json()
+    assert health["model_dir"] == str(output)
+    assert client.get("/v1/users/newcomer-1", headers=ADMIN_HEADERS).json()["interactions"] == 15

@@ -309,7 +309,6 @@ def _add_routes(app: FastAPI, service: Service) -> None:
 
     def route_out(routed: Routed) -> RouteResponse:
         decision = routed.decision
-        service.metrics.choices.labels(decision.llm).inc()
         return RouteResponse(
             route_id=routed.route_id,
             user=decision.user,
@@ -328,7 +327,9 @@ def _add_routes(app: FastAPI, service: Service) -> None:
         allow(who, body.user)
         query, turn = query_and_turn(body.messages)
         candidates = check_candidates(body.candidates)
-        return route_out(await engine.route(body.user, query, candidates, body.cost_weight, turn))
+        routed = await engine.route(body.user, query, candidates, body.cost_weight, turn)
+        service.metrics.choices.labels(routed.decision.llm).inc()
+        return route_out(routed)
 
     @app.post(
         "/v1/feedback",
@@ -483,7 +484,7 @@ def _add_routes(app: FastAPI, service: Service) -> None:
                     503, "no upstream is configured for any candidate LLM; add [upstreams.NAME] to the config"
                 )
             routed = await engine.route(user, query, pool, float(cost_weight), turn)
-            route_out(routed)
+            service.metrics.choices.labels(routed.decision.llm).inc()
             llm, route_id = routed.decision.llm, routed.route_id
         elif body.model in served:
             llm, route_id = body.model, uuid.uuid4().hex
