@@ -56,18 +56,25 @@ def summary(latencies: list[float], errors: int, seconds: float) -> dict[str, fl
 
 
 async def drive_routes(
-    url: str, users: list[str], queries: list[str], concurrency: int, total: int, limit: float
+    url: str, users: list[str], queries: list[str], concurrency: int, total: int, limit: float, rate: float = 0.0
 ) -> dict[str, float]:
-    """`concurrency` clients, each with its own connection, send route requests until `total` or `limit` s."""
+    """`concurrency` clients, each with its own connection, send route requests until `total` or `limit` s.
+
+    rate 0: closed loop, each client sends its next request when the last is answered (the throughput a
+    saturated server reaches). rate R: each client sends on a fixed schedule, R requests/s in all, and latency
+    counts from the scheduled time, so a server that falls behind shows its queueing delay too.
+    """
     latencies: list[float] = []
     errors = 0
     sent = 0
     headers = {"Authorization": f"Bearer {ADMIN}"}
     deadline = time.monotonic() + limit
+    interval = concurrency / rate if rate else 0.0
 
     async def client_loop(worker: int) -> None:
         nonlocal errors, sent
         rng = random.Random(worker)
+        due = time.perf_counter() + interval * worker / concurrency
         async with httpx.AsyncClient(base_url=url, headers=headers, timeout=60) as client:
             while sent < total and time.monotonic() < deadline:
                 index = sent
@@ -76,7 +83,10 @@ async def drive_routes(
                     "user": rng.choice(users),
                     "messages": [{"role": "user", "content": queries[index % len(queries)]}],
                 }
-                started = time.perf_counter()
+                if interval:
+                    await asyncio.sleep(max(0.0, due - time.perf_counter()))
+                started = due if interval else time.perf_counter()
+                due += interval
                 try:
                     answer = await client.post("/v1/route", json=body)
                     ok = answer.status_code == 200
@@ -89,7 +99,9 @@ async def drive_routes(
 
     started = time.perf_counter()
     await asyncio.gather(*(client_loop(w) for w in range(concurrency)))
-    return summary(latencies, errors, time.perf_counter() - started)
+    result = summary(latencies, errors, time.perf_counter() - started)
+    result["offered_per_second"] = rate or "closed loop"
+    return result
 
 
 async def drive_feedback(
@@ -149,7 +161,15 @@ def drive(args: argparse.Namespace) -> None:
         )
     else:
         result = asyncio.run(
-            drive_routes(plan["url"], plan["users"], plan["queries"], plan["concurrency"], plan["total"], plan["limit"])
+            drive_routes(
+                plan["url"],
+                plan["users"],
+                plan["queries"],
+                plan["concurrency"],
+                plan["total"],
+                plan["limit"],
+                plan.get("rate", 0.0),
+            )
         )
     print(json.dumps(result))
 
@@ -177,6 +197,27 @@ def run_phase(workdir: Path, plan: dict) -> dict:
     if done.returncode != 0:
         raise SystemExit(f"load generator failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def server_histogram(url: str, endpoint: str = "/v1/route") -> dict[float, float]:
+    """Cumulative bucket counts of the server's own latency histogram for one endpoint (from /metrics)."""
+    buckets: dict[float, float] = {}
+    for line in httpx.get(f"{url}/metrics", timeout=30).text.splitlines():
+        if line.startswith("gmtrouter_request_seconds_bucket{") and f'endpoint="{endpoint}"' in line:
+            bound = line.split('le="')[1].split('"')[0]
+            buckets[float("inf") if bound == "+Inf" else float(bound)] = float(line.rsplit(" ", 1)[1])
+    return buckets
+
+
+def server_quantiles(before: dict[float, float], after: dict[float, float]) -> dict[str, str]:
+    """Upper bounds of the p50 and p99 the server itself measured between two scrapes (bucket resolution)."""
+    delta = {bound: after[bound] - before.get(bound, 0.0) for bound in sorted(after)}
+    total = delta.get(float("inf"), 0.0)
+    out = {}
+    for name, q in (("server_p50_ms", 0.5), ("server_p99_ms", 0.99)):
+        bound = next((b for b, count in delta.items() if total and count >= q * total), float("inf"))
+        out[name] = f"<= {bound * 1000:g}" if bound != float("inf") else "> 30000"
+    return out
 
 
 def prepare_model(args: argparse.Namespace, workdir: Path) -> tuple[Path, list, str]:
@@ -208,6 +249,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=50)
     parser.add_argument("--requests", type=int, default=3000, help="per route phase")
     parser.add_argument("--seconds", type=float, default=60.0, help="time limit per phase")
+    parser.add_argument("--rate", type=float, default=200.0, help="offered req/s of the paced cached phase")
+    parser.add_argument("--new-rate", type=float, default=20.0, help="offered req/s of the paced new-query phase")
+    parser.add_argument("--only", default="new,cached,feedback", help="phases to run: new, cached, feedback")
     parser.add_argument("--writers", type=int, default=8)
     parser.add_argument("--events", type=int, default=1000, help="feedback events per writer")
     args = parser.parse_args()
@@ -246,38 +290,28 @@ def main() -> None:
             time.sleep(0.5)
         results: dict[str, object] = {"layer": layer, "steps": args.steps, "concurrency": args.concurrency}
         base = {"url": url, "users": users, "limit": args.seconds, "concurrency": args.concurrency}
-        distinct = [f"{q} (request {uuid.uuid4().hex[:8]})" for q in questions * 40][: args.requests]
+        fresh = iter(f"{q} (request {uuid.uuid4().hex[:8]})" for q in questions * 400)
         run_phase(workdir, {**base, "phase": "warmup", "queries": questions, "total": 200})
-        results["route_new_queries"] = run_phase(
-            workdir, {**base, "phase": "new", "queries": distinct, "total": args.requests}
-        )
+        phases = set(args.only.split(","))
+        results["load_average_before"] = [round(x, 2) for x in os.getloadavg()]
+        for name, rate in (("route_new_queries", 0.0), ("route_new_queries_paced", args.new_rate)):
+            if "new" not in phases:
+                break
+            distinct = [next(fresh) for _ in range(args.requests)]
+            plan = {**base, "phase": name, "queries": distinct, "total": args.requests, "rate": rate}
+            before = server_histogram(url)
+            results[name] = {**run_phase(workdir, plan), **server_quantiles(before, server_histogram(url))}
         pool = questions[:80]
         run_phase(workdir, {**base, "phase": "prime", "queries": pool, "total": len(pool)})
-        results["route_cached_queries"] = run_phase(
-            workdir, {**base, "phase": "cached", "queries": pool, "total": args.requests}
-        )
-        feedback = {**base, "phase": "feedback", "queries": questions, "llms": llms}
-        feedback.update(writers=args.writers, events=args.events, limit=max(args.seconds, 600.0))
-        results["feedback"] = run_phase(workdir, feedback)
-        sys.path.insert(0, str(REPO))
-        from gmtrouter.serve.store import Store
-
-        store = Store(f"sqlite:///{db}")
-        rows = [row for row in store.feedback_rows() if row.record.conversation.startswith("bench/")]
-        keys = {row.key for row in rows}
-        conversations = {row.record.conversation for row in rows}
-        store.close()
-        results["feedback_rows"] = {
-            "sent": args.writers * args.events,
-            "stored": len(rows),
-            "distinct_keys": len(keys),
-            "distinct_records": len(conversations),
-        }
-        started = time.monotonic()
-        while httpx.get(f"{url}/healthz", timeout=30).json()["pending_changes"] and time.monotonic() - started < 600:
-            time.sleep(0.5)
-        results["feedback_live_after_s"] = round(time.monotonic() - started, 1)
-        results["history_records"] = httpx.get(f"{url}/healthz", timeout=30).json()["history_records"]
+        for name, rate in (("route_cached_queries", 0.0), ("route_cached_queries_paced", args.rate)):
+            if "cached" not in phases:
+                break
+            plan = {**base, "phase": name, "queries": pool, "total": args.requests, "rate": rate}
+            before = server_histogram(url)
+            results[name] = {**run_phase(workdir, plan), **server_quantiles(before, server_histogram(url))}
+        results["load_average_after_routes"] = [round(x, 2) for x in os.getloadavg()]
+        if "feedback" in phases:
+            results.update(feedback_phase(args, workdir, base, questions, llms, db, url))
     finally:
         server.terminate()
         server.wait(timeout=60)
@@ -285,17 +319,55 @@ def main() -> None:
     print(markdown(results))
 
 
+def feedback_phase(
+    args: argparse.Namespace, workdir: Path, base: dict, questions: list[str], llms: list[str], db: Path, url: str
+) -> dict:
+    """The writers' burst, then every stored row counted, then the wait until all of it is live."""
+    results: dict[str, object] = {}
+    feedback = {**base, "phase": "feedback", "queries": questions, "llms": llms}
+    feedback.update(writers=args.writers, events=args.events, limit=max(args.seconds, 600.0))
+    results["feedback"] = run_phase(workdir, feedback)
+    sys.path.insert(0, str(REPO))
+    from gmtrouter.serve.store import Store
+
+    store = Store(f"sqlite:///{db}")
+    rows = [row for row in store.feedback_rows() if row.record.conversation.startswith("bench/")]
+    keys = {row.key for row in rows}
+    conversations = {row.record.conversation for row in rows}
+    store.close()
+    results["feedback_rows"] = {
+        "sent": args.writers * args.events,
+        "stored": len(rows),
+        "distinct_keys": len(keys),
+        "distinct_records": len(conversations),
+    }
+    started = time.monotonic()
+    while httpx.get(f"{url}/healthz", timeout=30).json()["pending_changes"] and time.monotonic() - started < 600:
+        time.sleep(0.5)
+    results["feedback_live_after_s"] = round(time.monotonic() - started, 1)
+    results["history_records"] = httpx.get(f"{url}/healthz", timeout=30).json()["history_records"]
+    return results
+
+
 def markdown(results: dict) -> str:
-    lines = ["| phase | requests | errors | req/s | p50 ms | p99 ms |", "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    lines = [
+        "| phase | offered req/s | requests | errors | req/s | p50 ms | p99 ms | server p50 ms | server p99 ms |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
     for name, label in (
         ("route_new_queries", "/v1/route, new queries (embedded)"),
+        ("route_new_queries_paced", "/v1/route, new queries (embedded)"),
         ("route_cached_queries", "/v1/route, cached queries"),
-        ("feedback", "/v1/feedback, 8 writers"),
+        ("route_cached_queries_paced", "/v1/route, cached queries"),
+        ("feedback", "/v1/feedback, concurrent writers"),
     ):
+        if name not in results:
+            continue
         r = results[name]
-        lines.append(
-            f"| {label} | {r['requests']} | {r['errors']} | {r['per_second']} | {r['p50_ms']} | {r['p99_ms']} |"
-        )
+        offered = r.get("offered_per_second", "closed loop")
+        cells = [label, offered, r["requests"], r["errors"], r["per_second"], r["p50_ms"], r["p99_ms"]]
+        cells += [r.get("server_p50_ms", ""), r.get("server_p99_ms", "")]
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     return "\n".join(lines)
 
 

@@ -31,7 +31,7 @@ from gmtrouter.checkpoint import read_config
 from gmtrouter.errors import GmtError
 from gmtrouter.serve.auth import KeyRing, Principal
 from gmtrouter.serve.config import ServeConfig
-from gmtrouter.serve.engine import Engine, Routed
+from gmtrouter.serve.engine import Engine, Routed, settle_heap
 from gmtrouter.serve.feedback import rating_scale, route_record
 from gmtrouter.serve.metrics import Metrics
 from gmtrouter.serve.schemas import (
@@ -93,6 +93,7 @@ def build_service(config: ServeConfig) -> Service:
         on_fold=metrics.fold,
     )
     keys = KeyRing(store, config.resolved_admin_key(), config.key_cache_seconds)
+    settle_heap()
     return Service(config, store, engine, keys, Upstreams(config.upstreams), metrics)
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import queue
 import threading
@@ -340,6 +341,7 @@ class Engine:
                     op.done(error)
                     continue
                 self.router, self.model_dir, self.load_info = router, op.model_dir, info
+                settle_heap()
                 op.done(info)
                 continue
             if history is None:
@@ -403,6 +405,16 @@ class Engine:
         self._ops.put(None)
         for thread in self._threads:
             thread.join(timeout=30)
+
+
+def settle_heap() -> None:
+    """Exempt what is alive now (the model, its history) from the cyclic garbage collector.
+
+    A loaded model leaves about half a million objects behind; one full collection over them took 0.4 s, stalling
+    every request in flight. Frozen objects are still freed by reference counting when dropped.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def _call_soon(loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any], result: Any) -> None:

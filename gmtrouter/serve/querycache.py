@@ -19,13 +19,18 @@ from gmtrouter.embed import EmbeddingCache, TextEncoder
 
 
 class ServiceEncoder(TextEncoder):
-    """Wraps the model's encoder (usually a `CachedEncoder`); `encode_queries` fills the LRU in one batch."""
+    """Wraps the model's encoder (usually a `CachedEncoder`); `encode_queries` fills the LRU.
 
-    def __init__(self, cached: TextEncoder, lru_size: int = 100_000) -> None:
+    A transformer pads every text of a batch to the longest; one batch of many queries of mixed lengths costs
+    about three times what the same queries cost sorted by length in chunks of eight (measured on
+    all-MiniLM-L6-v2 with MT-Bench questions), so the queries of a route batch are encoded that way.
+    """
+
+    def __init__(self, cached: TextEncoder, lru_size: int = 100_000, chunk: int = 8) -> None:
         self.cached = cached
         self.raw: TextEncoder = getattr(cached, "inner", cached)
         self.name, self.dim = cached.name, cached.dim
-        self.lru_size = lru_size
+        self.lru_size, self.chunk = lru_size, chunk
         self._lru: OrderedDict[bytes, np.ndarray] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -53,10 +58,11 @@ class ServiceEncoder(TextEncoder):
         """Embed the routed queries not in the LRU, all in one call; returns how many were computed."""
         keys = {EmbeddingCache.key(t): t for t in texts}
         with self._lock:
-            missing = [(k, t) for k, t in keys.items() if self._lookup(k) is None]
-            if missing:
-                vectors = self.raw.encode([t for _, t in missing])
-                for (key, _), vector in zip(missing, vectors, strict=True):
+            missing = sorted(((k, t) for k, t in keys.items() if self._lookup(k) is None), key=lambda kt: len(kt[1]))
+            for start in range(0, len(missing), self.chunk):  # similar lengths together: little padding
+                part = missing[start : start + self.chunk]
+                vectors = self.raw.encode([t for _, t in part])
+                for (key, _), vector in zip(part, vectors, strict=True):
                     self._lru[key] = vector
                 while len(self._lru) > self.lru_size:
                     self._lru.popitem(last=False)
