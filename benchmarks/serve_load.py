@@ -199,6 +199,21 @@ def run_phase(workdir: Path, plan: dict) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc), to report CPU per request whatever else runs."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measured(workdir: Path, plan: dict, url: str, pid: int) -> dict:
+    """One phase with the server's own latency quantiles and its CPU time per request."""
+    before, cpu = server_histogram(url), cpu_seconds(pid)
+    result = run_phase(workdir, plan)
+    result.update(server_quantiles(before, server_histogram(url)))
+    result["server_cpu_ms_per_request"] = round(1000 * (cpu_seconds(pid) - cpu) / max(1, result["requests"]), 2)
+    return result
+
+
 def server_histogram(url: str, endpoint: str = "/v1/route") -> dict[float, float]:
     """Cumulative bucket counts of the server's own latency histogram for one endpoint (from /metrics)."""
     buckets: dict[float, float] = {}
@@ -299,19 +314,17 @@ def main() -> None:
                 break
             distinct = [next(fresh) for _ in range(args.requests)]
             plan = {**base, "phase": name, "queries": distinct, "total": args.requests, "rate": rate}
-            before = server_histogram(url)
-            results[name] = {**run_phase(workdir, plan), **server_quantiles(before, server_histogram(url))}
+            results[name] = measured(workdir, plan, url, server.pid)
         pool = questions[:80]
         run_phase(workdir, {**base, "phase": "prime", "queries": pool, "total": len(pool)})
         for name, rate in (("route_cached_queries", 0.0), ("route_cached_queries_paced", args.rate)):
             if "cached" not in phases:
                 break
             plan = {**base, "phase": name, "queries": pool, "total": args.requests, "rate": rate}
-            before = server_histogram(url)
-            results[name] = {**run_phase(workdir, plan), **server_quantiles(before, server_histogram(url))}
+            results[name] = measured(workdir, plan, url, server.pid)
         results["load_average_after_routes"] = [round(x, 2) for x in os.getloadavg()]
         if "feedback" in phases:
-            results.update(feedback_phase(args, workdir, base, questions, llms, db, url))
+            results.update(feedback_phase(args, workdir, base, questions, llms, db, url, server.pid))
     finally:
         server.terminate()
         server.wait(timeout=60)
@@ -320,13 +333,23 @@ def main() -> None:
 
 
 def feedback_phase(
-    args: argparse.Namespace, workdir: Path, base: dict, questions: list[str], llms: list[str], db: Path, url: str
+    args: argparse.Namespace,
+    workdir: Path,
+    base: dict,
+    questions: list[str],
+    llms: list[str],
+    db: Path,
+    url: str,
+    pid: int,
 ) -> dict:
     """The writers' burst, then every stored row counted, then the wait until all of it is live."""
     results: dict[str, object] = {}
     feedback = {**base, "phase": "feedback", "queries": questions, "llms": llms}
     feedback.update(writers=args.writers, events=args.events, limit=max(args.seconds, 600.0))
+    cpu = cpu_seconds(pid)
     results["feedback"] = run_phase(workdir, feedback)
+    used = cpu_seconds(pid) - cpu
+    results["feedback"]["server_cpu_ms_per_request"] = round(1000 * used / max(1, results["feedback"]["requests"]), 2)
     sys.path.insert(0, str(REPO))
     from gmtrouter.serve.store import Store
 
@@ -351,8 +374,9 @@ def feedback_phase(
 
 def markdown(results: dict) -> str:
     lines = [
-        "| phase | offered req/s | requests | errors | req/s | p50 ms | p99 ms | server p50 ms | server p99 ms |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| phase | offered req/s | requests | errors | req/s | p50 ms | p99 ms | server p50 ms | server p99 ms "
+        "| server CPU ms/request |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for name, label in (
         ("route_new_queries", "/v1/route, new queries (embedded)"),
@@ -366,7 +390,7 @@ def markdown(results: dict) -> str:
         r = results[name]
         offered = r.get("offered_per_second", "closed loop")
         cells = [label, offered, r["requests"], r["errors"], r["per_second"], r["p50_ms"], r["p99_ms"]]
-        cells += [r.get("server_p50_ms", ""), r.get("server_p99_ms", "")]
+        cells += [r.get("server_p50_ms", ""), r.get("server_p99_ms", ""), r.get("server_cpu_ms_per_request", "")]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     return "\n".join(lines)
 
