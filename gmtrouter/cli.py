@@ -298,12 +298,15 @@ def serve(
     """Serve routing, feedback and an OpenAI-compatible endpoint over HTTP."""
     if ctx.invoked_subcommand is not None:
         return
-    import uvicorn
-
-    from gmtrouter.serve.app import create_app
     from gmtrouter.serve.config import load_config
 
     settings = load_config(config, model=model, db=db, host=host, port=port)
+    if settings.model is None:
+        raise GmtError("give the model folder: --model DIR (or 'model' in the config file)")
+    import uvicorn
+
+    from gmtrouter.serve.app import create_app
+
     application = create_app(settings)
     err.print(f"serving {settings.model} on http://{settings.host}:{settings.port} (docs at /docs)")
     uvicorn.run(application, host=settings.host, port=settings.port, log_level=log_level, access_log=False)

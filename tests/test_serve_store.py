@@ -166,3 +166,17 @@ def test_train_from_db_uses_stored_feedback_and_honours_forgets(tmp_path: Path) 
     ]
     result = _cli("train", "-o", str(tmp_path / "none"))
     assert result.returncode == 2 and "--data FILE, --from-db URL" in result.stderr
+
+
+def test_serve_command_refuses_bad_setups_in_one_line(tmp_path: Path) -> None:
+    (tmp_path / "bad.yaml").write_text("port: [1, 2]\n")
+    cases = [
+        (["serve"], "give the model folder: --model DIR"),
+        (["serve", "--model", str(tmp_path)], "not a gmtrouter model folder"),
+        (["serve", "--config", str(tmp_path / "bad.yaml")], "setting 'port'"),
+        (["serve", "keys", "create", "--db", f"sqlite:///{tmp_path / 'k.db'}"], "needs at least one user"),
+    ]
+    for args, words in cases:
+        result = _cli(*args)
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode == 2 and len(lines) == 1 and words in lines[0], result.stderr
