@@ -249,6 +249,17 @@ def test_malformed_and_oversized_bodies(client: TestClient, store: Store) -> Non
     assert (store.count("routes"), store.count("feedback")) == before
 
 
+def test_openapi_documents_every_endpoint(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    assert {"/v1/route", "/v1/feedback", "/v1/users/{user}", "/v1/chat/completions", "/v1/admin/reload"} <= set(
+        spec["paths"]
+    )
+    assert spec["paths"]["/v1/route"]["post"]["responses"]["422"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/ErrorOut"
+    }
+    assert client.get("/docs").status_code == 200
+
+
 def test_metrics_count_requests_and_choices(client: TestClient) -> None:
     headers = key_for(client, "metric-user")
     chosen = route(client, headers, "metric-user", "Count me")["llm"]
