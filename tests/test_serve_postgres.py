@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import glob
 import os
+import pwd
 import shutil
 import subprocess
 import tempfile
@@ -34,6 +35,14 @@ def _pg_bin(name: str) -> str | None:
     return found if isinstance(found, str) else (found[-1] if found else None)
 
 
+def _has_user(name: str) -> bool:
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        return False
+    return True
+
+
 @pytest.fixture(scope="module")
 def postgres() -> Iterator[str]:
     """A fresh PostgreSQL cluster on a free loopback port; yields a URL template with {db} for the database."""
@@ -42,6 +51,8 @@ def postgres() -> Iterator[str]:
     if not initdb or not server:
         pytest.skip("PostgreSQL server programs (initdb, postgres) are not installed")
     as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    if as_postgres and (shutil.which("runuser") is None or not _has_user("postgres")):
+        pytest.skip("running as root needs the 'postgres' system user and runuser to start PostgreSQL")
     folder = tempfile.mkdtemp(prefix="gmtrouter-pg-")
     os.chmod(folder, 0o755)
     if as_postgres:
