@@ -384,7 +384,8 @@ class Engine:
                     history.append(row.record)
                     self._folded.add(row.id)
                 changed += 1
-        return changed + self._add_rows(history, self.store.feedback_rows(created_since=since))
+        unseen = [i for i in self.store.feedback_ids(created_since=since) if i not in self._folded]
+        return changed + self._add_rows(history, self.store.feedback_rows(ids=unseen) if unseen else [])
 
     def _swap(self, history: list[Interaction], changes: int) -> None:
         started = time.perf_counter()

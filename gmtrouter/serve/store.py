@@ -252,15 +252,26 @@ class Store:
             row = conn.execute(sa.select(feedback).where(feedback.c.key == key)).mappings().first()
         return _feedback(row) if row is not None else None
 
-    def feedback_rows(self, created_since: float | None = None, user: str | None = None) -> list[StoredFeedback]:
-        """Stored feedback in commit order (by id), optionally only rows created since a time or of one user."""
+    def feedback_rows(
+        self, created_since: float | None = None, user: str | None = None, ids: Sequence[int] | None = None
+    ) -> list[StoredFeedback]:
+        """Stored feedback in commit order (by id); optionally only rows created since a time, of one user, or
+        with the given ids."""
         query = sa.select(feedback).order_by(feedback.c.id)
         if created_since is not None:
             query = query.where(feedback.c.created >= created_since)
         if user is not None:
             query = query.where(feedback.c.user == user)
+        if ids is not None:
+            query = query.where(feedback.c.id.in_(list(ids)))
         with self.engine.connect() as conn:
             return [_feedback(row) for row in conn.execute(query).mappings()]
+
+    def feedback_ids(self, created_since: float) -> list[int]:
+        """Ids of the feedback rows created since a time: cheap to poll, records are read only for new ids."""
+        query = sa.select(feedback.c.id).where(feedback.c.created >= created_since).order_by(feedback.c.id)
+        with self.engine.connect() as conn:
+            return [row[0] for row in conn.execute(query)]
 
     def records(self) -> list[Interaction]:
         """Every stored feedback as a canonical record, oldest first: what `gmtrouter train --from-db` reads."""
