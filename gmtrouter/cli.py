@@ -258,8 +258,11 @@ def _llm_descriptions(path: Path | None) -> dict[str, str] | None:
 
 @app.command("train")
 def train(
-    data: Annotated[Path, typer.Option("--data", help="Training records (JSONL).")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Folder to write the model into.")],
+    data: Annotated[Path | None, typer.Option("--data", help="Training records (JSONL).")] = None,
+    from_db: Annotated[
+        str | None, typer.Option("--from-db", help="Also train on the feedback a service stored (database URL).")
+    ] = None,
     router: Annotated[str, typer.Option("--router", help="Which router to train.")] = "gmtrouter",
     seed: Annotated[int, typer.Option("--seed")] = 0,
     valid: Annotated[Path | None, typer.Option("--valid", help="Validation records (default: held out).")] = None,
@@ -271,7 +274,11 @@ def train(
     from gmtrouter.data.schema import read_records
     from gmtrouter.routers import make_router
 
-    records = read_records(data)
+    if data is None and from_db is None:
+        raise GmtError("give training records: --data FILE, --from-db URL, or both")
+    records = read_records(data) if data else []
+    if from_db is not None:
+        records = _with_stored_feedback(records, from_db)
     valid_records = read_records(valid) if valid else None
     options = _parse_settings(settings or [])
     options.setdefault("seed", seed)
@@ -288,6 +295,28 @@ def train(
     err.print(
         f"saved {router} to {output} ({log.get('seconds', '?')} s, best validation AUC {log.get('best_valid_auc')})"
     )
+
+
+def _with_stored_feedback(records: list, url: str) -> list:
+    """`records` less those of users the service forgot, then the service's stored feedback not already there."""
+    from gmtrouter.serve.store import Store
+
+    store = Store(url, upgrade=False)
+    try:
+        forgotten = store.tombstones()
+        stored = store.records()
+    finally:
+        store.close()
+    kept = [r for r in records if r.user not in forgotten]
+    seen = {(r.user, r.conversation, r.turn) for r in kept}
+    fresh = [r for r in stored if (r.user, r.conversation, r.turn) not in seen]
+    if not kept and not fresh:
+        raise GmtError("the database holds no feedback yet; give --data too, or collect feedback first")
+    err.print(
+        f"{len(fresh)} stored feedback records from the database"
+        + (f"; left out {len(records) - len(kept)} records of forgotten users" if len(kept) < len(records) else "")
+    )
+    return kept + fresh
 
 
 @app.command("eval")
@@ -340,6 +369,100 @@ def _print_ranking(decision) -> None:
     out.print(table)
     for note in decision.notes:
         err.print(note)
+
+
+serve_app = typer.Typer(help="Run the router as an HTTP service (docs/service.md); manage its API keys.")
+keys_app = typer.Typer(no_args_is_help=True, help="Create, list and revoke the service's API keys.")
+serve_app.add_typer(keys_app, name="keys")
+app.add_typer(serve_app, name="serve")
+
+
+@serve_app.callback(invoke_without_command=True)
+def serve(
+    ctx: typer.Context,
+    model: Annotated[Path | None, typer.Option("--model", help="Model folder from 'gmtrouter train'.")] = None,
+    db: Annotated[str | None, typer.Option("--db", help="Database URL (default sqlite:///gmtrouter.db).")] = None,
+    host: Annotated[str | None, typer.Option("--host", help="Address to listen on (default 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option("--port", help="Port to listen on (default 8000).")] = None,
+    config: Annotated[Path | None, typer.Option("--config", help="Settings file: TOML, YAML or JSON.")] = None,
+    log_level: Annotated[str, typer.Option("--log-level", help="uvicorn log level.")] = "info",
+) -> None:
+    """Serve routing, feedback and an OpenAI-compatible endpoint over HTTP."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from gmtrouter.serve.config import load_config
+
+    settings = load_config(config, model=model, db=db, host=host, port=port)
+    if settings.model is None:
+        raise GmtError("give the model folder: --model DIR (or 'model' in the config file)")
+    import uvicorn
+
+    from gmtrouter.serve.app import create_app
+
+    application = create_app(settings)
+    err.print(f"serving {settings.model} on http://{settings.host}:{settings.port} (docs at /docs)")
+    uvicorn.run(application, host=settings.host, port=settings.port, log_level=log_level, access_log=False)
+
+
+def _key_store(db: str | None, config: Path | None):
+    from gmtrouter.serve.auth import KeyRing
+    from gmtrouter.serve.config import load_config
+    from gmtrouter.serve.store import Store
+
+    settings = load_config(config, db=db)
+    return KeyRing(Store(settings.db, settings.sqlite_synchronous), settings.resolved_admin_key())
+
+
+DbOption = Annotated[str | None, typer.Option("--db", help="Database URL (default sqlite:///gmtrouter.db).")]
+ConfigOption = Annotated[Path | None, typer.Option("--config", help="Settings file: TOML, YAML or JSON.")]
+
+
+@keys_app.command("create")
+def keys_create(
+    user: Annotated[
+        list[str] | None, typer.Option("--user", help="User id, or PREFIX* for a tenant (repeatable).")
+    ] = None,
+    admin: Annotated[
+        bool, typer.Option("--admin", help="An admin key (reload, forget anyone, keys, retrain).")
+    ] = False,
+    name: Annotated[str, typer.Option("--name", help="A label to recognise the key by.")] = "",
+    db: DbOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Create a key and print it once on stdout (only a salted digest is stored)."""
+    ring = _key_store(db, config)
+    key_id, token = ring.create(user or [], admin, name)
+    err.print(f"created key {key_id} for {'admin' if admin else ', '.join(user or [])}")
+    sys.stdout.write(token + "\n")
+
+
+@keys_app.command("list")
+def keys_list(db: DbOption = None, config: ConfigOption = None) -> None:
+    """Every key: id, name, users, admin, created, revoked (never the key itself)."""
+    ring = _key_store(db, config)
+    _print_json(
+        [
+            {
+                "key_id": k.id,
+                "name": k.name,
+                "users": k.users,
+                "admin": k.admin,
+                "created": k.created,
+                "revoked": k.revoked,
+            }
+            for k in ring.store.list_keys()
+        ]
+    )
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key_id: Annotated[str, typer.Argument(help="The key's id.")], db: DbOption = None, config: ConfigOption = None
+) -> None:
+    """Revoke a key: it stops working at once here, within key_cache_seconds on other replicas."""
+    if not _key_store(db, config).revoke(key_id):
+        raise GmtError(f"no active key '{key_id}'; see 'gmtrouter serve keys list'")
+    err.print(f"revoked key {key_id}")
 
 
 @app.command("demo")

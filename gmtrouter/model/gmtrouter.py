@@ -93,6 +93,12 @@ class GMTRouter(PreferenceRouter):
             self._encoder = get_encoder(self.encoder)
         return self._encoder
 
+    def use_text_encoder(self, encoder: TextEncoder) -> None:
+        """Embed texts with `encoder` from now on (same name and vectors; e.g. one with a bounded query cache)."""
+        if encoder.name != self.text_encoder().name:
+            raise GmtError(f"encoder '{encoder.name}' is not this router's '{self.text_encoder().name}'")
+        self._encoder = encoder
+
     def fit(self, train: Sequence[Interaction], valid: Sequence[Interaction] | None = None) -> GMTRouter:
         from gmtrouter.train import train_network
 

@@ -1,0 +1,105 @@
+"""Service settings: a TOML, YAML or JSON file, overridden by command-line options and environment variables.
+
+One file holds what an operator changes per deployment (database, limits, upstream LLM endpoints, the admin key);
+secrets may instead come from the environment so that the file can be committed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from gmtrouter.errors import GmtError
+
+ADMIN_KEY_ENV = "GMTROUTER_ADMIN_KEY"
+Positive = Annotated[int, Field(gt=0)]
+
+
+class Upstream(BaseModel):
+    """An OpenAI-compatible endpoint that serves one LLM the router can choose."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    base_url: Annotated[str, Field(min_length=1, description="e.g. https://api.example.com/v1")]
+    api_key: str | None = Field(None, description="Sent as 'Authorization: Bearer ...'; prefer api_key_env.")
+    api_key_env: str | None = Field(None, description="Name of the environment variable holding the key.")
+    model: str | None = Field(None, description="The model name the upstream expects (default: the LLM's name).")
+    timeout: Annotated[float, Field(gt=0)] = 120.0
+
+    def key(self) -> str | None:
+        """The API key, read from the environment when the config names a variable."""
+        if self.api_key_env:
+            return os.environ.get(self.api_key_env) or self.api_key
+        return self.api_key
+
+
+class ServeConfig(BaseModel):
+    """Everything `gmtrouter serve` needs besides the code."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: Path | None = Field(None, description="Model folder from 'gmtrouter train'.")
+    db: str = Field("sqlite:///gmtrouter.db", description="SQLAlchemy URL: sqlite:///FILE or postgresql+psycopg://...")
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=0, le=65535)] = 8000
+    admin_key: str | None = Field(None, description=f"Admin API key; ${ADMIN_KEY_ENV} takes precedence.")
+    max_query_chars: Positive = 20_000
+    max_messages: Positive = 256
+    max_body_bytes: Positive = 2_000_000
+    max_candidates: Positive = 64
+    torch_threads: Positive = Field(1, description="Intra-op threads for scoring; 1 is fastest under load.")
+    batch_max: Positive = Field(64, description="Most route requests scored (and their queries encoded) together.")
+    query_cache: Annotated[int, Field(ge=0)] = Field(100_000, description="Query embeddings kept in memory (LRU).")
+    key_cache_seconds: Annotated[float, Field(ge=0)] = Field(10.0, description="How long a checked API key is trusted.")
+    sync_seconds: Annotated[float, Field(ge=0)] = Field(
+        5.0, description="How often feedback and forgets stored by other replicas are folded in (0: never)."
+    )
+    sqlite_synchronous: str = Field("FULL", pattern="^(FULL|NORMAL|EXTRA)$")
+    upstreams: dict[str, Upstream] = Field(default_factory=dict, description="LLM name -> its upstream endpoint.")
+
+    def resolved_admin_key(self) -> str | None:
+        return os.environ.get(ADMIN_KEY_ENV) or self.admin_key
+
+
+def _parse(path: Path) -> dict[str, Any]:
+    text = path.read_text(encoding="utf-8")
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".toml":
+            import tomllib
+
+            return tomllib.loads(text)
+        if suffix in (".yaml", ".yml"):
+            import yaml
+
+            loaded = yaml.safe_load(text)
+            return loaded if loaded is not None else {}
+        if suffix == ".json":
+            return json.loads(text)
+    except Exception as error:  # each parser has its own error type; all mean the same to the user
+        raise GmtError(f"{path}: not valid {suffix.lstrip('.').upper()} ({str(error).splitlines()[0]})") from None
+    raise GmtError(f"{path}: unknown config format '{suffix}'; use .toml, .yaml, .yml or .json")
+
+
+def load_config(path: str | Path | None = None, **overrides: Any) -> ServeConfig:
+    """The settings in `path` (if any) with `overrides` (options given on the command line, None = not given)."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        file = Path(path)
+        if not file.is_file():
+            raise GmtError(f"{file}: no such config file; check the path")
+        data = _parse(file)
+        if not isinstance(data, dict):
+            raise GmtError(f"{file}: the config must be a table of settings at the top level")
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return ServeConfig.model_validate(data)
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        source = f"{path}: " if path is not None else ""
+        raise GmtError(f"{source}setting '{where}': {first['msg']}") from None

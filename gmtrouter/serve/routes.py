@@ -1,0 +1,140 @@
+"""Routing, feedback, users, health and metrics endpoints."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, HTTPException, Response
+from fastapi.concurrency import run_in_threadpool
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from gmtrouter.serve.deps import ERRORS, Caller, Svc, allow, check_candidates, encodable, query_and_turn
+from gmtrouter.serve.engine import Routed
+from gmtrouter.serve.feedback import rating_scale, route_record
+from gmtrouter.serve.schemas import (
+    Feedback,
+    FeedbackResponse,
+    ForgetOut,
+    HealthOut,
+    RecordFeedback,
+    RouteRequest,
+    RouteResponse,
+    UserOut,
+)
+
+router = APIRouter()
+
+
+def route_out(routed: Routed) -> RouteResponse:
+    decision = routed.decision
+    return RouteResponse(
+        route_id=routed.route_id,
+        user=decision.user,
+        llm=decision.llm,
+        known_user=decision.known_user,
+        cost_weight=decision.cost_weight,
+        ranking=[vars(r) for r in decision.ranking],
+        explanation=routed.explanation,
+        notes=decision.notes,
+    )
+
+
+@router.post("/v1/route", response_model=RouteResponse, responses=ERRORS, tags=["routing"])
+async def route(body: RouteRequest, who: Caller, service: Svc) -> RouteResponse:
+    """Rank the candidate LLMs for this user's request; the top one is the choice."""
+    encodable(body)
+    allow(who, body.user)
+    query, turn = query_and_turn(service, body.messages)
+    candidates = check_candidates(service, body.candidates)
+    routed = await service.engine.route(body.user, query, candidates, body.cost_weight, turn)
+    service.metrics.choices.labels(routed.decision.llm).inc()
+    return route_out(routed)
+
+
+@router.post(
+    "/v1/feedback",
+    response_model=FeedbackResponse,
+    response_model_exclude_none=True,
+    responses=ERRORS,
+    tags=["routing"],
+)
+async def feedback(
+    body: Feedback,
+    who: Caller,
+    service: Svc,
+    idempotency_key: Annotated[str | None, Header(max_length=256)] = None,
+) -> FeedbackResponse:
+    """Store feedback durably (committed before this answers), then fold it into the user's history."""
+    encodable(body)
+    store, engine = service.store, service.engine
+    model = engine.router.model
+    if isinstance(body, RecordFeedback):
+        record, route_id = body.record, None
+        allow(who, record.user)
+        key = idempotency_key or body.idempotency_key or f"{record.conversation}#{record.turn}"
+        key = f"record:{record.user}:{key}"
+    else:
+        route_row = await run_in_threadpool(store.get_route, body.route_id)
+        if route_row is None or not who.may_act_as(route_row.user):
+            raise HTTPException(404, f"no route '{body.route_id}' for this key; use a route_id from /v1/route")
+        record, route_id = route_record(body, route_row, rating_scale(model)), route_row.id
+        key = f"route:{route_row.id}"
+    model.check_llms(record.llms)
+    stored, duplicate = await run_in_threadpool(store.add_feedback, key, record.user, body.kind, record, route_id)
+    if not duplicate:
+        engine.observe([stored])
+        service.metrics.feedback.labels(body.kind).inc()
+    return FeedbackResponse(
+        feedback_id=stored.id,
+        user=stored.user,
+        kind=stored.kind,
+        route_id=stored.route_id,
+        duplicate=duplicate,
+        record=stored.record,
+    )
+
+
+@router.get("/v1/users/{user}", response_model=UserOut, responses=ERRORS, tags=["users"])
+async def get_user(user: str, who: Caller, service: Svc) -> UserOut:
+    """How much history the router has of a user and which LLMs they preferred."""
+    allow(who, user)
+    await service.engine.caught_up(user)
+    profile = service.engine.router.profile(user)
+    stored = await run_in_threadpool(service.store.count, "feedback", user)
+    return UserOut(
+        user=user,
+        known=profile["known"],
+        interactions=profile["interactions"],
+        stored_feedback=stored,
+        preferred_llms=profile["preferred_llms"],
+        win_rate=profile["win_rate"],
+    )
+
+
+@router.delete("/v1/users/{user}", response_model=ForgetOut, responses=ERRORS, tags=["users"])
+async def forget_user(user: str, who: Caller, service: Svc) -> ForgetOut:
+    """Forget a user: their stored routes and feedback are deleted and the router drops their history."""
+    allow(who, user)
+    counts = await run_in_threadpool(service.store.forget, user)
+    await service.engine.forget(user)
+    return ForgetOut(user=user, feedback_deleted=counts["feedback"], routes_deleted=counts["routes"])
+
+
+@router.get("/healthz", response_model=HealthOut, tags=["operations"])
+async def healthz(service: Svc) -> HealthOut:
+    engine = service.engine
+    live = engine.router
+    return HealthOut(
+        status="ok",
+        model_dir=str(engine.model_dir),
+        llms=live.llms,
+        history_records=len(live.context.history),
+        pending_changes=engine.pending(),
+        schema_version=await run_in_threadpool(service.store.schema_version),
+    )
+
+
+@router.get("/metrics", tags=["operations"], response_class=Response)
+async def metrics(service: Svc) -> Response:
+    """Prometheus text format."""
+    service.metrics.history.set(len(service.engine.router.context.history))
+    service.metrics.pending.set(service.engine.pending())
+    return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,179 @@
+"""Helpers for the service tests: a small trained model, a real server process, a real upstream process."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from gmtrouter.data.schema import Interaction, Response, read_records
+from tests.conftest import REPO
+
+ADMIN = "test-admin-key"
+MODEL_USERS = 20  # MT-Bench users with most records
+TASTE_USERS, TASTE_RECORDS = 30, 16
+
+
+def taste_users(records: list[Interaction], seed: int = 0) -> list[Interaction]:
+    """Users with one consistent favourite LLM each, over MT-Bench queries.
+
+    MT-Bench's voters mostly agree with each other, so a model trained on them alone learns the population's
+    order and little about any one user; users whose favourites differ make the user's own history matter, which
+    is what the feedback tests need to see.
+    """
+    rng = random.Random(seed)
+    llms = sorted({m for r in records for m in r.llms})
+    queries = sorted({r.query for r in records})
+    made = []
+    for u in range(TASTE_USERS):
+        favourite = llms[u % len(llms)]
+        for k in range(TASTE_RECORDS):
+            pair = [favourite, rng.choice([m for m in llms if m != favourite])]
+            rng.shuffle(pair)
+            made.append(
+                Interaction(
+                    user=f"taste-{u}",
+                    conversation=f"taste-{u}/{k}",
+                    turn=1,
+                    query=rng.choice(queries),
+                    responses=[Response(llm=m, rating=float(m == favourite)) for m in pair],
+                )
+            )
+    return made
+
+
+def train_small_model(records_path: Path, out: Path) -> Path:
+    """GMTRouter on a few MT-Bench users plus taste users: hashing encoder, PyG's HGT, 50 steps at a high rate."""
+    import torch
+
+    from gmtrouter.checkpoint import save_router
+    from gmtrouter.routers import make_router
+
+    torch.set_num_threads(1)
+    records = read_records(records_path)
+    top = {user for user, _ in Counter(r.user for r in records).most_common(MODEL_USERS)}
+    records = [r for r in records if r.user in top] + taste_users(records)
+    model = make_router(
+        "gmtrouter",
+        encoder="hashing-64",
+        layer="pyg-hgt",
+        steps=50,
+        lr=0.008,
+        eval_every=25,
+        progress=False,
+        seed=0,
+    )
+    model.fit(records)
+    return save_router(model, out, records)
+
+
+@pytest.fixture(scope="session")
+def served_model(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Path:
+    """One small model per test session (shared by every service test module through its folder)."""
+    from gmtrouter.data.loaders import prepare
+    from gmtrouter.data.schema import write_records
+
+    base = tmp_path_factory.getbasetemp()
+    model = base / "serve-model"
+    if not (model / "config.json").is_file():
+        records = base / "serve-mt-bench.jsonl"
+        write_records(records, prepare("mt-bench", data_dir / "mt_bench"))
+        train_small_model(records, model)
+    return model
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    """The environment of a child process that runs this checkout's code."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "GMTROUTER_ADMIN_KEY": ADMIN}
+    env.update(extra)
+    return env
+
+
+def wait_ready(url: str, process: subprocess.Popen, timeout: float = 120.0) -> None:
+    """Poll `url` until it answers 200; fail with the child's output if it dies or never answers."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            output = process.stdout.read() if process.stdout else ""
+            raise AssertionError(f"process exited with {process.returncode}:\n{output[-3000:]}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        time.sleep(0.2)
+    process.kill()
+    raise AssertionError(f"{url} did not answer within {timeout} s")
+
+
+def stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
+def start_server(
+    model: Path, db: str, config: Path | None = None, env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen, str]:
+    """`gmtrouter serve` as a child process on a free loopback port, answering /healthz; (process, base URL)."""
+    port = free_port()
+    args = [sys.executable, "-m", "gmtrouter", "serve", "--model", str(model), "--db", db, "--port", str(port)]
+    args += ["--log-level", "warning"] + (["--config", str(config)] if config is not None else [])
+    process = subprocess.Popen(
+        args, cwd=REPO, env=child_env(**(env or {})), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(f"{base}/healthz", process)
+    except BaseException:
+        stop(process)
+        raise
+    return process, base
+
+
+@contextlib.contextmanager
+def server(model: Path, db: str, config: Path | None = None, env: dict[str, str] | None = None) -> Iterator[str]:
+    """`start_server` for the length of a with-block; yields the base URL."""
+    process, base = start_server(model, db, config, env)
+    try:
+        yield base
+    finally:
+        stop(process)
+
+
+@contextlib.contextmanager
+def echo_upstream() -> Iterator[str]:
+    """The OpenAI-compatible echo server (tests/echo_upstream.py) as a child process; yields its /v1 URL."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, str(Path(__file__).with_name("echo_upstream.py")), str(port)],
+        cwd=REPO,
+        env=child_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        wait_ready(f"http://127.0.0.1:{port}/healthz", process, timeout=60)
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        stop(process)
