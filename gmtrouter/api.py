@@ -141,9 +141,14 @@ class Router:
 
     def observe(self, record: Interaction | Mapping[str, Any]) -> None:
         """Add one rated interaction to its user's history; the next route for that user reflects it."""
-        interaction = record if isinstance(record, Interaction) else Interaction.model_validate(record)
-        self.model.check_llms(interaction.llms)
-        self.context.observe([interaction])
-        for response in interaction.responses:
+        self.observe_many([record])
+
+    def observe_many(self, records: Sequence[Interaction | Mapping[str, Any]]) -> None:
+        """Add rated interactions (validated first: a bad one adds none), re-encoding only around their users."""
+        interactions = [r if isinstance(r, Interaction) else Interaction.model_validate(r) for r in records]
+        for interaction in interactions:
+            self.model.check_llms(interaction.llms)
+        self.context.observe(interactions)
+        for response in (x for interaction in interactions for x in interaction.responses):
             if response.cost is not None and response.llm not in self.costs:
                 self.costs[response.llm] = response.cost

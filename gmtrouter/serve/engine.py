@@ -111,6 +111,7 @@ class Engine:
         self._routes: queue.SimpleQueue[_RouteJob | None] = queue.SimpleQueue()
         self._ops: queue.SimpleQueue[_Op | None] = queue.SimpleQueue()
         self._lock = threading.Lock()  # guards the sequence numbers and waiters below
+        self._router_lock = threading.Lock()  # held while a batch is scored or feedback is observed in place
         self._seq = 0  # last op submitted
         self._live = 0  # last op whose effect is live
         self._user_seq: dict[str, int] = {}  # user -> last op holding feedback of theirs
@@ -202,7 +203,11 @@ class Engine:
             self._route_batch(batch)
 
     def _route_batch(self, batch: list[_RouteJob]) -> None:
-        router = self.router  # one router for the whole batch, even if a fold or reload swaps it meanwhile
+        with self._router_lock:
+            self._route_batch_locked(batch)
+
+    def _route_batch_locked(self, batch: list[_RouteJob]) -> None:
+        router = self.router  # one router for the whole batch, even if a reload swaps it meanwhile
         encoder = getattr(router.model, "text_encoder", None)
         encoded = 0
         try:
@@ -343,6 +348,15 @@ class Engine:
                 self.router, self.model_dir, self.load_info = router, op.model_dir, info
                 settle_heap()
                 op.done(info)
+                continue
+            if op.kind == "observe" and history is None:
+                # New feedback only: observe it in place, re-encoding just the subgraph around its users.
+                fresh: list[Interaction] = []
+                if self._add_rows(fresh, op.rows):
+                    started = time.perf_counter()
+                    with self._router_lock:
+                        self.router.observe_many(fresh)
+                    self.on_fold(time.perf_counter() - started, len(fresh))
                 continue
             if history is None:
                 history = list(self.router.context.history)
