@@ -177,7 +177,7 @@ def train(
     """Train a router on canonical records and save it (weights, config, the history it scores from)."""
     from gmtrouter.checkpoint import save_router
     from gmtrouter.data.schema import read_records
-    from gmtrouter.routers import make_router
+    from gmtrouter.routers import make_router, router_settings
 
     records = read_records(data)
     valid_records = read_records(valid) if valid else None
@@ -185,6 +185,8 @@ def train(
     options.setdefault("seed", seed)
     descriptions = _llm_descriptions(llm_info)
     if descriptions is not None:
+        if "llm_descriptions" not in router_settings(router):
+            raise GmtError(f"router '{router}' does not read LLM descriptions; leave out --llm-info")
         options["llm_descriptions"] = descriptions
     try:
         model = make_router(router, **options)
