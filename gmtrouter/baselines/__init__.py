@@ -2,9 +2,30 @@
 
 from __future__ import annotations
 
+from gmtrouter.baselines.knn import KNNRouter
+from gmtrouter.baselines.mf import MFRouter
+from gmtrouter.baselines.mlp import MLPRouter
+from gmtrouter.baselines.personalized_mlp import PersonalizedMLPRouter
 from gmtrouter.baselines.random_router import RandomRouter
 from gmtrouter.baselines.winrate import GlobalWinrateRouter, UserWinrateRouter
 
-BASELINES = [RandomRouter, GlobalWinrateRouter, UserWinrateRouter]
+BASELINES = [
+    RandomRouter,
+    GlobalWinrateRouter,
+    UserWinrateRouter,
+    KNNRouter,
+    MLPRouter,
+    MFRouter,
+    PersonalizedMLPRouter,
+]
 
-__all__ = ["BASELINES", "GlobalWinrateRouter", "RandomRouter", "UserWinrateRouter"]
+__all__ = [
+    "BASELINES",
+    "GlobalWinrateRouter",
+    "KNNRouter",
+    "MFRouter",
+    "MLPRouter",
+    "PersonalizedMLPRouter",
+    "RandomRouter",
+    "UserWinrateRouter",
+]
