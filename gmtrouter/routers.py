@@ -126,6 +126,6 @@ def make_router(name: str, **settings: Any) -> PreferenceRouter:
     if unknown:
         names = ", ".join(repr(k) for k in unknown)
         tuned = [k for k in unknown if k in getattr(cls, "GRID", {})]
-        hint = f" ({', '.join(tuned)} is tuned: fix it with grid={{\"{tuned[0]}\": VALUE}})" if tuned else ""
+        hint = f' ({", ".join(tuned)} is tuned: fix it with grid={{"{tuned[0]}": VALUE}})' if tuned else ""
         raise GmtError(f"router '{name}' has no setting {names}{hint}; its settings are: {', '.join(allowed)}")
     return cls(**settings)

@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 import torch
 from sklearn.linear_model import LogisticRegression
+from torch_geometric.nn import NNConv
 
 from gmtrouter.baselines.base import RecordTable
+from gmtrouter.baselines.gnn import LinearEdgeConv
 from gmtrouter.baselines.winrate import global_strengths
 from gmtrouter.checkpoint import load_router, save_router
 from gmtrouter.cli import main
@@ -173,14 +175,18 @@ def topic_records(n: int, seed: int, tag: str) -> list[Interaction]:
 
 
 def taste_records(users: list[str], per_user: int, seed: int, tag: str) -> list[Interaction]:
-    """Same queries for everyone; users named a* prefer alpha, b* prefer beta; gamma always loses."""
+    """Same queries for everyone; users named a* prefer alpha, b* prefer beta; gamma always loses.
+
+    Which LLMs a user is shown says nothing of their taste (gamma meets alpha and beta alike): only the
+    ratings do.
+    """
     rng = np.random.default_rng(seed)
     queries = [f"please help with task number {k}" for k in range(8)]
     records = []
     for user in users:
         for i in range(per_user):
             favourite, rival = ("alpha", "beta") if user.startswith("a") else ("beta", "alpha")
-            shown = [favourite, rival] if i % 3 else [favourite, "gamma"]
+            shown = [favourite, rival] if i % 3 else [str(rng.choice(["alpha", "beta"])), "gamma"]
             order = rng.permutation(2)
             ratings = {shown[k]: (1.0 if shown[k] == favourite else 0.0) for k in order}
             records.append(make_record(user, str(rng.choice(queries)), ratings, conversation=f"{tag}/{user}/{i}"))
@@ -245,6 +251,15 @@ def test_personalized_mlp_gives_new_users_the_shared_embedding(tastes, user_rout
     assert "a-new" not in router.users_
     network_only = router.net_scores(["a-new", "b-new"], ["please help with task number 1"] * 2)
     np.testing.assert_array_equal(network_only[0], network_only[1])
+
+
+def test_linear_edge_conv_equals_nnconv() -> None:
+    torch.manual_seed(0)
+    lean = LinearEdgeConv(16, 8, edge_dim=5)
+    reference = NNConv(16, 8, torch.nn.Linear(5, 16 * 8), aggr="mean")
+    reference.load_state_dict(lean.state_dict())
+    x, edges, attr = torch.randn(30, 16), torch.randint(0, 30, (2, 100)), torch.randn(100, 5)
+    torch.testing.assert_close(lean(x, edges, attr), reference(x, edges, attr), rtol=1e-5, atol=1e-5)
 
 
 # ---------------------------------------------------------------------------------------------- saving

@@ -4,14 +4,17 @@ Both graphs hold several node types, but the network is homogeneous (one set of 
 edge): each node starts from its type's projected features plus a learned node-type embedding, and each
 edge carries a one-hot of its kind plus its values (an observed win rate, or a rating).
 
-The layers are edge-conditioned convolutions (PyG's `NNConv`, Gilmer et al. 2017, in `LinearEdgeConv`'s
-leaner form): a message is the source state times a matrix computed from the edge, so "this LLM won"
-arrives bound to that LLM's identity. Layers whose message adds a term of the source to a term of the edge
-(`GeneralConv`, `GINEConv`, attention values) keep that pairing only through a nonlinearity; on preference
-data they sat for hundreds of steps on a plateau where winner and loser look alike, and a gated layer
-(`ResGatedGraphConv`) escaped it less reliably. Each layer ends in a batch norm per node type, which scales
-the small differences between users up to where the head can read them; scoring uses statistics fixed on
-training-like graphs (`recalibrate`), so it is deterministic and per record.
+Two choices make it learn users from ratings (`benchmarks/gnn_layers.py`, docs/baselines.md):
+
+- Edge-conditioned convolution (PyG's `NNConv`, Gilmer et al. 2017, in `LinearEdgeConv`'s leaner form):
+  a message is the source state times a matrix computed from the edge, so "won" arrives bound to the LLM
+  that won. Where a message is a term of the source plus a term of the edge (`GeneralConv`), winner and
+  loser look alike once the neighbours are averaged; attention or a nonlinearity on the sum
+  (`TransformerConv`, `GINEConv`) recovers the pairing only in some runs.
+- A batch norm per node type after each layer: the differences between users are a few percent of their
+  states, and it scales them up to where the head can read them (with a per-node LayerNorm no layer
+  learned). Scoring uses statistics fixed on training-like graphs (`recalibrate`), so it is deterministic
+  and per record.
 """
 
 from __future__ import annotations
@@ -24,9 +27,11 @@ import torch
 import torch.nn.functional as F
 from sklearn.cluster import KMeans
 from torch import nn
-from torch_geometric.nn import NNConv
+from torch_geometric.nn import GeneralConv, GINEConv, NNConv, ResGatedGraphConv, TransformerConv
 from torch_geometric.nn.norm import HeteroBatchNorm
 from torch_geometric.utils import scatter
+
+from gmtrouter.errors import GmtError
 
 CALIBRATION_PASSES = 16
 
@@ -114,15 +119,60 @@ class LinearEdgeConv(nn.Module):
         return out + self.lin(x) + self.bias
 
 
-class HomogeneousGNN(nn.Module):
-    """h⁰ = W_type x + e_type;  h^{l+1} = TypeBatchNorm(h^l + ReLU(LinearEdgeConv(h^l, edges, edge_attr)))."""
+class NodeLayerNorm(nn.LayerNorm):
+    """A per-node LayerNorm with the type-wise norm's call signature (the `norm="layer"` ablation)."""
 
-    def __init__(self, in_dims: Sequence[int], edge_dim: int, hidden: int, layers: int) -> None:
+    def forward(self, x: torch.Tensor, node_type: torch.Tensor) -> torch.Tensor:
+        return super().forward(x)
+
+
+def _gine(hidden: int, edge_dim: int) -> nn.Module:
+    mlp = nn.Sequential(nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, hidden))
+    return GINEConv(mlp, train_eps=True, edge_dim=edge_dim, aggr="mean")
+
+
+LAYERS: dict[str, Callable[[int, int], nn.Module]] = {
+    "edge": lambda hidden, edge_dim: LinearEdgeConv(hidden, hidden, edge_dim),
+    "transformer": lambda hidden, edge_dim: TransformerConv(hidden, hidden // 4, heads=4, edge_dim=edge_dim),
+    "gine": _gine,
+    "general": lambda hidden, edge_dim: GeneralConv(hidden, hidden, in_edge_channels=edge_dim, aggr="mean"),
+    "gated": lambda hidden, edge_dim: ResGatedGraphConv(hidden, hidden, edge_dim=edge_dim, aggr="mean"),
+}
+NORMS: dict[str, Callable[[int, int], nn.Module]] = {
+    "type-batch": lambda hidden, types: HeteroBatchNorm(hidden, types),
+    "layer": lambda hidden, types: NodeLayerNorm(hidden),
+}
+
+
+def check_architecture(layer: str, norm: str) -> None:
+    """Refuse an unknown `layer` or `norm` setting, naming the known ones."""
+    if layer not in LAYERS:
+        raise GmtError(f"unknown layer '{layer}'; choose one of: {', '.join(LAYERS)}")
+    if norm not in NORMS:
+        raise GmtError(f"unknown norm '{norm}'; choose one of: {', '.join(NORMS)}")
+
+
+class HomogeneousGNN(nn.Module):
+    """h⁰ = W_type x + e_type;  h^{l+1} = Norm(h^l + ReLU(Layer(h^l, edges, edge_attr))).
+
+    Defaults: `LinearEdgeConv` and a batch norm per node type; the others are there for the ablation.
+    """
+
+    def __init__(
+        self,
+        in_dims: Sequence[int],
+        edge_dim: int,
+        hidden: int,
+        layers: int,
+        layer: str = "edge",
+        norm: str = "type-batch",
+    ) -> None:
         super().__init__()
+        check_architecture(layer, norm)
         self.project = nn.ModuleDict({str(t): nn.Linear(d, hidden) for t, d in enumerate(in_dims) if d > 0})
         self.node_type = nn.Embedding(len(in_dims), hidden)
-        self.convs = nn.ModuleList(LinearEdgeConv(hidden, hidden, edge_dim) for _ in range(layers))
-        self.norms = nn.ModuleList(HeteroBatchNorm(hidden, len(in_dims)) for _ in range(layers))
+        self.convs = nn.ModuleList(LAYERS[layer](hidden, edge_dim) for _ in range(layers))
+        self.norms = nn.ModuleList(NORMS[norm](hidden, len(in_dims)) for _ in range(layers))
 
     def forward(self, features: Sequence[torch.Tensor], edge_index: torch.Tensor, edge_attr: torch.Tensor):
         """`features[t]` is [n_t, in_dims[t]] (width 0 for featureless types); nodes are numbered type by type."""

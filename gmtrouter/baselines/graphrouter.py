@@ -57,10 +57,12 @@ def nearest(query_emb: np.ndarray, index_emb: np.ndarray, k: int, exclude_self: 
 class GraphRouterNet(torch.nn.Module):
     """The homogeneous GNN over [tasks | queries | LLMs] and the query-LLM edge head."""
 
-    def __init__(self, text_dim: int, hidden: int, layers: int, dropout: float) -> None:
+    def __init__(
+        self, text_dim: int, hidden: int, layers: int, dropout: float, layer: str = "edge", norm: str = "type-batch"
+    ) -> None:
         super().__init__()
         edge_dim = len(EDGE_KINDS) + EDGE_VALUES
-        self.gnn = HomogeneousGNN([text_dim, text_dim, text_dim], edge_dim, hidden, layers)
+        self.gnn = HomogeneousGNN([text_dim, text_dim, text_dim], edge_dim, hidden, layers, layer, norm)
         self.head = ScoreHead(hidden, 3, dropout)
 
     def forward(self, graph: dict[str, Any], query_nodes: torch.Tensor) -> torch.Tensor:
@@ -83,6 +85,8 @@ class GraphRouterRouter(QueryEncoding, BaselineRouter):
         encoder: str = DEFAULT_ENCODER,
         grid: dict[str, Any] | None = None,
         layers: int = 2,
+        layer: str = "edge",
+        norm: str = "type-batch",
         neighbors: int = 5,
         tasks: int = 8,
         lr: float = 3e-3,
@@ -99,6 +103,8 @@ class GraphRouterRouter(QueryEncoding, BaselineRouter):
         self.encoder = encoder
         self.grid = grid
         self.layers = layers
+        self.layer = layer
+        self.norm = norm
         self.neighbors = neighbors
         self.tasks = tasks
         self.lr = lr
@@ -160,6 +166,10 @@ class GraphRouterRouter(QueryEncoding, BaselineRouter):
         ]
         return {"features": features, "edge_index": edge_index, "edge_attr": edge_attr}
 
+    def build_net(self, params: dict[str, Any]) -> GraphRouterNet:
+        hidden, dropout = int(params["hidden"]), float(params["dropout"])
+        return GraphRouterNet(self.text_dim_, hidden, self.layers, dropout, self.layer, self.norm)
+
     # ------------------------------------------------------------------------------------------ fitting
 
     def _prepare(self, table: RecordTable) -> None:
@@ -213,7 +223,7 @@ class GraphRouterRouter(QueryEncoding, BaselineRouter):
 
         def run(params: dict[str, Any]) -> tuple[float, tuple[GraphRouterNet, dict[str, int]]]:
             torch.manual_seed(self.seed)
-            net = GraphRouterNet(self.text_dim_, int(params["hidden"]), self.layers, float(params["dropout"]))
+            net = self.build_net(params)
 
             def validate() -> float:
                 calibrate(net, n_fit)
@@ -279,6 +289,6 @@ class GraphRouterRouter(QueryEncoding, BaselineRouter):
         self.llm_emb_ = tensors["llm_emb"].numpy()
         self.wins_, self.played_ = tensors["wins"].numpy(), tensors["played"].numpy()
         params = self.params_
-        self.net_ = GraphRouterNet(self.text_dim_, int(params["hidden"]), self.layers, float(params["dropout"]))
+        self.net_ = self.build_net(params)
         self.net_.load_state_dict({k.removeprefix("net."): v for k, v in tensors.items() if k.startswith("net.")})
         self.net_.eval()

@@ -65,10 +65,12 @@ class Interactions:
 class PersonalizedRouterNet(torch.nn.Module):
     """The homogeneous GNN over [users | tasks | queries | LLMs] and the (user, query, LLM) head."""
 
-    def __init__(self, text_dim: int, hidden: int, layers: int, dropout: float) -> None:
+    def __init__(
+        self, text_dim: int, hidden: int, layers: int, dropout: float, layer: str = "edge", norm: str = "type-batch"
+    ) -> None:
         super().__init__()
         edge_dim = len(EDGE_KINDS) + EDGE_VALUES
-        self.gnn = HomogeneousGNN([0, text_dim, text_dim, text_dim], edge_dim, hidden, layers)
+        self.gnn = HomogeneousGNN([0, text_dim, text_dim, text_dim], edge_dim, hidden, layers, layer, norm)
         self.head = ScoreHead(hidden, 5, dropout)
 
     def forward(self, graph: dict[str, Any]) -> torch.Tensor:
@@ -92,6 +94,8 @@ class PersonalizedRouterRouter(QueryEncoding, BaselineRouter):
         encoder: str = DEFAULT_ENCODER,
         grid: dict[str, Any] | None = None,
         layers: int = 2,
+        layer: str = "edge",
+        norm: str = "type-batch",
         tasks: int = 8,
         lr: float = 3e-3,
         weight_decay: float = 1e-4,
@@ -108,6 +112,8 @@ class PersonalizedRouterRouter(QueryEncoding, BaselineRouter):
         self.encoder = encoder
         self.grid = grid
         self.layers = layers
+        self.layer = layer
+        self.norm = norm
         self.tasks = tasks
         self.lr = lr
         self.weight_decay = weight_decay
@@ -176,7 +182,8 @@ class PersonalizedRouterRouter(QueryEncoding, BaselineRouter):
         }
 
     def build_net(self, params: dict[str, Any]) -> PersonalizedRouterNet:
-        return PersonalizedRouterNet(self.text_dim_, int(params["hidden"]), self.layers, float(params["dropout"]))
+        hidden, dropout = int(params["hidden"]), float(params["dropout"])
+        return PersonalizedRouterNet(self.text_dim_, hidden, self.layers, dropout, self.layer, self.norm)
 
     # ------------------------------------------------------------------------------------------ fitting
 
