@@ -344,4 +344,19 @@ def test_cli_train_and_eval_a_baseline(tmp_path, topics, monkeypatch, capsys) ->
         "k=5",
     )
     assert code == 2 and err.startswith("error: router 'knn' has no setting 'k'") and len(err.splitlines()) == 1
+    prices = str(Path(__file__).parent / "fixtures" / "prices")
+    code, _, err = cli(
+        monkeypatch,
+        capsys,
+        "train",
+        "--data",
+        str(train),
+        "-o",
+        str(tmp_path / "bad"),
+        "--router",
+        "knn",
+        "--llm-info",
+        prices,
+    )
+    assert code == 2 and "router 'knn' does not read LLM descriptions" in err
     assert not (tmp_path / "bad").exists()

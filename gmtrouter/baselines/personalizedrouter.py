@@ -79,8 +79,7 @@ class PersonalizedRouterNet(torch.nn.Module):
         q, u = h[graph["target_node"]], h[graph["target_user"]]  # [n, hidden]
         m = h[graph["llm_node"]]  # [LLMs, hidden]
         n, k = len(q), len(m)
-        expand = lambda x: x[:, None, :].expand(-1, k, -1)  # noqa: E731
-        return self.head(expand(q), expand(u), m[None].expand(n, -1, -1))
+        return self.head(q[:, None].expand(-1, k, -1), u[:, None].expand(-1, k, -1), m[None].expand(n, -1, -1))
 
 
 class PersonalizedRouterRouter(QueryEncoding, BaselineRouter):
