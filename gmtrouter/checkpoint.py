@@ -40,6 +40,10 @@ def records_hash(records: Sequence[Interaction]) -> str:
 
 
 def _history_texts(router: PreferenceRouter, history: Sequence[Interaction]) -> list[str]:
+    """The texts whose embeddings travel with the checkpoint: the router says which, else queries and responses."""
+    own = getattr(router, "history_texts", None)
+    if own is not None:
+        return sorted(set(own(history)))
     texts = {r.query for r in history} | {x.text for r in history for x in r.responses if x.text}
     return sorted(texts | set(getattr(router, "llm_text_", [])))
 

@@ -272,7 +272,7 @@ def train(
     """Train a router on canonical records and save it (weights, config, the history it scores from)."""
     from gmtrouter.checkpoint import save_router
     from gmtrouter.data.schema import read_records
-    from gmtrouter.routers import make_router
+    from gmtrouter.routers import make_router, router_settings
 
     if data is None and from_db is None:
         raise GmtError("give training records: --data FILE, --from-db URL, or both")
@@ -284,6 +284,8 @@ def train(
     options.setdefault("seed", seed)
     descriptions = _llm_descriptions(llm_info)
     if descriptions is not None:
+        if "llm_descriptions" not in router_settings(router):
+            raise GmtError(f"router '{router}' does not read LLM descriptions; leave out --llm-info")
         options["llm_descriptions"] = descriptions
     try:
         model = make_router(router, **options)

@@ -11,7 +11,7 @@ import torch
 from tqdm.auto import tqdm
 
 from gmtrouter.data.schema import Interaction
-from gmtrouter.data.split import split_records
+from gmtrouter.data.split import holdout_split
 from gmtrouter.graph.build import targets
 from gmtrouter.graph.sample import sample_step
 from gmtrouter.metrics import evaluate_scores
@@ -20,14 +20,10 @@ from gmtrouter.model.loss import preference_loss
 if TYPE_CHECKING:
     from gmtrouter.model.gmtrouter import GMTRouter
 
-MIN_VALID_RECORDS = 20
-
 
 def _validation_split(router: GMTRouter, train: list[Interaction]) -> tuple[list[Interaction], list[Interaction]]:
     """Hold out a share of each user's records (known-user style) when there is enough data."""
-    if router.valid_frac <= 0 or len(train) * router.valid_frac < MIN_VALID_RECORDS:
-        return train, []
-    return split_records(train, "record", router.valid_frac, router.seed + 7919)
+    return holdout_split(train, router.valid_frac, router.seed)
 
 
 def train_network(router: GMTRouter, train: list[Interaction], valid: Sequence[Interaction] | None) -> dict[str, Any]:

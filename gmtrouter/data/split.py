@@ -12,6 +12,8 @@ from gmtrouter.data.schema import Interaction
 from gmtrouter.errors import GmtError
 
 SplitBy = Literal["record", "user"]
+MIN_VALID_RECORDS = 20
+VALID_SEED_OFFSET = 7919
 
 
 def split_records(
@@ -49,3 +51,16 @@ def split_records(
     train = [r for i, r in enumerate(records) if i not in test]
     held = [r for i, r in enumerate(records) if i in test]
     return train, held
+
+
+def holdout_split(
+    train: Sequence[Interaction], valid_frac: float, seed: int
+) -> tuple[list[Interaction], list[Interaction]]:
+    """(fit, valid): a `valid_frac` share of each user's records held out for tuning and early stopping.
+
+    Every router draws the same held-out records for the same seed, so their tuning is compared fairly.
+    Too little data (fewer than MIN_VALID_RECORDS held out) gives no validation set.
+    """
+    if valid_frac <= 0 or len(train) * valid_frac < MIN_VALID_RECORDS:
+        return list(train), []
+    return split_records(train, "record", valid_frac, seed + VALID_SEED_OFFSET)
