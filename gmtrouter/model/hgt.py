@@ -1,0 +1,266 @@
+"""Heterogeneous graph transformer layer (HGT, Hu et al. 2020), numerically equal to PyG's `HGTConv`.
+
+For node type t with input x_t [N_t, F_t], H heads of D = C / H channels, and relation r = (s, name, t):
+
+    k_s, q_t, v_s = x W_k + b_k, x W_q + b_q, x W_v + b_v        # per node type, [N, C] viewed [N, H, D]
+    k_r[j, h] = k_s[j, h] @ K_r[h] * p_r[h] / sqrt(D)            # per SOURCE node, K_r: [H, D, D]
+    v_r[j, h] = v_s[j, h] @ V_r[h]                               # per source node,  V_r: [H, D, D]
+    a[e, h]   = softmax over ALL edges e = (j -> i) into i, of every relation into t, of q_t[i, h] . k_r[j, h]
+    m_t[i, h] = sum_e a[e, h] * v_r[j, h]                        # [N_t, H, D] -> [N_t, C]
+    o_t       = gelu(m_t) W_o + b_o                              # per node type, [N_t, C]
+    y_t       = sigmoid(s_t) * o_t + (1 - sigmoid(s_t)) * x_t    # only when F_t == C; else y_t = o_t
+
+Output holds every node type of x_dict that is the destination of some relation of the metadata, in
+x_dict's order; a type that is the destination of none is absent (as in HGTConv). A destination type whose
+relations carry no edges in this call gets y_t from a zero m_t, again as HGTConv does. Unlike HGTConv (which
+assumes edge_index_dict lists relations in metadata order), the order of edge_index_dict does not matter.
+
+Speed: the relation matrices act once per source node, and the attention runs on sparse CSR kernels over a
+per-graph `HGTPlan` (see csr_attention.py). Build the plan once with `layer.plan(...)` and pass it to every
+layer and step that sees the same graph; without a plan, forward builds one per call.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from gmtrouter.model.csr_attention import AttentionPattern, build_pattern, pattern_attention
+
+EdgeType = tuple[str, str, str]
+Metadata = tuple[Sequence[str], Sequence[EdgeType]]
+
+
+@dataclass(frozen=True)
+class DstPlan:
+    """All relations into one destination type, as one attention pattern over stacked source blocks."""
+
+    relations: tuple[tuple[int, str], ...]  # (relation index, source type), in the order of key blocks
+    pattern: AttentionPattern
+
+
+@dataclass(frozen=True)
+class HGTPlan:
+    """Graph-dependent index work of an HGT layer, done once for a fixed graph and reused across calls."""
+
+    heads: int
+    edge_types: tuple[EdgeType, ...]
+    num_nodes: dict[str, int]
+    by_dst: dict[str, DstPlan]
+
+
+def build_plan(
+    edge_types: Sequence[EdgeType],
+    heads: int,
+    edge_index_dict: Mapping[EdgeType, Tensor],
+    num_nodes_dict: Mapping[str, int],
+) -> HGTPlan:
+    """Stack every relation's sources per destination type and build that type's CSR pattern.
+
+    Relations with no edges are left out (they add nothing); a destination whose relations are all empty
+    gets an empty pattern.
+    """
+    index = {tuple(et): i for i, et in enumerate(edge_types)}
+    grouped: dict[str, list[tuple[int, EdgeType]]] = {}
+    for et, ei in edge_index_dict.items():
+        et = tuple(et)
+        if et not in index:
+            raise ValueError(f"edge type {et} is not in the layer's metadata")
+        if ei.dim() != 2 or ei.size(0) != 2:
+            raise ValueError(f"edge_index of {et} must have shape [2, E], got {tuple(ei.shape)}")
+        grouped.setdefault(et[2], []).append((index[et], et))
+
+    by_dst: dict[str, DstPlan] = {}
+    for dst_type, rels in grouped.items():
+        rels.sort()
+        srcs, dsts, relations, offset = [], [], [], 0
+        for r, et in rels:
+            ei = edge_index_dict[et]
+            if ei.size(1) == 0:
+                continue
+            srcs.append(ei[0].long() + offset)
+            dsts.append(ei[1].long())
+            relations.append((r, et[0]))
+            offset += _count(num_nodes_dict, et[0])
+        empty = torch.zeros(0, dtype=torch.long)
+        src = torch.cat(srcs) if srcs else empty
+        dst = torch.cat(dsts) if dsts else empty
+        pattern = build_pattern(src, dst, offset, _count(num_nodes_dict, dst_type), heads)
+        by_dst[dst_type] = DstPlan(tuple(relations), pattern)
+    return HGTPlan(heads, tuple(tuple(et) for et in edge_types), dict(num_nodes_dict), by_dst)
+
+
+def _count(num_nodes_dict: Mapping[str, int], node_type: str) -> int:
+    if node_type not in num_nodes_dict:
+        raise KeyError(f"no node count (or features) for node type {node_type!r}")
+    return int(num_nodes_dict[node_type])
+
+
+def _per_head(x: Tensor, weight: Tensor) -> Tensor:
+    """x [N, H * D] times one [D, D] matrix per head (weight [H, D, D]) -> [N, H * D]."""
+    n = x.size(0)
+    heads, dim, _ = weight.shape
+    out = torch.bmm(x.view(n, heads, dim).transpose(0, 1), weight)  # [H, N, D]
+    return out.transpose(0, 1).reshape(n, heads * dim)
+
+
+def convert_pyg_state_dict(
+    state: Mapping[str, Tensor], node_types: Sequence[str], edge_types: Sequence[EdgeType], heads: int
+) -> dict[str, Tensor]:
+    """Map an HGTConv state dict to HGTLayer's layout.
+
+    HGTConv keeps its relation matrices in one HeteroLinear of R * H types, type h * R + r, each a [D, D]
+    matrix applied as row vector times matrix; here they are [R, H, D, D]. p_rel and skip move from one
+    parameter per edge / node type (keys joined with "__") into single tensors in metadata order.
+    """
+    num_rel = len(edge_types)
+    out: dict[str, Tensor] = {}
+    for t in node_types:
+        for name in ("weight", "bias"):
+            out[f"kqv.{t}.{name}"] = state[f"kqv_lin.lins.{t}.{name}"]
+            out[f"out_lin.{t}.{name}"] = state[f"out_lin.lins.{t}.{name}"]
+    for name in ("k_rel", "v_rel"):
+        w = state[f"{name}.weight"]
+        dim = w.size(-1)
+        out[name] = w.view(heads, num_rel, dim, dim).transpose(0, 1).contiguous()
+    out["p_rel"] = torch.cat([state[f"p_rel.{'__'.join(et)}"].view(1, heads) for et in edge_types])
+    out["skip"] = torch.cat([state[f"skip.{t}"].view(1) for t in node_types])
+    return out
+
+
+class HGTLayer(nn.Module):
+    """One HGT layer; same arguments, outputs and (mapped) parameters as torch_geometric's HGTConv.
+
+    Parameters (R relations in metadata order, T node types, C = out_channels = H * D):
+      kqv[t]:     Linear(F_t, 3C), output columns [k | q | v]
+      k_rel:      [R, H, D, D]   key matrix per relation and head (row vector times matrix)
+      v_rel:      [R, H, D, D]   value matrix per relation and head
+      p_rel:      [R, H]         attention prior per relation and head
+      out_lin[t]: Linear(C, C)
+      skip:       [T]            gate logit of the residual, per node type in metadata order
+    """
+
+    def __init__(
+        self,
+        in_channels: int | Mapping[str, int],
+        out_channels: int,
+        metadata: Metadata,
+        heads: int = 1,
+    ) -> None:
+        super().__init__()
+        node_types, edge_types = metadata
+        if out_channels % heads != 0:
+            raise ValueError(f"out_channels ({out_channels}) must be divisible by heads ({heads})")
+        if not isinstance(in_channels, Mapping):
+            in_channels = dict.fromkeys(node_types, in_channels)
+        self.node_types = list(node_types)
+        self.edge_types = [tuple(et) for et in edge_types]
+        self.in_channels = {t: int(in_channels[t]) for t in self.node_types}
+        self.out_channels = out_channels
+        self.heads = heads
+        self._type_index = {t: i for i, t in enumerate(self.node_types)}
+        self._dst_types = {et[2] for et in self.edge_types}
+
+        dim, num_rel = out_channels // heads, len(self.edge_types)
+        self.kqv = nn.ModuleDict(
+            {t: nn.Linear(self.in_channels[t], 3 * out_channels) for t in self.node_types}
+        )
+        self.out_lin = nn.ModuleDict({t: nn.Linear(out_channels, out_channels) for t in self.node_types})
+        self.k_rel = nn.Parameter(torch.empty(num_rel, heads, dim, dim))
+        self.v_rel = nn.Parameter(torch.empty(num_rel, heads, dim, dim))
+        self.p_rel = nn.Parameter(torch.empty(num_rel, heads))
+        self.skip = nn.Parameter(torch.empty(len(self.node_types)))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Same distributions as HGTConv: torch Linear defaults, U(+-1/sqrt(D)) relations, ones elsewhere."""
+        for lin in [*self.kqv.values(), *self.out_lin.values()]:
+            lin.reset_parameters()
+        bound = 1.0 / math.sqrt(self.k_rel.size(-2))
+        nn.init.uniform_(self.k_rel, -bound, bound)
+        nn.init.uniform_(self.v_rel, -bound, bound)
+        nn.init.ones_(self.p_rel)
+        nn.init.ones_(self.skip)
+
+    @classmethod
+    def from_pyg(cls, conv: nn.Module) -> HGTLayer:
+        """A layer with the same configuration and parameters as a torch_geometric HGTConv."""
+        layer = cls(conv.in_channels, conv.out_channels, (conv.node_types, conv.edge_types), conv.heads)
+        layer.load_pyg_state_dict(conv.state_dict())
+        return layer
+
+    def load_pyg_state_dict(self, state: Mapping[str, Tensor]) -> None:
+        """Load parameters saved from an HGTConv with the same metadata, channels and heads."""
+        self.load_state_dict(convert_pyg_state_dict(state, self.node_types, self.edge_types, self.heads))
+
+    def plan(self, edge_index_dict: Mapping[EdgeType, Tensor], num_nodes_dict: Mapping[str, int]) -> HGTPlan:
+        """Precompute the graph's index work; valid for every layer with this metadata and head count."""
+        return build_plan(self.edge_types, self.heads, edge_index_dict, num_nodes_dict)
+
+    def forward(
+        self,
+        x_dict: Mapping[str, Tensor],
+        edge_index_dict: Mapping[EdgeType, Tensor] | None = None,
+        plan: HGTPlan | None = None,
+    ) -> dict[str, Tensor]:
+        """x_dict: {type: [N_t, F_t]}; edge_index_dict: {(s, rel, t): [2, E]}, or a plan instead of it."""
+        if plan is None:
+            if edge_index_dict is None:
+                raise ValueError("give edge_index_dict or a plan")
+            plan = self.plan(edge_index_dict, {t: x.size(0) for t, x in x_dict.items()})
+        else:
+            self._check_plan(plan, x_dict)
+
+        c = self.out_channels
+        needed = set(plan.by_dst) | {s for dp in plan.by_dst.values() for _, s in dp.relations}
+        kqv = {t: self._kqv(t, x) for t, x in x_dict.items() if t in needed}
+
+        out: dict[str, Tensor] = {}
+        for t, x in x_dict.items():
+            if t not in self._dst_types:
+                continue
+            dp = plan.by_dst.get(t)
+            if dp is None or dp.pattern.nnz == 0:
+                m = x.new_zeros(x.size(0), c)
+            else:
+                m = self._attend(dp, kqv[t][1], kqv)
+            o = self.out_lin[t](F.gelu(m))
+            if o.size(-1) == x.size(-1):
+                gate = torch.sigmoid(self.skip[self._type_index[t]])
+                o = gate * o + (1 - gate) * x
+            out[t] = o
+        return out
+
+    def _kqv(self, t: str, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        # Three GEMMs on contiguous row blocks of the weight give contiguous k, q, v (one GEMM's column
+        # slices would each need a copy before the [N * H, D] view).
+        lin, c = self.kqv[t], self.out_channels
+        return tuple(
+            F.linear(x, lin.weight[i * c : (i + 1) * c], lin.bias[i * c : (i + 1) * c]) for i in range(3)
+        )
+
+    def _attend(self, dp: DstPlan, q: Tensor, kqv: Mapping[str, tuple[Tensor, Tensor, Tensor]]) -> Tensor:
+        """Aggregated messages [N_t, C] for one destination type with queries q [N_t, C]."""
+        heads, dim = self.heads, self.out_channels // self.heads
+        ks, vs = [], []
+        for r, s in dp.relations:
+            # The prior and the 1/sqrt(D) scale fold into the key matrix: one [H, D, D] product per call.
+            k_weight = self.k_rel[r] * (self.p_rel[r] / math.sqrt(dim)).view(heads, 1, 1)
+            ks.append(_per_head(kqv[s][0], k_weight))
+            vs.append(_per_head(kqv[s][2], self.v_rel[r]))
+        k = torch.cat(ks) if len(ks) > 1 else ks[0]  # [sum of source counts, C], blocks in plan order
+        v = torch.cat(vs) if len(vs) > 1 else vs[0]
+        m = pattern_attention(q.reshape(-1, dim), k.view(-1, dim), v.view(-1, dim), dp.pattern)
+        return m.view(q.size(0), self.out_channels)
+
+    def _check_plan(self, plan: HGTPlan, x_dict: Mapping[str, Tensor]) -> None:
+        if plan.heads != self.heads or plan.edge_types != tuple(self.edge_types):
+            raise ValueError("plan was built for another head count or metadata")
+        for t, n in plan.num_nodes.items():
+            if t in x_dict and x_dict[t].size(0) != n:
+                raise ValueError(f"plan expects {n} nodes of type {t!r}, x_dict has {x_dict[t].size(0)}")
