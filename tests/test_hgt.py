@@ -8,6 +8,7 @@ from torch import Tensor
 from torch_geometric.nn import HGTConv
 
 from gmtrouter.model.csr_attention import build_pattern, pattern_attention
+from gmtrouter.model.head_stack import stack_per_head
 from gmtrouter.model.hgt import HGTLayer, convert_pyg_state_dict
 
 NODE_COUNTS = {"user": 7, "llm": 3, "query": 9, "response": 31, "turn": 31}
@@ -176,3 +177,15 @@ def test_pattern_attention_against_dense_and_gradcheck() -> None:
     assert torch.all(out.view(n_dst, heads, dim)[3] == 0)
     inputs = tuple(t.clone().requires_grad_() for t in (q, k, v))
     assert torch.autograd.gradcheck(lambda a, b, c: pattern_attention(a, b, c, pattern), inputs)
+
+
+def test_stack_per_head_against_block_diagonal_and_gradcheck() -> None:
+    g = torch.Generator().manual_seed(4)
+    heads, dim = 3, 2
+    a, b = (torch.randn(n, heads * dim, generator=g, dtype=torch.float64) for n in (4, 5))
+    w1, w2, w3 = (torch.randn(heads, dim, dim, generator=g, dtype=torch.float64) for _ in range(3))
+    xs, ws = [a, b, a], [w1, w2, w3]  # `a` feeds two blocks, like a turn's keys for "prev" and "next"
+    expected = torch.cat([x @ torch.block_diag(*w.unbind(0)) for x, w in zip(xs, ws, strict=True)])
+    torch.testing.assert_close(stack_per_head(xs, ws), expected)
+    inputs = tuple(t.clone().requires_grad_() for t in (a, b, w1, w2, w3))
+    assert torch.autograd.gradcheck(lambda a, b, w1, w2, w3: stack_per_head([a, b, a], [w1, w2, w3]), inputs)

@@ -98,7 +98,10 @@ def build_pattern(src: Tensor, dst: Tensor, num_src: int, num_dst: int, heads: i
     perm_t = torch.empty(nnz, dtype=torch.long)
     col_t[pos_t.flatten()] = (dst[order_t].unsqueeze(1) * heads + h).flatten()
     perm_t[pos_t.flatten()] = pos[order_t].flatten()
-    return AttentionPattern(num_dst, num_src, heads, crow, col, row, crow_t, col_t, perm_t)
+    # MKL's sparse kernels take 32-bit indices; int64 ones would be converted on every call.
+    small = max(nnz, num_src * heads, num_dst * heads) < 2**31
+    idx = [t.int() if small else t for t in (crow, col, row, crow_t, col_t, perm_t)]
+    return AttentionPattern(num_dst, num_src, heads, *idx)
 
 
 def _csr(crow: Tensor, col: Tensor, values: Tensor, shape: tuple[int, int]) -> Tensor:
@@ -114,20 +117,30 @@ def _sddmm(p: AttentionPattern, a: Tensor, b: Tensor) -> Tensor:
     return torch.sparse.sampled_addmm(mask, a, b.t(), beta=0.0).values()
 
 
+def _matmul(sparse: Tensor, dense: Tensor) -> Tensor:
+    """sparse @ dense into a fresh tensor.
+
+    `sparse @ dense` zero-fills its result and then copies it once more; addmm with beta=0 into an empty
+    tensor (whose contents addmm then ignores, as documented) writes the product once.
+    """
+    out = dense.new_empty(sparse.size(0), dense.size(1))
+    return torch.addmm(out, sparse, dense, beta=0.0, out=out)
+
+
 def _spmm(p: AttentionPattern, values: Tensor, dense: Tensor) -> Tensor:
     """Pattern with `values` times dense [num_src * H, D] -> [num_dst * H, D]."""
-    return _csr(p.crow, p.col, values, (p.num_dst * p.heads, dense.size(0))) @ dense
+    return _matmul(_csr(p.crow, p.col, values, (p.num_dst * p.heads, dense.size(0))), dense)
 
 
 def _spmm_t(p: AttentionPattern, values: Tensor, dense: Tensor) -> Tensor:
     """Transposed pattern with `values` (pattern order) times dense [num_dst * H, D] -> [num_src * H, D]."""
-    a_t = _csr(p.crow_t, p.col_t, values[p.perm_t], (p.num_src * p.heads, dense.size(0)))
-    return a_t @ dense
+    a_t = _csr(p.crow_t, p.col_t, values.index_select(0, p.perm_t), (p.num_src * p.heads, dense.size(0)))
+    return _matmul(a_t, dense)
 
 
 def _row_reduce(values: Tensor, p: AttentionPattern, reduce: str) -> Tensor:
     """Per-row max or sum of entry values, broadcast back to the entries: [nnz] -> [nnz]."""
-    return torch.segment_reduce(values, reduce, offsets=p.crow, unsafe=True)[p.row]
+    return torch.segment_reduce(values, reduce, offsets=p.crow, unsafe=True).index_select(0, p.row)
 
 
 class _PatternAttention(torch.autograd.Function):

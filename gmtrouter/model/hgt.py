@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gmtrouter.model.csr_attention import AttentionPattern, build_pattern, pattern_attention
+from gmtrouter.model.head_stack import stack_per_head
 
 EdgeType = tuple[str, str, str]
 Metadata = tuple[Sequence[str], Sequence[EdgeType]]
@@ -99,14 +100,6 @@ def _count(num_nodes_dict: Mapping[str, int], node_type: str) -> int:
     if node_type not in num_nodes_dict:
         raise KeyError(f"no node count (or features) for node type {node_type!r}")
     return int(num_nodes_dict[node_type])
-
-
-def _per_head(x: Tensor, weight: Tensor) -> Tensor:
-    """x [N, H * D] times one [D, D] matrix per head (weight [H, D, D]) -> [N, H * D]."""
-    n = x.size(0)
-    heads, dim, _ = weight.shape
-    out = torch.bmm(x.view(n, heads, dim).transpose(0, 1), weight)  # [H, N, D]
-    return out.transpose(0, 1).reshape(n, heads * dim)
 
 
 def convert_pyg_state_dict(
@@ -247,14 +240,13 @@ class HGTLayer(nn.Module):
     def _attend(self, dp: DstPlan, q: Tensor, kqv: Mapping[str, tuple[Tensor, Tensor, Tensor]]) -> Tensor:
         """Aggregated messages [N_t, C] for one destination type with queries q [N_t, C]."""
         heads, dim = self.heads, self.out_channels // self.heads
-        ks, vs = [], []
-        for r, s in dp.relations:
-            # The prior and the 1/sqrt(D) scale fold into the key matrix: one [H, D, D] product per call.
-            k_weight = self.k_rel[r] * (self.p_rel[r] / math.sqrt(dim)).view(heads, 1, 1)
-            ks.append(_per_head(kqv[s][0], k_weight))
-            vs.append(_per_head(kqv[s][2], self.v_rel[r]))
-        k = torch.cat(ks) if len(ks) > 1 else ks[0]  # [sum of source counts, C], blocks in plan order
-        v = torch.cat(vs) if len(vs) > 1 else vs[0]
+        # The prior and the 1/sqrt(D) scale fold into the key matrices: [H, D, D] products once per call.
+        scale = self.p_rel / math.sqrt(dim)
+        k_weights = [self.k_rel[r] * scale[r].view(heads, 1, 1) for r, _ in dp.relations]
+        v_weights = [self.v_rel[r] for r, _ in dp.relations]
+        # [sum of source counts, C], one block per relation in plan order (the pattern's column blocks).
+        k = stack_per_head([kqv[s][0] for _, s in dp.relations], k_weights)
+        v = stack_per_head([kqv[s][2] for _, s in dp.relations], v_weights)
         m = pattern_attention(q.reshape(-1, dim), k.view(-1, dim), v.view(-1, dim), dp.pattern)
         return m.view(q.size(0), self.out_channels)
 

@@ -1,0 +1,176 @@
+"""Forward + backward time of one HGT layer: gmtrouter's HGTLayer against torch_geometric's HGTConv.
+
+Both layers hold the same parameters and run on the same synthetic interaction graph (users, LLMs, queries,
+responses, turns, and the relations between them in both directions). Every repeat times each variant once,
+in turn, so that load from other processes hits all of them alike; the table reports the median and the
+minimum over the repeats after warm-up.
+
+    python benchmarks/hgt_layer.py --turns 20000 --dim 128 --heads 4 --repeats 7 --profile
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+
+from gmtrouter.model.hgt import HGTLayer
+
+EdgeDict = dict[tuple[str, str, str], Tensor]
+
+
+def interaction_graph(turns: int, seed: int = 0) -> tuple[dict[str, int], EdgeDict]:
+    """Node counts and edges of a log with `turns` turns.
+
+    Sizes follow a routing log: one user per 20 turns, 8 LLMs, one query per 10 turns (queries recur), one
+    response per turn; a turn continues the previous turn's conversation with probability 0.65.
+    """
+    g = torch.Generator().manual_seed(seed)
+    counts = {"user": max(1, turns // 20), "llm": 8, "query": max(1, turns // 10), "response": turns}
+    counts["turn"] = turns
+    t = torch.arange(turns)
+    ends = {k: torch.randint(0, counts[k], (turns,), generator=g) for k in ("user", "llm", "query")}
+    ends["response"] = t
+    follows = t[1:][torch.rand(turns - 1, generator=g) < 0.65]
+    edges: EdgeDict = {("turn", "to", k): torch.stack([t, e]) for k, e in ends.items()}
+    edges[("turn", "prev", "turn")] = torch.stack([follows - 1, follows])
+    edges.update({(k, "to", "turn"): torch.stack([e, t]) for k, e in ends.items()})
+    edges[("turn", "next", "turn")] = torch.stack([follows, follows - 1])
+    return counts, edges
+
+
+def step(layer: torch.nn.Module, x: dict[str, Tensor], call: Callable) -> float:
+    """Seconds for one forward and backward pass (gradients for inputs and parameters)."""
+    layer.zero_grad(set_to_none=True)
+    xs = {k: v.detach().requires_grad_() for k, v in x.items()}
+    start = time.perf_counter()
+    out = call(xs)
+    sum(o.sum() for o in out.values()).backward()
+    return time.perf_counter() - start
+
+
+def top_ops(call: Callable[[], None], rows: int) -> tuple[list[tuple[str, float, int]], float]:
+    """(op, self CPU ms, calls) of the most expensive ATen ops of one call, and the total self CPU ms."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        call()
+    events = [e for e in prof.key_averages() if e.key.startswith("aten::")]
+    events.sort(key=lambda e: -e.self_cpu_time_total)
+    total = sum(e.self_cpu_time_total for e in prof.key_averages()) / 1e3
+    return [(e.key, e.self_cpu_time_total / 1e3, e.count) for e in events[:rows]], total
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--turns", type=int, default=20000)
+    parser.add_argument("--dim", type=int, default=128, help="hidden width of the router's HGT (128)")
+    parser.add_argument("--heads", type=int, default=4)
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--plot", type=Path, default=Path("benchmarks/out/hgt_layer.png"))
+    parser.add_argument("--profile", action="store_true", help="also print where each layer spends its time")
+    args = parser.parse_args()
+
+    from rich.console import Console
+    from rich.table import Table
+    from torch_geometric.nn import HGTConv
+
+    console = Console()
+    counts, edges = interaction_graph(args.turns, args.seed)
+    metadata = (list(counts), list(edges))
+    torch.manual_seed(args.seed)
+    conv = HGTConv(args.dim, args.dim, metadata, heads=args.heads)
+    layer = HGTLayer.from_pyg(conv)
+    gen = torch.Generator().manual_seed(args.seed + 1)
+    x = {k: torch.randn(n, args.dim, generator=gen) for k, n in counts.items()}
+
+    start = time.perf_counter()
+    plan = layer.plan(edges, counts)
+    plan_s = time.perf_counter() - start
+    with torch.no_grad():
+        ref, ours = conv(x, edges), layer(x, plan=plan)
+    diff = max((ref[k] - ours[k]).abs().max().item() for k in ref)
+
+    variants: dict[str, tuple[torch.nn.Module, Callable]] = {
+        "HGTConv (PyG)": (conv, lambda xs: conv(xs, edges)),
+        "HGTLayer, no plan": (layer, lambda xs: layer(xs, edges)),
+        "HGTLayer + plan": (layer, lambda xs: layer(xs, plan=plan)),
+    }
+    times: dict[str, list[float]] = {k: [] for k in variants}
+    load_before = os.getloadavg()[0]
+    for i in range(args.warmup + args.repeats):
+        for name, (module, call) in variants.items():
+            seconds = step(module, x, call)
+            if i >= args.warmup:
+                times[name].append(seconds)
+    load_after = os.getloadavg()[0]
+
+    num_edges = sum(e.size(1) for e in edges.values())
+    console.print(
+        f"turns={args.turns} nodes={sum(counts.values())} edges={num_edges} "
+        f"dim={args.dim} heads={args.heads} "
+        f"| torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs "
+        f"| load average {load_before:.1f} -> {load_after:.1f} | max |diff| {diff:.1e} "
+        f"| plan built in {plan_s * 1e3:.0f} ms"
+    )
+    base = statistics.median(times["HGTConv (PyG)"])
+    table = Table(title=f"HGT layer, forward + backward, median of {args.repeats}")
+    for col in ("layer", "median ms", "min ms", "speed-up"):
+        table.add_column(col, justify="left" if col == "layer" else "right")
+    for name, ts in times.items():
+        med = statistics.median(ts)
+        table.add_row(name, f"{med * 1e3:.0f}", f"{min(ts) * 1e3:.0f}", f"{base / med:.1f}x")
+    console.print(table)
+
+    if args.profile:
+        for name, (module, call) in variants.items():
+            if name == "HGTLayer, no plan":
+                continue
+            ops, total = top_ops(lambda module=module, call=call: step(module, x, call), 8)
+            prof = Table(title=f"{name}: top ATen ops by self CPU time (total {total:.0f} ms)")
+            for col in ("op", "ms", "share", "calls"):
+                prof.add_column(col, justify="left" if col == "op" else "right")
+            for op, ms, n in ops:
+                prof.add_row(op, f"{ms:.0f}", f"{ms / total:.0%}", str(n))
+            console.print(prof)
+
+    args.plot.parent.mkdir(parents=True, exist_ok=True)
+    plot(times, args, args.plot)
+    console.print(f"plot: {args.plot}")
+
+
+def plot(times: dict[str, list[float]], args: argparse.Namespace, path: Path) -> None:
+    """Bar per variant: median milliseconds, whiskers from the fastest to the slowest repeat."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(times)
+    med = [statistics.median(times[n]) * 1e3 for n in names]
+    low = [m - min(times[n]) * 1e3 for m, n in zip(med, names, strict=True)]
+    high = [max(times[n]) * 1e3 - m for m, n in zip(med, names, strict=True)]
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    bars = ax.bar(names, med, yerr=[low, high], capsize=4, color=["#9a9a9a", "#6aa7d8", "#1f6fb2"])
+    for bar, m in zip(bars, med, strict=True):
+        ax.annotate(f"{m:.0f} ms", (bar.get_x() + bar.get_width() / 2, m), ha="center", va="bottom")
+    ax.set_ylabel("forward + backward, ms")
+    ax.set_title(f"HGT layer, {args.turns} turns, dim {args.dim}, {args.heads} heads, CPU")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()

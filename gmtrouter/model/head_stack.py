@@ -1,0 +1,72 @@
+"""Per-head linear maps of several node blocks, written straight into one stacked tensor.
+
+HGT maps the keys (and values) of every relation's source nodes with one [D, D] matrix per head, then stacks
+the blocks of all relations that end at the same node type. With torch.bmm that needs a head-major result, a
+transposing copy back to node-major, and a torch.cat; together they cost more than the products themselves.
+Here each head's product is a plain GEMM that writes into its column slice of the stacked output (BLAS takes
+the row stride), and the backward pass does the same, so nothing is copied.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def _per_head_mm(x: Tensor, weight: Tensor, out: Tensor, transpose: bool = False) -> None:
+    """out[:, head h] = x[:, head h] @ weight[h] (or weight[h].T); x, out: [N, H * D], weight: [H, D, D]."""
+    dim = weight.size(-1)
+    for h in range(weight.size(0)):
+        cols = slice(h * dim, (h + 1) * dim)
+        torch.mm(x[:, cols], weight[h].t() if transpose else weight[h], out=out[:, cols])
+
+
+def _heads(x: Tensor, weight: Tensor) -> list[Tensor]:
+    """Column blocks [N, D] of x [N, H * D], one per head of weight [H, D, D]."""
+    return list(x.split(weight.size(-1), dim=1))
+
+
+class _HeadStack(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, count: int, *tensors: Tensor) -> Tensor:  # type: ignore[override]
+        xs, weights = tensors[:count], tensors[count:]
+        out = xs[0].new_empty(sum(x.size(0) for x in xs), xs[0].size(1))
+        start = 0
+        for x, w in zip(xs, weights, strict=True):
+            _per_head_mm(x, w, out[start : start + x.size(0)])
+            start += x.size(0)
+        ctx.count = count
+        ctx.save_for_backward(*tensors)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+        tensors = ctx.saved_tensors
+        grad = grad.contiguous()
+        xs, weights = tensors[: ctx.count], tensors[ctx.count :]
+        need = ctx.needs_input_grad[1:]
+        grad_xs: list[Tensor | None] = []
+        grad_ws: list[Tensor | None] = []
+        start = 0
+        for i, (x, w) in enumerate(zip(xs, weights, strict=True)):
+            g = grad[start : start + x.size(0)]
+            start += x.size(0)
+            grad_x = grad_w = None
+            if need[i]:
+                grad_x = torch.empty_like(x)
+                _per_head_mm(g, w, grad_x, transpose=True)
+            if need[ctx.count + i]:
+                grad_w = torch.stack([xh.t() @ gh for xh, gh in zip(_heads(x, w), _heads(g, w), strict=True)])
+            grad_xs.append(grad_x)
+            grad_ws.append(grad_w)
+        return (None, *grad_xs, *grad_ws)
+
+
+def stack_per_head(xs: list[Tensor], weights: list[Tensor]) -> Tensor:
+    """cat([x_i @ blockdiag(weights_i) for i]): xs[i] [N_i, H * D], weights[i] [H, D, D] -> [sum N_i, H * D].
+
+    Differentiable once in every x and weight; a tensor may appear in xs more than once.
+    """
+    if len(xs) != len(weights) or not xs:
+        raise ValueError("need one [H, D, D] weight per block, and at least one block")
+    return _HeadStack.apply(len(xs), *[x.contiguous() for x in xs], *weights)
