@@ -80,7 +80,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--plot", type=Path, default=Path("benchmarks/out/hgt_layer.png"))
     parser.add_argument("--profile", action="store_true", help="also print where each layer spends its time")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads; 0 keeps torch's default")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     from rich.console import Console
     from rich.table import Table

@@ -3,8 +3,9 @@
 HGT maps the keys (and values) of every relation's source nodes with one [D, D] matrix per head, then stacks
 the blocks of all relations that end at the same node type. With torch.bmm that needs a head-major result, a
 transposing copy back to node-major, and a torch.cat; together they cost more than the products themselves.
-Here each head's product is a plain GEMM that writes into its column slice of the stacked output (BLAS takes
-the row stride), and the backward pass does the same, so nothing is copied.
+Here one bmm per block reads the heads as strided views of the node-major input and writes every head's GEMM
+into its column slice of the stacked output (BLAS takes the row stride); the backward pass does the same, so
+nothing is copied.
 """
 
 from __future__ import annotations
@@ -13,17 +14,15 @@ import torch
 from torch import Tensor
 
 
+def _by_head(x: Tensor, heads: int) -> Tensor:
+    """View [N, H * D] as [H, N, D] without copying (batch stride D, row stride H * D)."""
+    return x.view(x.size(0), heads, -1).transpose(0, 1)
+
+
 def _per_head_mm(x: Tensor, weight: Tensor, out: Tensor, transpose: bool = False) -> None:
     """out[:, head h] = x[:, head h] @ weight[h] (or weight[h].T); x, out: [N, H * D], weight: [H, D, D]."""
-    dim = weight.size(-1)
-    for h in range(weight.size(0)):
-        cols = slice(h * dim, (h + 1) * dim)
-        torch.mm(x[:, cols], weight[h].t() if transpose else weight[h], out=out[:, cols])
-
-
-def _heads(x: Tensor, weight: Tensor) -> list[Tensor]:
-    """Column blocks [N, D] of x [N, H * D], one per head of weight [H, D, D]."""
-    return list(x.split(weight.size(-1), dim=1))
+    heads = weight.size(0)
+    torch.bmm(_by_head(x, heads), weight.transpose(1, 2) if transpose else weight, out=_by_head(out, heads))
 
 
 class _HeadStack(torch.autograd.Function):
@@ -56,7 +55,7 @@ class _HeadStack(torch.autograd.Function):
                 grad_x = torch.empty_like(x)
                 _per_head_mm(g, w, grad_x, transpose=True)
             if need[ctx.count + i]:
-                grad_w = torch.stack([xh.t() @ gh for xh, gh in zip(_heads(x, w), _heads(g, w), strict=True)])
+                grad_w = torch.bmm(_by_head(x, len(w)).transpose(1, 2), _by_head(g, len(w)))
             grad_xs.append(grad_x)
             grad_ws.append(grad_w)
         return (None, *grad_xs, *grad_ws)
