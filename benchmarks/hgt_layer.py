@@ -58,16 +58,52 @@ def step(layer: torch.nn.Module, x: dict[str, Tensor], call: Callable) -> float:
     return time.perf_counter() - start
 
 
-def top_ops(call: Callable[[], None], rows: int) -> tuple[list[tuple[str, float, int]], float]:
-    """(op, self CPU ms, calls) of the most expensive ATen ops of one call, and the total self CPU ms."""
+def profile_step(call: Callable[[], None]) -> tuple[list, list]:
+    """Profiler events of one call aggregated by name: one run for times, one more for allocated memory.
+
+    Tracking memory slows allocations down by a large factor, so its times are not used.
+    """
     from torch.profiler import ProfilerActivity, profile
 
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
-        call()
-    events = [e for e in prof.key_averages() if e.key.startswith("aten::")]
-    events.sort(key=lambda e: -e.self_cpu_time_total)
-    total = sum(e.self_cpu_time_total for e in prof.key_averages()) / 1e3
-    return [(e.key, e.self_cpu_time_total / 1e3, e.count) for e in events[:rows]], total
+    runs = []
+    for memory in (False, True):
+        with profile(activities=[ProfilerActivity.CPU], profile_memory=memory) as prof:
+            call()
+        runs.append(list(prof.key_averages()))
+    return runs[0], runs[1]
+
+
+def print_profile(console, name: str, events: list, memory: list, rows: int = 8) -> None:
+    """The most expensive ATen ops by self CPU time, and the share of slice-assignment backward nodes."""
+    from rich.table import Table
+
+    total = sum(e.self_cpu_time_total for e in events) / 1e3
+    ops = sorted((e for e in events if e.key.startswith("aten::")), key=lambda e: -e.self_cpu_time_total)
+    table = Table(title=f"{name}: top ATen ops by self CPU time (step total {total:.0f} ms)")
+    for col in ("op", "ms", "share", "calls"):
+        table.add_column(col, justify="left" if col == "op" else "right")
+    for e in ops[:rows]:
+        ms = e.self_cpu_time_total / 1e3
+        table.add_row(e.key, f"{ms:.0f}", f"{ms / total:.0%}", str(e.count))
+    console.print(table)
+    # Backward of `out[a:b] = ...` (CopySlices) and of `x[a:b]` (SliceBackward0): each one allocates, fills
+    # and copies a gradient as large as the whole tensor that was sliced.
+    nodes = [e for e in events if e.key in _SLICE_NODES]
+    if nodes:
+        ms = sum(e.cpu_time_total for e in nodes) / 1e3
+        gb = sum(e.cpu_memory_usage for e in memory if e.key in _SLICE_FUNCTIONS)
+        count = sum(e.count for e in nodes)
+        console.print(
+            f"{name}: {count} slice-assignment backward nodes take {ms:.0f} ms "
+            f"({ms / total:.0%} of the step) and allocate {gb / 1e9:.1f} GB"
+        )
+
+
+_SLICE_FUNCTIONS = ("SliceBackward0", "torch::autograd::CopySlices")
+_SLICE_NODES = (
+    "autograd::engine::evaluate_function: SliceBackward0",
+    "autograd::engine::evaluate_function: torch::autograd::CopySlices",
+)
 
 
 def main() -> None:
@@ -138,15 +174,9 @@ def main() -> None:
 
     if args.profile:
         for name, (module, call) in variants.items():
-            if name == "HGTLayer, no plan":
-                continue
-            ops, total = top_ops(lambda module=module, call=call: step(module, x, call), 8)
-            prof = Table(title=f"{name}: top ATen ops by self CPU time (total {total:.0f} ms)")
-            for col in ("op", "ms", "share", "calls"):
-                prof.add_column(col, justify="left" if col == "op" else "right")
-            for op, ms, n in ops:
-                prof.add_row(op, f"{ms:.0f}", f"{ms / total:.0%}", str(n))
-            console.print(prof)
+            if name != "HGTLayer, no plan":
+                events, memory = profile_step(lambda module=module, call=call: step(module, x, call))
+                print_profile(console, name, events, memory)
 
     args.plot.parent.mkdir(parents=True, exist_ok=True)
     plot(times, args, args.plot)
