@@ -11,7 +11,7 @@ For node type t with input x_t [N_t, F_t], H heads of D = C / H channels, and re
     y_t       = sigmoid(s_t) * o_t + (1 - sigmoid(s_t)) * x_t    # only when F_t == C; else y_t = o_t
 
 Output holds every node type of x_dict that is the destination of some relation of the metadata, in
-x_dict's order; a type that is the destination of none is absent (as in HGTConv). A destination type whose
+metadata order; a type that is the destination of none is absent (as in HGTConv). A destination type whose
 relations carry no edges in this call gets y_t from a zero m_t, again as HGTConv does. Unlike HGTConv (which
 assumes edge_index_dict lists relations in metadata order), the order of edge_index_dict does not matter.
 
@@ -214,10 +214,10 @@ class HGTLayer(nn.Module):
         kqv = {t: self._kqv(t, x) for t, x in x_dict.items() if t in needed}
 
         out: dict[str, Tensor] = {}
-        for t, x in x_dict.items():
-            if t not in self._dst_types:
+        for t in self.node_types:  # metadata order, as HGTConv
+            if t not in x_dict or t not in self._dst_types:
                 continue
-            dp = plan.by_dst.get(t)
+            x, dp = x_dict[t], plan.by_dst.get(t)
             if dp is None or dp.pattern.nnz == 0:
                 m = x.new_zeros(x.size(0), c)
             else:
