@@ -62,10 +62,10 @@ def _interleave(keys: Tensor, num: int, heads: int) -> tuple[Tensor, Tensor]:
     """
     deg = torch.bincount(keys, minlength=num)
     start = torch.cumsum(deg, 0) - deg
-    h = torch.arange(heads)
-    crow = torch.zeros(num * heads + 1, dtype=torch.long)
+    h = torch.arange(heads, device=keys.device)
+    crow = torch.zeros(num * heads + 1, dtype=torch.long, device=keys.device)
     crow[1:] = ((start * heads).unsqueeze(1) + (h + 1).unsqueeze(0) * deg.unsqueeze(1)).flatten()
-    within = torch.arange(keys.numel()) - start[keys]
+    within = torch.arange(keys.numel(), device=keys.device) - start[keys]
     pos = (start[keys] * heads + within).unsqueeze(1) + h.unsqueeze(0) * deg[keys].unsqueeze(1)
     return crow, pos
 
@@ -79,23 +79,21 @@ def build_pattern(src: Tensor, dst: Tensor, num_src: int, num_dst: int, heads: i
         raise ValueError(f"source index out of range [0, {num_src})")
     if dst.numel() and (int(dst.min()) < 0 or int(dst.max()) >= num_dst):
         raise ValueError(f"destination index out of range [0, {num_dst})")
-    h = torch.arange(heads)
+    h = torch.arange(heads, device=src.device)
     nnz = src.numel() * heads
 
     # Sort by (dst, src): rows of the CSR are contiguous and each row reads its sources in order.
     order = torch.argsort(dst * num_src + src, stable=True)
     src, dst = src[order], dst[order]
     crow, pos = _interleave(dst, num_dst, heads)
-    col = torch.empty(nnz, dtype=torch.long)
-    row = torch.empty(nnz, dtype=torch.long)
+    col, row = torch.empty(2, nnz, dtype=torch.long, device=src.device)
     col[pos.flatten()] = (src.unsqueeze(1) * heads + h).flatten()
     row[pos.flatten()] = (dst.unsqueeze(1) * heads + h).flatten()
 
     # The transpose (rows per source) serves the gradients of keys and values.
     order_t = torch.argsort(src * num_dst + dst, stable=True)
     crow_t, pos_t = _interleave(src[order_t], num_src, heads)
-    col_t = torch.empty(nnz, dtype=torch.long)
-    perm_t = torch.empty(nnz, dtype=torch.long)
+    col_t, perm_t = torch.empty(2, nnz, dtype=torch.long, device=src.device)
     col_t[pos_t.flatten()] = (dst[order_t].unsqueeze(1) * heads + h).flatten()
     perm_t[pos_t.flatten()] = pos[order_t].flatten()
     # MKL's sparse kernels take 32-bit indices; int64 ones would be converted on every call.

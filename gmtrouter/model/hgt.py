@@ -201,7 +201,11 @@ class HGTLayer(nn.Module):
         edge_index_dict: Mapping[EdgeType, Tensor] | None = None,
         plan: HGTPlan | None = None,
     ) -> dict[str, Tensor]:
-        """x_dict: {type: [N_t, F_t]}; edge_index_dict: {(s, rel, t): [2, E]}, or a plan instead of it."""
+        """Outputs {type: [N_t, C]} for x_dict {type: [N_t, F_t]} on edges {(s, rel, t): [2, E]}.
+
+        A plan from `self.plan` (or any layer's with the same metadata and heads) stands for the edges;
+        when one is given, edge_index_dict is not read.
+        """
         if plan is None:
             if edge_index_dict is None:
                 raise ValueError("give edge_index_dict or a plan")
