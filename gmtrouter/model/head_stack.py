@@ -1,11 +1,11 @@
 """Per-head linear maps of several node blocks, written straight into one stacked tensor.
 
 HGT maps the keys (and values) of every relation's source nodes with one [D, D] matrix per head, then stacks
-the blocks of all relations that end at the same node type. With torch.bmm that needs a head-major result, a
-transposing copy back to node-major, and a torch.cat; together they cost more than the products themselves.
-Here one bmm per block reads the heads as strided views of the node-major input and writes every head's GEMM
-into its column slice of the stacked output (BLAS takes the row stride); the backward pass does the same, so
-nothing is copied.
+the blocks of all relations that end at the same node type. A plain torch.bmm returns a head-major result
+that needs a transposing copy back to node-major and then a torch.cat; those copies cost more than the
+products. Here each block's bmm reads the heads as strided views of the node-major input and writes, through
+`out=`, every head straight into its column slice of the stacked output (BLAS takes the row stride); the
+backward pass does the same, so nothing is copied.
 """
 
 from __future__ import annotations
