@@ -107,35 +107,38 @@ def convert_pyg_state_dict(
 ) -> dict[str, Tensor]:
     """Map an HGTConv state dict to HGTLayer's layout.
 
-    HGTConv keeps its relation matrices in one HeteroLinear of R * H types, type h * R + r, each a [D, D]
-    matrix applied as row vector times matrix; here they are [R, H, D, D]. p_rel and skip move from one
-    parameter per edge / node type (keys joined with "__") into single tensors in metadata order.
+    HGTConv computes k, q and v with one Linear per node type (output rows [k | q | v]); here they are three.
+    Its relation matrices sit in one HeteroLinear of R * H types, type h * R + r, each a [D, D] matrix
+    applied as row vector times matrix; here each relation r has its own [H, D, D]. p_rel is keyed by
+    relation index instead of the joined edge type.
     """
     num_rel = len(edge_types)
     out: dict[str, Tensor] = {}
     for t in node_types:
         for name in ("weight", "bias"):
-            out[f"kqv.{t}.{name}"] = state[f"kqv_lin.lins.{t}.{name}"]
+            for i, part in enumerate(state[f"kqv_lin.lins.{t}.{name}"].chunk(3)):
+                out[f"{'kqv'[i]}_lin.{t}.{name}"] = part
             out[f"out_lin.{t}.{name}"] = state[f"out_lin.lins.{t}.{name}"]
+        out[f"skip.{t}"] = state[f"skip.{t}"]
     for name in ("k_rel", "v_rel"):
         w = state[f"{name}.weight"]
-        dim = w.size(-1)
-        out[name] = w.view(heads, num_rel, dim, dim).transpose(0, 1).contiguous()
-    out["p_rel"] = torch.cat([state[f"p_rel.{'__'.join(et)}"].view(1, heads) for et in edge_types])
-    out["skip"] = torch.cat([state[f"skip.{t}"].view(1) for t in node_types])
+        w = w.view(heads, num_rel, w.size(-2), w.size(-1))
+        out.update({f"{name}.{r}": w[:, r] for r in range(num_rel)})
+    out.update({f"p_rel.{r}": state[f"p_rel.{'__'.join(et)}"].view(heads) for r, et in enumerate(edge_types)})
     return out
 
 
 class HGTLayer(nn.Module):
     """One HGT layer; same arguments, outputs and (mapped) parameters as torch_geometric's HGTConv.
 
-    Parameters (R relations in metadata order, T node types, C = out_channels = H * D):
-      kqv[t]:     Linear(F_t, 3C), output columns [k | q | v]
-      k_rel:      [R, H, D, D]   key matrix per relation and head (row vector times matrix)
-      v_rel:      [R, H, D, D]   value matrix per relation and head
-      p_rel:      [R, H]         attention prior per relation and head
-      out_lin[t]: Linear(C, C)
-      skip:       [T]            gate logit of the residual, per node type in metadata order
+    Parameters (relation r indexes the metadata's edge types, C = out_channels = H * D):
+      k_lin[t], q_lin[t], v_lin[t]: Linear(F_t, C)
+      k_rel[r], v_rel[r]:           [H, D, D]  key / value matrix per head (row vector times matrix)
+      p_rel[r]:                     [H]        attention prior per head
+      out_lin[t]:                   Linear(C, C)
+      skip[t]:                      [1]        gate logit of the residual
+    One tensor per type and relation: indexing into stacked parameters would cost, in every backward pass,
+    a zero-filled gradient of the whole stack per index.
     """
 
     def __init__(
@@ -156,29 +159,33 @@ class HGTLayer(nn.Module):
         self.in_channels = {t: int(in_channels[t]) for t in self.node_types}
         self.out_channels = out_channels
         self.heads = heads
-        self._type_index = {t: i for i, t in enumerate(self.node_types)}
         self._dst_types = {et[2] for et in self.edge_types}
 
         dim, num_rel = out_channels // heads, len(self.edge_types)
-        self.kqv = nn.ModuleDict(
-            {t: nn.Linear(self.in_channels[t], 3 * out_channels) for t in self.node_types}
-        )
-        self.out_lin = nn.ModuleDict({t: nn.Linear(out_channels, out_channels) for t in self.node_types})
-        self.k_rel = nn.Parameter(torch.empty(num_rel, heads, dim, dim))
-        self.v_rel = nn.Parameter(torch.empty(num_rel, heads, dim, dim))
-        self.p_rel = nn.Parameter(torch.empty(num_rel, heads))
-        self.skip = nn.Parameter(torch.empty(len(self.node_types)))
+        types = self.node_types
+        self.k_lin = nn.ModuleDict({t: nn.Linear(self.in_channels[t], out_channels) for t in types})
+        self.q_lin = nn.ModuleDict({t: nn.Linear(self.in_channels[t], out_channels) for t in types})
+        self.v_lin = nn.ModuleDict({t: nn.Linear(self.in_channels[t], out_channels) for t in types})
+        self.out_lin = nn.ModuleDict({t: nn.Linear(out_channels, out_channels) for t in types})
+        self.k_rel = nn.ParameterList([torch.empty(heads, dim, dim) for _ in range(num_rel)])
+        self.v_rel = nn.ParameterList([torch.empty(heads, dim, dim) for _ in range(num_rel)])
+        self.p_rel = nn.ParameterList([torch.empty(heads) for _ in range(num_rel)])
+        self.skip = nn.ParameterDict({t: nn.Parameter(torch.empty(1)) for t in types})
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """Same distributions as HGTConv: torch Linear defaults, U(+-1/sqrt(D)) relations, ones elsewhere."""
-        for lin in [*self.kqv.values(), *self.out_lin.values()]:
-            lin.reset_parameters()
-        bound = 1.0 / math.sqrt(self.k_rel.size(-2))
-        nn.init.uniform_(self.k_rel, -bound, bound)
-        nn.init.uniform_(self.v_rel, -bound, bound)
-        nn.init.ones_(self.p_rel)
-        nn.init.ones_(self.skip)
+        """Same distributions as HGTConv: torch Linear defaults, U(+-1/sqrt(D)) relations, ones elsewhere.
+
+        (HGTConv draws k, q and v as one Linear of fan-in F_t; three Linears of fan-in F_t draw alike.)
+        """
+        for lins in (self.k_lin, self.q_lin, self.v_lin, self.out_lin):
+            for lin in lins.values():
+                lin.reset_parameters()
+        bound = 1.0 / math.sqrt(self.out_channels // self.heads)
+        for w in [*self.k_rel, *self.v_rel]:
+            nn.init.uniform_(w, -bound, bound)
+        for p in [*self.p_rel, *self.skip.values()]:
+            nn.init.ones_(p)
 
     @classmethod
     def from_pyg(cls, conv: nn.Module) -> HGTLayer:
@@ -215,7 +222,11 @@ class HGTLayer(nn.Module):
 
         c = self.out_channels
         needed = set(plan.by_dst) | {s for dp in plan.by_dst.values() for _, s in dp.relations}
-        kqv = {t: self._kqv(t, x) for t, x in x_dict.items() if t in needed}
+        kqv = {
+            t: (self.k_lin[t](x), self.q_lin[t](x), self.v_lin[t](x))
+            for t, x in x_dict.items()
+            if t in needed
+        }
 
         out: dict[str, Tensor] = {}
         for t in self.node_types:  # metadata order, as HGTConv
@@ -228,25 +239,18 @@ class HGTLayer(nn.Module):
                 m = self._attend(dp, kqv[t][1], kqv)
             o = self.out_lin[t](F.gelu(m))
             if o.size(-1) == x.size(-1):
-                gate = torch.sigmoid(self.skip[self._type_index[t]])
+                gate = torch.sigmoid(self.skip[t])
                 o = gate * o + (1 - gate) * x
             out[t] = o
         return out
-
-    def _kqv(self, t: str, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        # Three GEMMs on contiguous row blocks of the weight give contiguous k, q, v (one GEMM's column
-        # slices would each need a copy before the [N * H, D] view).
-        lin, c = self.kqv[t], self.out_channels
-        return tuple(
-            F.linear(x, lin.weight[i * c : (i + 1) * c], lin.bias[i * c : (i + 1) * c]) for i in range(3)
-        )
 
     def _attend(self, dp: DstPlan, q: Tensor, kqv: Mapping[str, tuple[Tensor, Tensor, Tensor]]) -> Tensor:
         """Aggregated messages [N_t, C] for one destination type with queries q [N_t, C]."""
         heads, dim = self.heads, self.out_channels // self.heads
         # The prior and the 1/sqrt(D) scale fold into the key matrices: [H, D, D] products once per call.
-        scale = self.p_rel / math.sqrt(dim)
-        k_weights = [self.k_rel[r] * scale[r].view(heads, 1, 1) for r, _ in dp.relations]
+        k_weights = [
+            self.k_rel[r] * (self.p_rel[r] / math.sqrt(dim)).view(heads, 1, 1) for r, _ in dp.relations
+        ]
         v_weights = [self.v_rel[r] for r, _ in dp.relations]
         # [sum of source counts, C], one block per relation in plan order (the pattern's column blocks).
         k = stack_per_head([kqv[s][0] for _, s in dp.relations], k_weights)
