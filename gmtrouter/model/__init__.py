@@ -1,0 +1,1 @@
+"""Graph encoders of the router: the heterogeneous graph transformer and its building blocks."""
