@@ -54,7 +54,7 @@ def taste_users(records: list[Interaction], seed: int = 0) -> list[Interaction]:
 
 
 def train_small_model(records_path: Path, out: Path) -> Path:
-    """GMTRouter on a few MT-Bench users plus taste users: hashing encoder, PyG's HGT, 150 steps."""
+    """GMTRouter on a few MT-Bench users plus taste users: hashing encoder, 150 steps."""
     import torch
 
     from gmtrouter.checkpoint import save_router
@@ -67,7 +67,6 @@ def train_small_model(records_path: Path, out: Path) -> Path:
     model = make_router(
         "gmtrouter",
         encoder="hashing-64",
-        layer="pyg-hgt",
         steps=150,
         lr=0.002,
         eval_every=25,

@@ -53,7 +53,7 @@ def taste_records(users: int, per_user: int, seed: int, prefix: str = "u") -> li
 @pytest.fixture(scope="module")
 def fitted() -> tuple[GMTRouter, list[Interaction]]:
     train = taste_records(24, 10, seed=0)
-    return GMTRouter(layer="pyg-hgt", **FAST).fit(train), train
+    return GMTRouter(**FAST).fit(train), train
 
 
 def test_known_users_are_personalised(fitted) -> None:
@@ -129,8 +129,8 @@ def test_training_is_seeded() -> None:
     train = taste_records(8, 6, seed=5)
     test = taste_records(8, 2, seed=6)
     settings = {**FAST, "steps": 20}
-    first = GMTRouter(layer="pyg-hgt", seed=3, **settings).fit(train).context(train).score_records(test)
-    again = GMTRouter(layer="pyg-hgt", seed=3, **settings).fit(train).context(train).score_records(test)
+    first = GMTRouter(seed=3, **settings).fit(train).context(train).score_records(test)
+    again = GMTRouter(seed=3, **settings).fit(train).context(train).score_records(test)
     for a, b in zip(first, again, strict=True):
         np.testing.assert_allclose(a, b, atol=1e-6)
 
@@ -161,10 +161,21 @@ def test_incremental_observe_matches_a_full_encode(fitted) -> None:
 )
 def test_ablations_train_and_score(ablation) -> None:
     train = taste_records(6, 5, seed=7)
-    settings = {"layer": "pyg-hgt", **FAST, "steps": 4, **ablation}
+    settings = {**FAST, "steps": 4, **ablation}
     router = GMTRouter(**settings).fit(train)
     context = router.context(train)
     scores = context.score_records(taste_records(6, 1, seed=8))
     assert all(np.isfinite(s).all() for s in scores)
     context.observe(taste_records(1, 2, seed=9, prefix="late"))
     assert context.knows_user("late0")
+
+
+def test_explanations_name_the_users_own_history(fitted) -> None:
+    router, train = fitted
+    context = router.context(train)
+    reasons = context.explain("u2", "question about chess openings", "a", top=3)
+    assert len(reasons) == 3
+    assert all(record.user == "u2" for record, _ in reasons)
+    weights = [w for _, w in reasons]
+    assert weights == sorted(weights, reverse=True) and 0 < sum(weights) <= 1 + 1e-6
+    assert context.explain("nobody", "question", "a") == []

@@ -26,9 +26,7 @@ def interaction_graph(seed: int = 0) -> dict[tuple[str, str, str], Tensor]:
     """Every turn links to a random user, llm and query, its own response and (mostly) the turn before."""
     g = torch.Generator().manual_seed(seed)
     turns = torch.arange(NODE_COUNTS["turn"])
-    ends = {
-        t: torch.randint(0, NODE_COUNTS[t], (turns.numel(),), generator=g) for t in ("user", "llm", "query")
-    }
+    ends = {t: torch.randint(0, NODE_COUNTS[t], (turns.numel(),), generator=g) for t in ("user", "llm", "query")}
     ends["response"] = turns.clone()
     follows = turns[1:][torch.rand(turns.numel() - 1, generator=g) < 0.7]
     edges = {("turn", "to", t): torch.stack([turns, ends[t]]) for t in TARGETS}
@@ -72,9 +70,7 @@ def assert_same(conv: HGTConv, layer: HGTLayer, x: dict[str, Tensor], edges: dic
     for g, rg in zip(grads, ref_grads, strict=True):
         torch.testing.assert_close(g, rg, atol=TOL, rtol=TOL)
     # Parameter gradients, mapped like the parameters themselves.
-    ref_param_grads = {
-        k: (p.grad if p.grad is not None else torch.zeros_like(p)) for k, p in conv.named_parameters()
-    }
+    ref_param_grads = {k: (p.grad if p.grad is not None else torch.zeros_like(p)) for k, p in conv.named_parameters()}
     mapped = convert_pyg_state_dict(ref_param_grads, layer.node_types, layer.edge_types, layer.heads)
     for k, p in layer.named_parameters():
         g = p.grad if p.grad is not None else torch.zeros_like(p)
@@ -86,9 +82,7 @@ def assert_same(conv: HGTConv, layer: HGTLayer, x: dict[str, Tensor], edges: dic
 def test_matches_hgtconv(heads: int, dims: str) -> None:
     out = 16
     # "mixed": some types enter with other widths, so their residual gate is skipped as in HGTConv.
-    in_channels = {
-        t: out if dims == "same" or t in ("turn", "llm") else 12 + i for i, t in enumerate(NODE_COUNTS)
-    }
+    in_channels = {t: out if dims == "same" or t in ("turn", "llm") else 12 + i for i, t in enumerate(NODE_COUNTS)}
     conv = pyg_conv(in_channels, out, heads, EDGE_TYPES)
     layer = HGTLayer.from_pyg(conv)
     assert_same(conv, layer, features(in_channels), interaction_graph())
@@ -156,9 +150,7 @@ def test_bad_inputs_are_refused() -> None:
 def dense_attention(q: Tensor, k: Tensor, v: Tensor, src: Tensor, dst: Tensor, heads: int) -> Tensor:
     """Reference: dense softmax per head, edges counted with multiplicity; rows without edges give 0."""
     n_dst, n_src, dim = q.size(0) // heads, k.size(0) // heads, q.size(1)
-    counts = torch.zeros(n_dst, n_src, dtype=q.dtype).index_put_(
-        (dst, src), torch.ones_like(src, dtype=q.dtype), True
-    )
+    counts = torch.zeros(n_dst, n_src, dtype=q.dtype).index_put_((dst, src), torch.ones_like(src, dtype=q.dtype), True)
     qh, kh, vh = (t.view(-1, heads, dim).transpose(0, 1) for t in (q, k, v))
     scores = qh @ kh.transpose(1, 2)  # [H, n_dst, n_src]
     weights = torch.exp(scores - scores.amax(-1, keepdim=True)) * counts

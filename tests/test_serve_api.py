@@ -297,7 +297,7 @@ def test_cli_creates_keys_the_service_accepts(client: TestClient, db_url: str) -
 def test_retrain_from_stored_feedback_then_reload(client: TestClient, tmp_path: Path) -> None:
     """Last in this module: it swaps in a new model trained on what the earlier tests stored."""
     assert client.post("/v1/admin/retrain", json={"output": ""}, headers=ADMIN_HEADERS).status_code == 422
-    settings = {"encoder": "hashing-64", "layer": "pyg-hgt", "steps": 2}
+    settings = {"encoder": "hashing-64", "steps": 2}
     output = tmp_path / "retrained"
     job = client.post("/v1/admin/retrain", json={"output": str(output), "settings": settings}, headers=ADMIN_HEADERS)
     assert job.status_code == 202 and job.json()["status"] == "running"

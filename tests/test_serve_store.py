@@ -150,7 +150,7 @@ def test_train_from_db_uses_stored_feedback_and_honours_forgets(tmp_path: Path) 
     )
     store.close()
     output = tmp_path / "model"
-    settings = ["--set", "encoder=hashing-16", "--set", "layer=pyg-hgt", "--set", "steps=2", "--set", "progress=false"]
+    settings = ["--set", "encoder=hashing-16", "--set", "steps=2", "--set", "progress=false"]
     result = _cli("train", "--from-db", url, "--data", str(data), "-o", str(output), *settings)
     assert result.returncode == 0, result.stderr
     assert "left out 6 records of forgotten users" in " ".join(result.stderr.split())

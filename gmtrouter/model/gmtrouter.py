@@ -222,6 +222,31 @@ class GMTContext(RoutingContext):
         counts = batch.mask.sum(dim=1).numpy()
         return [scores[i, : counts[i]].astype(float) for i in range(len(records))]
 
+    def explain(self, user: str, query: str, llm: str, top: int = 3) -> list[tuple[Interaction, float]]:
+        """The user's past interactions with the most attention from the user node in the last layer.
+
+        The weight of an interaction is the summed attention over its turns; it says which history shaped the
+        user's state, the same for every query and candidate.
+        """
+        user_id = self.table.user_vocab.get(user, -1)
+        if user_id < 0:
+            return []
+        node = int(self.graph.user_node(np.array([user_id]))[0])
+        around = self.graph.user_nodes(self.table, [user_id])
+        turns = around["response"]
+        weights = self.router.net_.user_attention(self.layers, node, turns)
+        if weights is None:
+            return []
+        response_ids = np.flatnonzero(self.graph.response_local >= 0)
+        turn_to_response = np.empty(self.graph.num_nodes["response"], dtype=np.int64)
+        turn_to_response[self.graph.response_local[response_ids]] = response_ids
+        records = self.table.resp_record[turn_to_response[turns.numpy()]]
+        totals: dict[int, float] = {}
+        for record, weight in zip(records.tolist(), weights.tolist(), strict=True):
+            totals[record] = totals.get(record, 0.0) + weight
+        best = sorted(totals.items(), key=lambda item: -item[1])[:top]
+        return [(self.table.records[record], weight) for record, weight in best]
+
     def score(self, user: str, query: str, llms: Sequence[str]) -> np.ndarray:
         router = self.router
         router.check_llms(llms)

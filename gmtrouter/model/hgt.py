@@ -222,21 +222,14 @@ class HGTLayer(nn.Module):
 
         c = self.out_channels
         needed = set(plan.by_dst) | {s for dp in plan.by_dst.values() for _, s in dp.relations}
-        kqv = {
-            t: (self.k_lin[t](x), self.q_lin[t](x), self.v_lin[t](x))
-            for t, x in x_dict.items()
-            if t in needed
-        }
+        kqv = {t: (self.k_lin[t](x), self.q_lin[t](x), self.v_lin[t](x)) for t, x in x_dict.items() if t in needed}
 
         out: dict[str, Tensor] = {}
         for t in self.node_types:  # metadata order, as HGTConv
             if t not in x_dict or t not in self._dst_types:
                 continue
             x, dp = x_dict[t], plan.by_dst.get(t)
-            if dp is None or dp.pattern.nnz == 0:
-                m = x.new_zeros(x.size(0), c)
-            else:
-                m = self._attend(dp, kqv[t][1], kqv)
+            m = x.new_zeros(x.size(0), c) if dp is None or dp.pattern.nnz == 0 else self._attend(dp, kqv[t][1], kqv)
             o = self.out_lin[t](F.gelu(m))
             if o.size(-1) == x.size(-1):
                 gate = torch.sigmoid(self.skip[t])
@@ -248,15 +241,28 @@ class HGTLayer(nn.Module):
         """Aggregated messages [N_t, C] for one destination type with queries q [N_t, C]."""
         heads, dim = self.heads, self.out_channels // self.heads
         # The prior and the 1/sqrt(D) scale fold into the key matrices: [H, D, D] products once per call.
-        k_weights = [
-            self.k_rel[r] * (self.p_rel[r] / math.sqrt(dim)).view(heads, 1, 1) for r, _ in dp.relations
-        ]
+        k_weights = [self.k_rel[r] * (self.p_rel[r] / math.sqrt(dim)).view(heads, 1, 1) for r, _ in dp.relations]
         v_weights = [self.v_rel[r] for r, _ in dp.relations]
         # [sum of source counts, C], one block per relation in plan order (the pattern's column blocks).
         k = stack_per_head([kqv[s][0] for _, s in dp.relations], k_weights)
         v = stack_per_head([kqv[s][2] for _, s in dp.relations], v_weights)
         m = pattern_attention(q.reshape(-1, dim), k.view(-1, dim), v.view(-1, dim), dp.pattern)
         return m.view(q.size(0), self.out_channels)
+
+    @torch.no_grad()
+    def attention(self, x_dst: Tensor, x_src: Tensor, edge_type: EdgeType) -> Tensor:
+        """Attention weights [S, heads] of ONE destination node (x_dst [F]) over its S sources of one relation.
+
+        Valid as the node's full attention when that relation is its only incoming one (a user's turns).
+        """
+        r = self.edge_types.index(tuple(edge_type))
+        src_type, _, dst_type = edge_type
+        heads, dim = self.heads, self.out_channels // self.heads
+        q = self.q_lin[dst_type](x_dst).view(heads, dim)  # [H, D]
+        k = self.k_lin[src_type](x_src).view(-1, heads, dim)  # [S, H, D]
+        k = torch.einsum("shd,hde->she", k, self.k_rel[r])
+        scores = (k * q).sum(-1) * self.p_rel[r] / math.sqrt(dim)  # [S, H]
+        return torch.softmax(scores, dim=0)
 
     def _check_plan(self, plan: HGTPlan, x_dict: Mapping[str, Tensor]) -> None:
         if plan.heads != self.heads or plan.edge_types != tuple(self.edge_types):

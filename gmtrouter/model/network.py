@@ -10,6 +10,7 @@ from torch import nn
 from gmtrouter.graph.build import HeteroGraph, TargetBatch, metadata
 from gmtrouter.graph.table import RATING_FEATURES
 from gmtrouter.model.head import PreferenceHead
+from gmtrouter.model.hgt import HGTLayer, HGTPlan
 from gmtrouter.model.layers import make_layer
 
 
@@ -97,9 +98,12 @@ class GMTRouterNet(nn.Module):
         """Layer-0 state of a query from its text embedding (also used for queries outside the graph)."""
         return self.input_norms["query"](self.query_in(query_x))
 
-    def layer(self, index: int, states: dict[str, torch.Tensor], edge_index: dict) -> dict[str, torch.Tensor]:
+    def layer(
+        self, index: int, states: dict[str, torch.Tensor], edge_index: dict, plan: HGTPlan | None = None
+    ) -> dict[str, torch.Tensor]:
         """One message-passing layer with its normalisation; types that receive nothing keep their states."""
-        updated = self.convs[index](states, edge_index)
+        conv = self.convs[index]
+        updated = conv(states, edge_index, plan=plan) if plan is not None else conv(states, edge_index)
         return {
             kind: self.norms[index](self.dropout(updated[kind])) if updated.get(kind) is not None else states[kind]
             for kind in states
@@ -108,9 +112,30 @@ class GMTRouterNet(nn.Module):
     def encode_layers(self, graph: HeteroGraph) -> list[dict[str, torch.Tensor]]:
         """Node states after every layer, [layer 0 (inputs), ..., last]."""
         layers = [self.initial_states(graph)]
+        plan = self.plan(graph.edge_index, layers[0])
         for index in range(len(self.convs)):
-            layers.append(self.layer(index, layers[-1], graph.edge_index))
+            layers.append(self.layer(index, layers[-1], graph.edge_index, plan))
         return layers
+
+    def plan(self, edge_index: dict, states: dict[str, torch.Tensor]) -> HGTPlan | None:
+        """The HGT layers' index work for a graph, done once and shared by every layer (None for other layers)."""
+        first = self.convs[0] if len(self.convs) else None
+        if not isinstance(first, HGTLayer):
+            return None
+        return first.plan(edge_index, {kind: x.shape[0] for kind, x in states.items()})
+
+    @torch.no_grad()
+    def user_attention(
+        self, layers: list[dict[str, torch.Tensor]], user: int, turns: torch.Tensor
+    ) -> torch.Tensor | None:
+        """How much each of a user's turns weighs in the user's final state: last layer, mean over heads."""
+        last = self.convs[-1] if len(self.convs) else None
+        if not isinstance(last, HGTLayer) or not len(turns):
+            return None
+        hub = "turn" if self.config.turn_nodes else "response"
+        states = layers[-2]
+        weights = last.attention(states["user"][user], states[hub][turns], (hub, "by", "user"))
+        return weights.mean(dim=1)
 
     def encode(self, graph: HeteroGraph) -> dict[str, torch.Tensor]:
         """Final node states {type: [n, hidden]}."""
