@@ -66,6 +66,7 @@ class HeteroGraph:
     query_x: torch.Tensor  # [Q, E] text embeddings of the query nodes
     response_x: torch.Tensor  # [N, E + RATING_FEATURES]
     response_llm: torch.Tensor  # [N] LLM id of each response (and of its turn)
+    response_group: torch.Tensor  # [N] position of each response's record in `records`
     user_local: np.ndarray  # [table users] -> user node, -1 if absent (use the population node, 0)
     query_local: np.ndarray  # [table queries] -> query node, -1 if absent
     response_local: np.ndarray  # [table responses] -> response (= turn) node, -1 if absent
@@ -86,6 +87,7 @@ class HeteroGraph:
             query_x=torch.zeros(0, dim),
             response_x=torch.zeros(0, table.resp_x.shape[1]),
             response_llm=torch.zeros(0, dtype=torch.long),
+            response_group=torch.zeros(0, dtype=torch.long),
             user_local=np.zeros(0, np.int64),
             query_local=np.zeros(0, np.int64),
             response_local=np.zeros(0, np.int64),
@@ -136,6 +138,8 @@ class HeteroGraph:
         llm_of = table.resp_llm[responses]
         self.response_x = torch.cat([self.response_x, torch.from_numpy(table.resp_x[responses])])
         self.response_llm = torch.cat([self.response_llm, torch.from_numpy(llm_of)])
+        group = len(self.records) + np.repeat(np.arange(len(records)), counts)
+        self.response_group = torch.cat([self.response_group, torch.from_numpy(group)])
         self.records = np.concatenate([self.records, records])
 
         user_of = self.user_local[table.rec_user[resp_rec]]
@@ -175,7 +179,13 @@ class HeteroGraph:
         return around
 
 
-_REVERSE = {"by": "made", "asks": "asked_in", "got": "answers", "served_by": "served", "prev": "next"}
+_REVERSE = {
+    "by": "made",
+    "asks": "asked_in",
+    "got": "answers",
+    "served_by": "served",
+    "prev": "next",
+}
 
 
 def _reverse(src: str, rel: str, dst: str) -> EdgeType:

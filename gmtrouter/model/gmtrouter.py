@@ -42,6 +42,8 @@ class GMTRouter(PreferenceRouter):
         layer: str = "hgt",
         response_text: bool = True,
         turn_nodes: bool = True,
+        norm: str = "batch",
+        head_products: bool = True,
         user_sampling: bool = True,
         dropout: float = 0.1,
         lr: float = 5e-4,
@@ -66,6 +68,8 @@ class GMTRouter(PreferenceRouter):
         self.layer = layer
         self.response_text = response_text
         self.turn_nodes = turn_nodes
+        self.norm = norm
+        self.head_products = head_products
         self.user_sampling = user_sampling
         self.dropout = dropout
         self.lr = lr
@@ -122,6 +126,8 @@ class GMTRouter(PreferenceRouter):
             layer=self.layer,
             response_text=self.response_text,
             turn_nodes=self.turn_nodes,
+            norm=self.norm,
+            head_products=self.head_products,
         )
         torch.manual_seed(self.seed)
         self.net_ = GMTRouterNet(self.net_config_, self._llm_embeddings())

@@ -19,15 +19,17 @@ class PreferenceHead(nn.Module):
     Scores are logits of a Bradley-Terry model: :math:`P(m \succ m') = \sigma(s_m - s_{m'})`.
     """
 
-    def __init__(self, hidden: int, dim: int = 64, heads: int = 4, dropout: float = 0.1) -> None:
+    def __init__(self, hidden: int, dim: int = 64, heads: int = 4, dropout: float = 0.1, products: bool = True) -> None:
         super().__init__()
+        self.products = products
         self.user_proj = nn.Linear(hidden, dim)
         self.query_proj = nn.Linear(hidden, dim)
         self.graph_query_proj = nn.Linear(hidden, dim)
         self.llm_proj = nn.Linear(hidden, dim)
         self.absent_query = nn.Parameter(torch.zeros(hidden))
         self.attention = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
-        self.mlp = nn.Sequential(nn.Linear(2 * dim, dim), nn.ReLU(), nn.Dropout(dropout), nn.Linear(dim, 1))
+        width = (4 if products else 2) * dim
+        self.mlp = nn.Sequential(nn.Linear(width, dim), nn.ReLU(), nn.Dropout(dropout), nn.Linear(dim, 1))
 
     def forward(
         self,
@@ -42,4 +44,7 @@ class PreferenceHead(nn.Module):
         context = torch.stack([self.user_proj(user), self.query_proj(query), self.graph_query_proj(seen)], dim=1)
         target = self.llm_proj(llm)  # [B, K, D]
         attended, _ = self.attention(target, context, context, need_weights=False)  # [B, K, D]
-        return self.mlp(torch.cat([attended, target], dim=-1)).squeeze(-1)
+        features = [attended, target]
+        if self.products:  # user x LLM and query x LLM interactions, one linear step from the score
+            features += [context[:, None, 0] * target, context[:, None, 1] * target]
+        return self.mlp(torch.cat(features, dim=-1)).squeeze(-1)

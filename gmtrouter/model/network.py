@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
+from torch_geometric.utils import scatter
 
 from gmtrouter.graph.build import HeteroGraph, TargetBatch, metadata
 from gmtrouter.graph.table import RATING_FEATURES
@@ -28,6 +29,8 @@ class NetConfig:
     layer: str = "hgt"
     response_text: bool = True
     turn_nodes: bool = True
+    norm: str = "batch"
+    head_products: bool = True
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -45,7 +48,7 @@ class GMTRouterNet(nn.Module):
         super().__init__()
         self.config = config
         hidden = config.hidden
-        self.register_buffer("llm_text", llm_text.float())  # [L, E]
+        self.register_buffer("llm_text", centred(llm_text.float()))  # [L, E]
         self.query_in = nn.Linear(config.text_dim, hidden)
         self.response_in = nn.Linear(3 * config.text_dim + RATING_FEATURES, hidden)
         self.llm_in = nn.Linear(config.text_dim, hidden)
@@ -56,22 +59,37 @@ class GMTRouterNet(nn.Module):
         self.turn_start = nn.Parameter(torch.zeros(hidden))
         meta = metadata(config.multi_turn, config.turn_nodes)
         self.convs = nn.ModuleList(make_layer(config.layer, hidden, meta, config.heads) for _ in range(config.layers))
-        self.norms = nn.ModuleList(nn.LayerNorm(hidden) for _ in range(config.layers))
+        types = meta[0]
+        if config.norm == "batch":  # one BatchNorm per node type and layer
+            self.norms = nn.ModuleList(
+                nn.ModuleDict({t: nn.BatchNorm1d(hidden) for t in types}) for _ in range(config.layers)
+            )
+        else:
+            self.norms = nn.ModuleList(nn.LayerNorm(hidden) for _ in range(config.layers))
         self.dropout = nn.Dropout(config.dropout)
-        self.head = PreferenceHead(hidden, config.head_dim, config.heads, config.dropout)
+        self.head = PreferenceHead(hidden, config.head_dim, config.heads, config.dropout, config.head_products)
 
-    def response_features(self, response_x: torch.Tensor, response_llm: torch.Tensor) -> torch.Tensor:
-        """[N, 3E + RATING_FEATURES]: text, text and LLM signed by the rating, and the rating features.
+    def response_features(
+        self, response_x: torch.Tensor, response_llm: torch.Tensor, response_group: torch.Tensor
+    ) -> torch.Tensor:
+        """[N, 3E + RATING_FEATURES]: text, text signed by the rating, the LLM's contrast to its rivals signed by
+        the rating, and the rating features.
 
-        The sign s = 2 * (rating normalised within its record) - 1 turns "liked this answer of that LLM"
-        into a direction in embedding space, so a user's aggregated turns read as a taste vector.
+        The sign s = 2 * (rating normalised within its record) - 1 turns "liked this answer" into a direction in
+        embedding space. The contrast e_m - mean(e of the record's LLMs) names whom the LLM beat or lost to:
+        in a pairwise vote both turns carry (e_winner - e_loser) / 2, the direction a Bradley-Terry update takes.
         """
         text, rating = response_x[:, :-RATING_FEATURES], response_x[:, -RATING_FEATURES:]
         if not self.config.response_text:
             text = torch.zeros_like(text)
         sign = 2.0 * rating[:, :1] - 1.0
         llm = self.llm_text[response_llm]
-        return torch.cat([text, text * sign, llm * sign, rating], dim=1)
+        if len(response_group):
+            groups = response_group - response_group.min()
+            rivals = scatter(llm, groups, dim=0, reduce="mean")[groups]
+        else:
+            rivals = llm
+        return torch.cat([text, text * sign, (llm - rivals) * sign, rating], dim=1)
 
     def initial_states(self, graph: HeteroGraph, start: dict[str, int] | None = None) -> dict[str, torch.Tensor]:
         """Layer-0 states of every node type (of the nodes numbered from `start[type]` on, if given)."""
@@ -86,7 +104,11 @@ class GMTRouterNet(nn.Module):
             "turn": self.turn_start.expand(rows("turn"), -1),
             "query": self.project_query(graph.query_x[first.get("query", 0) :]),
             "response": self.input_norms["response"](
-                self.response_in(self.response_features(graph.response_x[responses], graph.response_llm[responses]))
+                self.response_in(
+                    self.response_features(
+                        graph.response_x[responses], graph.response_llm[responses], graph.response_group[responses]
+                    )
+                )
             ),
             "llm": self.input_norms["llm"](self.llm_in(self.llm_text))[first.get("llm", 0) :],
         }
@@ -104,8 +126,11 @@ class GMTRouterNet(nn.Module):
         """One message-passing layer with its normalisation; types that receive nothing keep their states."""
         conv = self.convs[index]
         updated = conv(states, edge_index, plan=plan) if plan is not None else conv(states, edge_index)
+        norm = self.norms[index]
         return {
-            kind: self.norms[index](self.dropout(updated[kind])) if updated.get(kind) is not None else states[kind]
+            kind: (norm[kind] if isinstance(norm, nn.ModuleDict) else norm)(self.dropout(updated[kind]))
+            if updated.get(kind) is not None and (updated[kind].shape[0] > 1 or not self.training)
+            else states[kind]
             for kind in states
         }
 
@@ -208,3 +233,15 @@ def _neighbourhood(
     }
     inverse = {kind: torch.searchsorted(compact[kind], ids) for kind, ids in nodes.items()}
     return compact, inverse, edges
+
+
+def centred(vectors: torch.Tensor) -> torch.Tensor:
+    """Rows minus their mean, rescaled to unit length.
+
+    Embeddings of LLM names are close to each other (cosine ~0.8 for "gpt3-6b-finetuning" and
+    "gpt3-6b-verification"), so the differences that tell LLMs apart would be a small part of every vector.
+    """
+    if len(vectors) < 2:
+        return vectors
+    shifted = vectors - vectors.mean(dim=0, keepdim=True)
+    return shifted / shifted.norm(dim=1, keepdim=True).clamp_min(1e-6)
