@@ -28,7 +28,7 @@ class PreferenceHead(nn.Module):
         self.llm_proj = nn.Linear(hidden, dim)
         self.absent_query = nn.Parameter(torch.zeros(hidden))
         self.attention = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
-        width = (4 if products else 2) * dim
+        width = (5 if products else 2) * dim
         self.mlp = nn.Sequential(nn.Linear(width, dim), nn.ReLU(), nn.Dropout(dropout), nn.Linear(dim, 1))
 
     def forward(
@@ -45,6 +45,6 @@ class PreferenceHead(nn.Module):
         target = self.llm_proj(llm)  # [B, K, D]
         attended, _ = self.attention(target, context, context, need_weights=False)  # [B, K, D]
         features = [attended, target]
-        if self.products:  # user x LLM and query x LLM interactions, one linear step from the score
-            features += [context[:, None, 0] * target, context[:, None, 1] * target]
+        if self.products:  # user, query and graph-query x LLM interactions, one linear step from the score
+            features += [context[:, None, i] * target for i in range(3)]
         return self.mlp(torch.cat(features, dim=-1)).squeeze(-1)
