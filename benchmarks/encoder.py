@@ -1,6 +1,6 @@
 """Text encoder throughput: texts per second cold (nothing cached), warm from disk, and warm in memory.
 
-    python benchmarks/encoder.py --data-dir ../shared/data --texts 600
+    python -m benchmarks.encoder --data-dir ../shared/data --texts 600
 
 Texts are MT-Bench queries and answers (real lengths). Cold encodes with all-MiniLM-L6-v2 into an empty
 cache; "disk" is a new process-level encoder reading the SQLite cache; "memory" is the same encoder again.

@@ -1,0 +1,94 @@
+"""GMTRouter against the global win-rate rule on MT-Bench human votes, record splits, several seeds.
+
+    python -m benchmarks.mtbench_accuracy --seeds 0,1,2,3,4
+
+Each seed splits the votes by record (test 20%, every user keeps training records), trains both routers on
+the training part and scores the test part with the training part as the users' history. Prints a table,
+writes benchmarks/out/mtbench_accuracy.{json,png}. Also reports each GMTRouter fit's wall time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from benchmarks.common import DEFAULT_DATA, OUT, mt_bench, save_json
+from gmtrouter.data.split import split_records
+from gmtrouter.evaluate import evaluate_router
+from gmtrouter.routers import make_router
+
+ROUTERS = ("global-winrate", "knn", "gmtrouter")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--seeds", default="0,1,2,3,4")
+    parser.add_argument("--routers", default=",".join(ROUTERS))
+    args = parser.parse_args()
+    records = mt_bench(args.data_dir)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    names = args.routers.split(",")
+    results: dict[str, list[dict]] = {name: [] for name in names}
+    for seed in seeds:
+        train, test = split_records(records, "record", 0.2, seed)
+        for name in names:
+            settings = {"progress": False} if name == "gmtrouter" else {}
+            started = time.perf_counter()
+            router = make_router(name, seed=seed, **settings).fit(train)
+            seconds = time.perf_counter() - started
+            result = evaluate_router(router, train, test)
+            results[name].append(
+                {
+                    "seed": seed,
+                    "accuracy": result["accuracy"],
+                    "auc": result["auc"],
+                    "n_pairs": result["n_pairs"],
+                    "fit_seconds": seconds,
+                }
+            )
+            Console(stderr=True).print(
+                f"seed {seed} {name}: {result['accuracy']:.4f} / {result['auc']:.4f} ({seconds:.1f} s)"
+            )
+    table = Table(title=f"MT-Bench human votes, record split 80/20, seeds {args.seeds}")
+    for column in ("router", "accuracy (mean)", "AUC (mean)", "accuracy per seed", "fit s (median)"):
+        table.add_column(column)
+    for name, rows in results.items():
+        acc = [r["accuracy"] for r in rows]
+        auc = [r["auc"] for r in rows]
+        table.add_row(
+            name,
+            f"{np.mean(acc):.4f}",
+            f"{np.mean(auc):.4f}",
+            " ".join(f"{a:.3f}" for a in acc),
+            f"{np.median([r['fit_seconds'] for r in rows]):.1f}",
+        )
+    Console().print(table)
+    save_json("mtbench_accuracy", results)
+    _plot(results, seeds)
+
+
+def _plot(results: dict[str, list[dict]], seeds: list[int]) -> None:
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    width = 0.8 / len(results)
+    for k, (name, rows) in enumerate(results.items()):
+        for ax, metric in zip(axes, ("accuracy", "auc"), strict=True):
+            ax.bar(np.arange(len(seeds)) + k * width, [r[metric] for r in rows], width, label=name)
+    for ax, metric in zip(axes, ("pairwise accuracy", "AUC"), strict=True):
+        ax.set_xticks(np.arange(len(seeds)) + width * (len(results) - 1) / 2, [f"seed {s}" for s in seeds])
+        ax.set_ylabel(metric)
+        ax.set_ylim(0.6, 0.95)
+    axes[0].legend()
+    fig.suptitle("MT-Bench human votes: held-out records of known users")
+    fig.tight_layout()
+    fig.savefig(OUT / "mtbench_accuracy.png", dpi=120)
+
+
+if __name__ == "__main__":
+    main()
