@@ -76,9 +76,9 @@ def _summary(values: list[float]) -> dict[str, float]:
     }
 
 
-def per_user(pairs: Pairs, min_pairs: int = MIN_USER_PAIRS) -> dict[str, object]:
-    """Accuracy and AUC of each user with at least `min_pairs` pairs, summarised over those users."""
-    accs, aucs = [], []
+def per_user_values(pairs: Pairs, min_pairs: int = MIN_USER_PAIRS) -> dict[str, tuple[float, float]]:
+    """(accuracy, AUC) of each user with at least `min_pairs` pairs: the distribution behind `per_user`."""
+    values: dict[str, tuple[float, float]] = {}
     correct = pairs.correct
     order = np.argsort(pairs.user.astype(str), kind="stable")
     users = pairs.user[order].astype(str)
@@ -87,8 +87,14 @@ def per_user(pairs: Pairs, min_pairs: int = MIN_USER_PAIRS) -> dict[str, object]
         if end - start < min_pairs:
             continue
         idx = order[start:end]
-        accs.append(float(correct[idx].mean()))
-        aucs.append(auc(pairs.label[idx], pairs.diff[idx]))
+        values[str(users[start])] = (float(correct[idx].mean()), auc(pairs.label[idx], pairs.diff[idx]))
+    return values
+
+
+def per_user(pairs: Pairs, min_pairs: int = MIN_USER_PAIRS) -> dict[str, object]:
+    """Accuracy and AUC of each user with at least `min_pairs` pairs, summarised over those users."""
+    values = list(per_user_values(pairs, min_pairs).values())
+    accs, aucs = [a for a, _ in values], [u for _, u in values]
     return {"n_users": len(accs), "accuracy": _summary(accs), "auc": _summary(aucs)}
 
 
