@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from gmtrouter.bench.aggregate import estimate
-from gmtrouter.bench.plan import Job, parse_int_list, parse_variant
+from gmtrouter.bench.plan import ABLATIONS, BenchConfig, Job, Variant, build_plan, parse_int_list, parse_variant
 from gmtrouter.bench.tradeoff import single_llm_points, tradeoff_curve, win_share
 from gmtrouter.cli import main
 from gmtrouter.errors import GmtError
@@ -218,3 +218,22 @@ def test_tradeoff_reads_the_choice_from_the_record() -> None:
     assert costly["win_rate"] == pytest.approx((1 + 0 + 0.5) / 3) and costly["cost"] == pytest.approx(1.0)
     single = single_llm_points(records, expected)
     assert single["cheap"]["win_rate"] == pytest.approx(0.5) and single["cheap"]["n"] == 3
+
+
+def test_plan_leaves_out_what_cannot_differ_and_runs_ablations_on_their_seeds() -> None:
+    config = BenchConfig(
+        datasets=("mmlu", "gsm8k"),
+        variants=(Variant("gmtrouter", "gmtrouter"), *ABLATIONS),
+        seeds=(0, 1),
+        shots=(0, 5),
+        data_dir=Path("."),
+        out=Path("."),
+        ablation_seeds=(0,),
+    )
+    jobs, skipped = build_plan(config, {"mmlu": "a", "gsm8k": "b"}, {"mmlu": False, "gsm8k": True})
+    assert [(s.dataset, s.variant) for s in skipped] == [("mmlu", "gmtrouter-no-text")]
+    per_seed = {seed: sum(j.seed == seed for j in jobs) for seed in (0, 1)}
+    assert per_seed == {0: (4 + 5) * 2, 1: 2 * 2}  # ablations (3 on mmlu, 4 on gsm8k) on seed 0 only
+    assert {j.shots for j in jobs if j.split == "record"} == {(0,)}
+    assert {j.shots for j in jobs if j.split == "user"} == {(0, 5)}
+    assert len({j.key for j in jobs}) == len(jobs)

@@ -16,6 +16,7 @@ from gmtrouter.bench.aggregate import Results
 
 MAIN = "gmtrouter"
 DPI = 110
+LABELLED_WEIGHTS = (0.0, 0.5, 1.0, 2.0, 5.0)
 
 
 def _style(variant: str, index: int) -> dict[str, Any]:
@@ -139,10 +140,10 @@ def tradeoff_plot(results: Results, dataset: str, compare: str | None, path: Pat
         return None
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.6), gridspec_kw={"width_ratios": [1.25, 1]})
     left.plot([p["cost"] for p in curve], [p["win_rate"] for p in curve], "-o", color="black", label=MAIN, zorder=5)
-    for p in curve[:: max(1, len(curve) // 6)]:
-        left.annotate(
-            f"w={p['cost_weight']:g}", (p["cost"], p["win_rate"]), fontsize=7, xytext=(4, 4), textcoords="offset points"
-        )
+    for p in curve:
+        if p["cost_weight"] in LABELLED_WEIGHTS:
+            where = (p["cost"], p["win_rate"])
+            left.annotate(f"w={p['cost_weight']:g}", where, fontsize=7, xytext=(5, 2), textcoords="offset points")
     if compare:
         other = mean_curve(results, dataset, compare)
         if other and all(p["cost"] is not None for p in other):
@@ -154,11 +155,12 @@ def tradeoff_plot(results: Results, dataset: str, compare: str | None, path: Pat
                 color="tab:blue",
                 label=compare,
             )
-    for llm, point in single.items():
+    for index, (llm, point) in enumerate(sorted(single.items(), key=lambda item: item[1]["cost"] or 0.0)):
         if point["cost"] is None or point["win_rate"] is None:
             continue
         left.scatter([point["cost"]], [point["win_rate"]], marker="D", color="tab:red", zorder=6)
-        left.annotate(llm, (point["cost"], point["win_rate"]), fontsize=7, xytext=(4, -9), textcoords="offset points")
+        offset = (5, -10) if index % 2 else (5, 4)  # alternate sides: LLMs of equal price sit side by side
+        left.annotate(llm, (point["cost"], point["win_rate"]), fontsize=7, xytext=offset, textcoords="offset points")
     left.axhline(0.5, color="grey", linewidth=0.8, linestyle=":")
     left.set_xscale("log")
     left.set_xlabel("mean cost per request (USD, log scale)")

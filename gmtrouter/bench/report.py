@@ -252,16 +252,36 @@ def plan_text(
     return lines
 
 
+def headline(results: Results, datasets: Sequence[str], shots: Sequence[int]) -> list[str]:
+    """One row per dataset: the best router and GMTRouter, on known users and on new users at the largest k."""
+    k = shots[-1]
+    rows = []
+    for name in datasets:
+        row = [name]
+        for split, path in (("record", "evaluations.0.accuracy"), ("user", f"evaluations.{k}.accuracy")):
+            found = [(v, results.estimate(name, split, v, path)) for v in results.variants(name, split)]
+            found = [(v, e) for v, e in found if e is not None]
+            best = max(found, key=lambda item: item[1].mean, default=None)
+            mine = dict(found).get(plots.MAIN)
+            row += [f"{best[0]} {best[1].format()}" if best else "–", mine.format() if mine else "–"]
+        rows.append(row)
+    header = ["dataset", "best, known users", "gmtrouter, known users", f"best, new users k={k}", f"gmtrouter, k={k}"]
+    return ["", "## Summary: pairwise accuracy", "", *_table(header, rows)]
+
+
 def dataset_section(
     name: str, config: BenchConfig, results: Results, variants: Sequence[Variant], report_dir: Path, img_dir: Path
 ) -> list[str]:
     routers = {v.name: v.router for v in variants}
     lines = ["", f"## {name}", ""]
-    text = narrative.known_users(results, name, routers)
-    text += narrative.ablations(results, name, [v.name for v in variants if v.ablation])
-    text += narrative.new_users(results, name, config.shots)
-    text += narrative.failures(results, name)
-    lines += [" ".join(text), "", f"### {SPLIT_NAMES['record'].capitalize()}", ""]
+    parts = [
+        narrative.known_users(results, name, routers),
+        narrative.ablations(results, name, [v.name for v in variants if v.ablation]),
+        narrative.new_users(results, name, config.shots),
+        narrative.failures(results, name),
+    ]
+    lines += [f"- {' '.join(part)}" for part in parts if part]
+    lines += ["", f"### {SPLIT_NAMES['record'].capitalize()}", ""]
     lines += known_table(results, name)
     lines += ["", f"### {SPLIT_NAMES['user'].capitalize()}: pairwise accuracy by k shots", ""]
     lines += kshot_table(results, name, config.shots)
@@ -363,6 +383,7 @@ def write_report(
     img_dir = report_dir / "img"
     lines = header(config, info, data, results)
     lines += plan_text(config, variants, skipped, info.notes)
+    lines += headline(results, list(data), config.shots)
     for name in data:
         if progress:
             progress(f"report: {name}")

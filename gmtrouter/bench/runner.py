@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import signal
+import threading
 import time
 from collections import Counter, deque
 from collections.abc import Sequence
@@ -71,6 +72,10 @@ def _exit_reason(code: int | None) -> str:
         except ValueError:
             return f"the job process was killed by signal {-code}"
     return f"the job process exited with code {code} without writing a result"
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"stopped by signal {signum}")
 
 
 @dataclass
@@ -176,7 +181,20 @@ class Runner:
             )
 
     def run(self, jobs: Sequence[Job]) -> RunSummary:
-        """Run every job not yet finished; a job's failure is written down and the others go on."""
+        """Run every job not yet finished; a job's failure is written down and the others go on.
+
+        Ctrl-C or SIGTERM stops the running jobs (no orphans); what finished stays, and a rerun goes on from there.
+        """
+        previous = None
+        if threading.current_thread() is threading.main_thread():
+            previous = signal.signal(signal.SIGTERM, _terminate)
+        try:
+            return self._run(jobs)
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
+
+    def _run(self, jobs: Sequence[Job]) -> RunSummary:
         config = self.config
         todo = deque(job for job in jobs if not is_done(job, config.out, config.retry_failed))
         summary = RunSummary(total=len(jobs), skipped=len(jobs) - len(todo))

@@ -63,26 +63,29 @@ def tradeoff_curve(
     weights: Sequence[float] = COST_WEIGHTS,
 ) -> list[dict[str, Any]]:
     """For each cost weight: mean win rate, cost and utility of the chosen responses, and each LLM's share."""
+    rows = []  # per record: scores, expected costs, and what each response would be worth if chosen
+    for record, score in zip(records, scores, strict=True):
+        if len(record.responses) < 2:
+            continue
+        worth = [
+            (win_share(record, i), response_cost(record, i, expected), utility(record, i))
+            for i in range(len(record.responses))
+        ]
+        rows.append((np.asarray(score, dtype=float), [expected.get(m) for m in record.llms], worth, record.llms))
     points = []
     for weight in weights:
-        wins, costs, utilities, chosen = [], [], [], Counter()
-        for record, score in zip(records, scores, strict=True):
-            if len(record.responses) < 2:
-                continue
-            candidate_costs = [expected.get(llm) for llm in record.llms]
-            adjusted = cost_adjusted(np.asarray(score, dtype=float), candidate_costs, weight)
-            pick = int(np.argmax(adjusted))
-            wins.append(win_share(record, pick))
-            costs.append(response_cost(record, pick, expected))
-            utilities.append(utility(record, pick))
-            chosen[record.responses[pick].llm] += 1
+        worth_of_picks, chosen = [], Counter()
+        for score, candidate_costs, worth, llms in rows:
+            pick = int(np.argmax(cost_adjusted(score, candidate_costs, weight)))
+            worth_of_picks.append(worth[pick])
+            chosen[llms[pick]] += 1
         total = sum(chosen.values())
         points.append(
             {
                 "cost_weight": weight,
-                "win_rate": _mean(wins),
-                "cost": _mean(costs),
-                "utility": _mean(utilities),
+                "win_rate": _mean([w[0] for w in worth_of_picks]),
+                "cost": _mean([w[1] for w in worth_of_picks]),
+                "utility": _mean([w[2] for w in worth_of_picks]),
                 "share": {llm: n / total for llm, n in sorted(chosen.items())} if total else {},
             }
         )

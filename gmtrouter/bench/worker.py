@@ -30,10 +30,10 @@ from gmtrouter.bench.tradeoff import single_llm_points, tradeoff_curve
 from gmtrouter.costs import mean_costs
 from gmtrouter.data.schema import Interaction, read_records
 from gmtrouter.data.split import split_records
-from gmtrouter.data.stats import oracle_metrics
+from gmtrouter.data.stats import UTILITY_KEY
 from gmtrouter.errors import GmtError
 from gmtrouter.evaluate import score_split, split_metrics
-from gmtrouter.metrics import per_user_values, rated_pairs
+from gmtrouter.metrics import auc, per_user_values, rated_pairs
 from gmtrouter.routers import PreferenceRouter, make_router
 
 with contextlib.suppress(ImportError):  # the default encoder's library: imported here, it costs no job seconds
@@ -69,14 +69,21 @@ def param_count(router: PreferenceRouter) -> int:
     return int(sum(t.numel() for t in tensors.values()))
 
 
+def oracle(records: Sequence[Interaction]) -> dict[str, float] | None:
+    """Accuracy and AUC of the simulator's true utilities on the scored records (None for real feedback)."""
+    if not records or any(UTILITY_KEY not in r.meta for r in records):
+        return None
+    pairs = rated_pairs(records, [r.meta[UTILITY_KEY] for r in records])
+    return {"accuracy": float(pairs.correct.mean()) if len(pairs.label) else None, "auc": auc(pairs.label, pairs.diff)}
+
+
 def evaluate_k(router: PreferenceRouter, train: list[Interaction], test: list[Interaction], k: int) -> dict[str, Any]:
     """Contract metrics at k shots, plus the per-user values behind their summaries and the oracle's metrics."""
     split = score_split(router, train, test, k)
     result = split_metrics(router, split, k)
     users = per_user_values(rated_pairs(split.scored, split.scores))
     result["per_user_values"] = {"accuracy": [a for a, _ in users.values()], "auc": [u for _, u in users.values()]}
-    oracle = oracle_metrics(split.scored)
-    result["oracle"] = None if oracle is None else {"accuracy": oracle["accuracy"], "auc": oracle["auc"]}
+    result["oracle"] = oracle(split.scored)
     result["_split"] = split
     return result
 
