@@ -71,13 +71,19 @@ def known_users(results: Results, dataset: str, routers: dict[str, str]) -> list
     return lines
 
 
-def ablations(results: Results, dataset: str, names: Sequence[str]) -> list[str]:
+def ablations(results: Results, dataset: str, names: Sequence[str], shots: Sequence[int]) -> list[str]:
     """Each ablation's accuracy minus GMTRouter's on known users and, at the largest k, on new users."""
-    present = [n for n in names if n in results.variants(dataset, "record")]
-    if not present or MAIN not in results.variants(dataset, "record"):
-        return []
-    parts = [f"{name}: {_diff_text(results.paired(dataset, 'record', name, MAIN, ACCURACY))}" for name in present]
-    return [f"Ablations, accuracy minus GMTRouter's on known users: {'; '.join(parts)}."]
+    lines = []
+    for split, path, where in (
+        ("record", ACCURACY, "known users"),
+        ("user", f"evaluations.{shots[-1]}.accuracy", f"new users at k = {shots[-1]}"),
+    ):
+        present = [n for n in names if n in results.variants(dataset, split)]
+        if not present or MAIN not in results.variants(dataset, split):
+            continue
+        parts = [f"{name} {_diff_text(results.paired(dataset, split, name, MAIN, path))}" for name in present]
+        lines.append(f"Ablations, accuracy minus GMTRouter's on {where}: {'; '.join(parts)}.")
+    return lines
 
 
 def new_users(results: Results, dataset: str, shots: Sequence[int]) -> list[str]:

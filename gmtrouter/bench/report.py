@@ -34,6 +34,7 @@ class RunInfo:
     jobs_run: int
     jobs_reused: int
     notes: Sequence[str]
+    load: tuple[float, float] | None = None  # 1-minute load average at the start and at the end of the run
 
 
 @dataclass(frozen=True)
@@ -187,7 +188,13 @@ def header(config: BenchConfig, info: RunInfo, data: dict[str, BenchData], resul
         f"ran in its own process with {config.threads} torch thread(s), {config.workers} job(s) at a time. "
         f"This run took {info.wall_seconds / 60:.1f} min of wall time and ran {info.jobs_run} jobs; "
         f"{info.jobs_reused} finished jobs were reused from earlier runs with the same key. "
-        f"The jobs' own times add up to {job_seconds / 60:.1f} min.",
+        f"The jobs' own times add up to {job_seconds / 60:.1f} min."
+        + (
+            f" The machine's load average was {info.load[0]:.1f} at the start and {info.load[1]:.1f} at the end "
+            "(each busy core adds 1; other processes raise it and slow the jobs)."
+            if info.load
+            else ""
+        ),
         "",
         "## Plan",
         "",
@@ -276,7 +283,7 @@ def dataset_section(
     lines = ["", f"## {name}", ""]
     parts = [
         narrative.known_users(results, name, routers),
-        narrative.ablations(results, name, [v.name for v in variants if v.ablation]),
+        narrative.ablations(results, name, [v.name for v in variants if v.ablation], config.shots),
         narrative.new_users(results, name, config.shots),
         narrative.failures(results, name),
     ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -70,6 +71,7 @@ def run_bench(
 ) -> BenchOutcome:
     """Prepare, run what is not finished, and write the report; a failing job never stops the others."""
     started = time.time()
+    load_start = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     check_variants(config.variants, config.overrides)
     data: dict[str, BenchData] = {}
     for name in config.datasets:
@@ -94,6 +96,7 @@ def run_bench(
         jobs_run=summary.ran,
         jobs_reused=summary.skipped,
         notes=reduction_notes(config, full_routers),
+        load=(load_start, os.getloadavg()[0]) if load_start is not None else None,
     )
     with console.status("writing the report"):
         path = write_report(report, config, info, data, jobs, list(config.variants), skipped)
