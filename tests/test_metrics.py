@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from gmtrouter.metrics import evaluate_scores, per_user, rated_pairs, top1_accuracy
+from gmtrouter.metrics import auc, evaluate_scores, per_user, rated_pairs, top1_accuracy
 from tests.conftest import make_record
 
 
@@ -54,3 +54,12 @@ def test_top1_requires_unique_maxima() -> None:
     ]
     scores = [[0.9, 0.1, 0.2], [0.0, 0.0, 1.0], [0.5, 0.5, 0.5], [1.0, 0.0]]
     assert top1_accuracy(records, scores) == (0.5, 2)
+
+
+def test_auc_equals_scikit_learn_with_ties() -> None:
+    rng = np.random.default_rng(3)
+    for size in (2, 7, 50, 400):
+        label = rng.integers(0, 2, size)
+        label[:2] = [0, 1]
+        diff = rng.integers(-3, 4, size).astype(float)  # many ties
+        assert auc(label, diff) == pytest.approx(roc_auc_score(label, diff), abs=1e-12)

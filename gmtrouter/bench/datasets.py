@@ -1,0 +1,95 @@
+"""The records files a benchmark runs on: real feedback as prepared, benchmarks turned into synthetic users.
+
+Each file is written once under OUT/data and identified by the SHA-256 of its bytes; jobs are keyed by that
+hash, so changed data (a new simulator, another loader) reruns them and unchanged data does not.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gmtrouter.atomic import atomic_write
+from gmtrouter.bench.plan import ARENA, BenchConfig
+from gmtrouter.data.schema import Interaction
+from gmtrouter.errors import GmtError
+
+SOURCES = {
+    "mt-bench": "MT-Bench human pairwise votes (`gmtrouter data prepare mt-bench`), real users",
+    "chatbot-arena": "Chatbot Arena battles with voter ids (`gmtrouter data prepare chatbot-arena`), real users",
+    "gsm8k": "synthetic users (`gmtrouter data simulate`) over the GSM8K matrix (`data prepare gsm8k`)",
+    "mmlu": "synthetic users (`gmtrouter data simulate`) over the MMLU matrix (`data prepare mmlu`)",
+    "llmrouter": "synthetic users (`gmtrouter data simulate`) over the LLMRouter matrix (`data prepare llmrouter`)",
+}
+UPSTREAM_DIRS = {"mt-bench": "mt_bench", "gsm8k": "gsm8k", "mmlu": "mmlu", "llmrouter": "llmrouter"}
+
+
+@dataclass(frozen=True)
+class BenchData:
+    """One prepared records file and what the report says about it."""
+
+    name: str
+    path: Path
+    sha256: str
+    synthetic: bool
+    source: str
+    stats: dict[str, Any]
+    has_response_text: bool
+    has_costs: bool
+
+
+def _serialise(records: Sequence[Interaction]) -> bytes:
+    """The bytes `write_records` would write, so the hash can be taken before touching the disk."""
+    return b"".join(r.model_dump_json(exclude_none=True).encode() + b"\n" for r in records)
+
+
+def _load(name: str, config: BenchConfig) -> tuple[list[Interaction], str]:
+    """The dataset's records and the file name (which names the simulator settings for synthetic data)."""
+    from gmtrouter.data.loaders import prepare
+
+    if name == ARENA:
+        if config.chatbot_arena is None:
+            raise GmtError("chatbot-arena needs the upstream battles file: give --chatbot-arena PATH")
+        return list(prepare(ARENA, config.chatbot_arena)), f"{ARENA}.jsonl"
+    folder = config.data_dir / UPSTREAM_DIRS[name]
+    if not folder.exists():
+        raise GmtError(f"{folder}: not found; point --data-dir at the shared data folder (it holds {folder.name}/)")
+    loaded = prepare(name, folder)
+    if name == "mt-bench":
+        return list(loaded), f"{name}.jsonl"
+    from gmtrouter.data.sim_config import SimConfig
+    from gmtrouter.data.simulate import simulate
+
+    sim = SimConfig(users=config.users, records_per_user=config.records_per_user, seed=config.sim_seed)
+    records = simulate(loaded, sim).records  # type: ignore[arg-type]
+    return records, f"{name}-{config.users}x{config.records_per_user}-seed{config.sim_seed}.jsonl"
+
+
+def prepare_dataset(name: str, config: BenchConfig) -> BenchData:
+    """Build (or find unchanged) OUT/data/<file> for dataset `name`."""
+    from gmtrouter.data.stats import record_stats
+
+    records, file_name = _load(name, config)
+    if not records:
+        raise GmtError(f"dataset '{name}' gave no records")
+    payload = _serialise(records)
+    digest = hashlib.sha256(payload).hexdigest()
+    path = config.out / "data" / file_name
+    if not path.is_file() or hashlib.sha256(path.read_bytes()).hexdigest() != digest:
+        with atomic_write(path, "wb") as handle:
+            handle.write(payload)
+    stats = record_stats(records)
+    responses = [x for r in records for x in r.responses]
+    return BenchData(
+        name=name,
+        path=path,
+        sha256=digest,
+        synthetic=name not in ("mt-bench", ARENA),
+        source=SOURCES[name],
+        stats=stats,
+        has_response_text=any(x.text for x in responses),
+        has_costs=any(x.cost is not None for x in responses),
+    )

@@ -1,0 +1,239 @@
+"""`gmtrouter bench` end to end on a tiny plan: results, report and plots, resuming, failures, timeouts, bad input."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from gmtrouter.bench.aggregate import estimate
+from gmtrouter.bench.plan import ABLATIONS, BenchConfig, Job, Variant, build_plan, parse_int_list, parse_variant
+from gmtrouter.bench.tradeoff import single_llm_points, tradeoff_curve, win_share
+from gmtrouter.cli import main
+from gmtrouter.errors import GmtError
+from tests.conftest import FIXTURES, make_record
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def bench(*args: str) -> tuple[int, str]:
+    """Run `gmtrouter bench ARGS` through the command's entry point in this process: (exit code, stderr).
+
+    In-process, the fork server that runs the jobs starts once for the whole module instead of once per run.
+    """
+    argv, stderr = sys.argv, io.StringIO()
+    sys.argv = ["gmtrouter", "bench", *args]
+    try:
+        with contextlib.redirect_stderr(stderr):
+            main()
+        code = 0
+    except SystemExit as done:
+        code = int(done.code or 0)
+    finally:
+        sys.argv = argv
+    return code, stderr.getvalue()
+
+
+def results_of(out: Path) -> dict[tuple[str, str, str], dict]:
+    """(dataset, split, variant) -> result, for every result file under `out`."""
+    found = {}
+    for path in (out / "results").rglob("*.json"):
+        result = json.loads(path.read_text())
+        job = result["job"]
+        found[job["dataset"], job["split"], job["variant"]] = result
+    return found
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> tuple[Path, list[str]]:
+    """One tiny bench: synthetic GSM8K users and the Chatbot Arena fixture, two routers and a broken variant."""
+    out = tmp_path_factory.mktemp("bench")
+    args = [
+        "--data-dir", str(data_dir),
+        "--datasets", "gsm8k,chatbot-arena",
+        "--chatbot-arena", str(FIXTURES / "chatbot_arena" / "battles.json"),
+        "--users", "12",
+        "--records-per-user", "20",
+        "--encoder", "hashing-64",
+        "--routers", "global-winrate,gmtrouter",
+        "--set", "gmtrouter.steps=8",
+        "--variant", "broken=gmtrouter:layer=no-such-layer",
+        "--seeds", "0",
+        "--shots", "0,2",
+        "--out", str(out),
+        "--report", str(out / "report" / "results.md"),
+    ]  # fmt: skip
+    code, stderr = bench(*args)
+    assert code == 0, stderr
+    return out, args
+
+
+def test_tiny_plan_writes_results_report_and_plots(tiny_run: tuple[Path, list[str]]) -> None:
+    out, _ = tiny_run
+    results = results_of(out)
+    assert len(results) == 2 * 2 * 3  # datasets x splits x variants
+    ok = results["gsm8k", "record", "gmtrouter"]
+    assert ok["status"] == "ok"
+    assert 0.0 <= ok["evaluations"]["0"]["accuracy"] <= 1.0
+    assert ok["params"] > 0 and ok["peak_rss_mb"] > 0 and ok["train_seconds"] > 0
+    assert ok["latency"]["requests"] > 0 and ok["latency"]["p95_ms"] >= ok["latency"]["median_ms"]
+    assert {p["cost_weight"] for p in ok["tradeoff"]["curve"]} >= {0.0, 1.0}
+    new_users = results["gsm8k", "user", "global-winrate"]
+    assert set(new_users["evaluations"]) == {"0", "2"}
+    assert new_users["evaluations"]["2"]["known_users"] == new_users["evaluations"]["2"]["n_users"]
+    assert new_users["evaluations"]["0"]["known_users"] == 0
+
+    report = (out / "report" / "results.md").read_text()
+    assert "gmtrouter bench --data-dir" in report  # the exact command
+    assert ok["job"]["data_hash"][:16] in report
+    for heading in ("## gsm8k", "## chatbot-arena", "### Known users", "pairwise accuracy by k shots", "## Resources"):
+        assert heading in report
+    assert "| gmtrouter |" in report and "| global-winrate |" in report
+    assert "**" in report  # best values in bold
+    assert "oracle: the simulator's true utilities" in report
+    images = [line.split("(")[1].rstrip(")") for line in report.splitlines() if line.startswith("![")]
+    assert any("kshot" in i for i in images) and any("cost" in i for i in images)
+    for image in images:
+        assert (out / "report" / image).read_bytes()[:8] == PNG_MAGIC
+
+
+def test_a_crashing_variant_is_reported_and_the_others_finish(tiny_run: tuple[Path, list[str]]) -> None:
+    out, _ = tiny_run
+    results = results_of(out)
+    for dataset in ("gsm8k", "chatbot-arena"):
+        for split in ("record", "user"):
+            assert results[dataset, split, "broken"]["status"] == "failed"
+            assert "no-such-layer" in results[dataset, split, "broken"]["traceback"]
+            assert results[dataset, split, "gmtrouter"]["status"] == "ok"
+    report = (out / "report" / "results.md").read_text()
+    failed = report[report.index("## Failed jobs") :]
+    assert failed.count("| broken | failed |") == 4
+    assert "broken (0/1 ok; failed)" in report
+
+
+def test_rerun_skips_finished_jobs_and_retries_failed_only_when_asked(tiny_run: tuple[Path, list[str]]) -> None:
+    out, args = tiny_run
+    stamps = {p: p.stat().st_mtime_ns for p in (out / "results").rglob("*.json")}
+    code, stderr = bench(*args)
+    assert code == 0, stderr
+    assert "12 jobs: 12 finished before, ran 0" in stderr
+    assert {p: p.stat().st_mtime_ns for p in (out / "results").rglob("*.json")} == stamps
+    code, stderr = bench(*args, "--retry-failed")
+    assert code == 0, stderr
+    assert "12 jobs: 8 finished before, ran 4 (4 failed)" in stderr
+    changed = {p for p, stamp in stamps.items() if p.stat().st_mtime_ns != stamp}
+    assert changed == {p for p in stamps if p.name.startswith("broken.")}
+
+
+def test_a_job_past_its_budget_is_stopped_and_reported(tmp_path: Path, data_dir: Path) -> None:
+    endless = "stuck=gmtrouter:steps=100000000,patience=100000000,eval_every=100000000"
+    code, stderr = bench(
+        "--data-dir", str(data_dir),
+        "--datasets", "gsm8k",
+        "--users", "10",
+        "--records-per-user", "12",
+        "--encoder", "hashing-64",
+        "--routers", "random",
+        "--variant", endless,
+        "--seeds", "0",
+        "--shots", "0",
+        "--timeout", "4",
+        "--out", str(tmp_path),
+        "--report", str(tmp_path / "results.md"),
+    )  # fmt: skip
+    assert code == 0, stderr
+    results = results_of(tmp_path)
+    for split in ("record", "user"):
+        assert results["gsm8k", split, "stuck"]["status"] == "timeout"
+        assert "budget of 4 s" in results["gsm8k", split, "stuck"]["error"]
+        assert results["gsm8k", split, "random"]["status"] == "ok"
+    assert "| stuck | timeout |" in (tmp_path / "results.md").read_text()
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--datasets", "mt-bench,nope"], ["unknown dataset 'nope'"]),
+        (["--routers", "gmtrouter,no-such-router"], ["unknown router or variant 'no-such-router'"]),
+        (["--seeds", "0-x"], ["--seeds", "0-4"]),
+        (["--seeds", "4-1"], ["--seeds", "backwards"]),
+        (["--variant", "odd=gmtrouter:no_such_setting=1"], ["no setting no_such_setting"]),
+        (["--datasets", "chatbot-arena"], ["--chatbot-arena PATH"]),
+    ],
+)
+def test_bad_input_gives_one_line_and_exit_2(args: list[str], words: list[str], data_dir: Path, tmp_path: Path) -> None:
+    code, stderr = bench("--data-dir", str(data_dir), "--out", str(tmp_path), *args)
+    assert code == 2
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ")
+    for word in words:
+        assert word in lines[0]
+    assert not (tmp_path / "results").exists()
+
+
+def test_specs_and_keys() -> None:
+    assert parse_int_list("0-2,7", "--seeds") == (0, 1, 2, 7)
+    with pytest.raises(GmtError):
+        parse_int_list("", "--seeds")
+    variant = parse_variant("wide=gmtrouter:hidden=128,layer=sage,multi_turn=false")
+    assert variant.router == "gmtrouter"
+    assert dict(variant.settings) == {"hidden": 128, "layer": "sage", "multi_turn": False}
+    base = Job("gsm8k", "record", 0, "gmtrouter", "gmtrouter", '{"seed": 0}', (0,), 0.2, "abc")
+    assert base.key == Job("gsm8k", "record", 0, "other-name", "gmtrouter", '{"seed": 0}', (0,), 0.2, "abc").key
+    for changed in (
+        Job("gsm8k", "record", 0, "gmtrouter", "gmtrouter", '{"seed": 1}', (0,), 0.2, "abc"),
+        Job("gsm8k", "record", 0, "gmtrouter", "gmtrouter", '{"seed": 0}', (0,), 0.2, "abd"),
+        Job("gsm8k", "record", 0, "gmtrouter", "gmtrouter", '{"seed": 0}', (0,), 0.2, "abc", version="9"),
+    ):
+        assert changed.key != base.key
+
+
+def test_t_interval() -> None:
+    found = estimate([1.0, 2.0, 3.0])
+    assert found is not None and found.n == 3
+    assert found.mean == pytest.approx(2.0)
+    assert found.half == pytest.approx(4.302653 / 3**0.5, rel=1e-5)  # t(0.975, 2) * sd / sqrt(n), sd = 1
+    single = estimate([0.7, float("nan")])
+    assert single is not None and single.half is None and single.format() == "0.700"
+    assert estimate([]) is None
+
+
+def test_tradeoff_reads_the_choice_from_the_record() -> None:
+    records = [
+        make_record("u", "q1", {"cheap": 1.0, "dear": 0.0}),
+        make_record("u", "q2", {"dear": 1.0, "cheap": 0.0}),
+        make_record("u", "q3", {"cheap": 0.5, "dear": 0.5}),
+    ]
+    assert [win_share(records[2], 0), win_share(records[0], 1)] == [0.5, 0.0]
+    scores = [[0.0, 1.0], [1.0, 0.0], [0.0, 1.0]]  # always prefers "dear", by one logit
+    expected = {"cheap": 1.0, "dear": 10.0}
+    free, costly = tradeoff_curve(records, [list(map(float, s)) for s in scores], expected, weights=[0.0, 1.0])
+    assert free["share"] == {"dear": 1.0} and free["win_rate"] == pytest.approx((0 + 1 + 0.5) / 3)
+    assert free["cost"] == pytest.approx(10.0)
+    assert costly["share"] == {"cheap": 1.0}  # ln(10) > 1 logit
+    assert costly["win_rate"] == pytest.approx((1 + 0 + 0.5) / 3) and costly["cost"] == pytest.approx(1.0)
+    single = single_llm_points(records, expected)
+    assert single["cheap"]["win_rate"] == pytest.approx(0.5) and single["cheap"]["n"] == 3
+
+
+def test_plan_leaves_out_what_cannot_differ_and_runs_ablations_on_their_seeds() -> None:
+    config = BenchConfig(
+        datasets=("mmlu", "gsm8k"),
+        variants=(Variant("gmtrouter", "gmtrouter"), *ABLATIONS),
+        seeds=(0, 1),
+        shots=(0, 5),
+        data_dir=Path("."),
+        out=Path("."),
+        ablation_seeds=(0,),
+    )
+    jobs, skipped = build_plan(config, {"mmlu": "a", "gsm8k": "b"}, {"mmlu": False, "gsm8k": True})
+    assert [(s.dataset, s.variant) for s in skipped] == [("mmlu", "gmtrouter-no-text")]
+    per_seed = {seed: sum(j.seed == seed for j in jobs) for seed in (0, 1)}
+    assert per_seed == {0: (4 + 5) * 2, 1: 2 * 2}  # ablations (3 on mmlu, 4 on gsm8k) on seed 0 only
+    assert {j.shots for j in jobs if j.split == "record"} == {(0,)}
+    assert {j.shots for j in jobs if j.split == "user"} == {(0, 5)}
+    assert len({j.key for j in jobs}) == len(jobs)
