@@ -598,7 +598,7 @@ def demo(
     )
 
 
-DEMO_ROUTERS = ("gmtrouter",)
+DEMO_ROUTERS = ("global-winrate", "user-winrate", "knn", "gmtrouter")
 DEMO_QUERIES = (
     "Write a short poem about the sea, in the style of a pirate shanty.",
     "A train leaves at 3pm at 60 km/h and another at 4pm at 80 km/h. When does the second catch up?",
