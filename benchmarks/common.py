@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 from pathlib import Path
@@ -44,3 +45,12 @@ def save_json(name: str, payload: object) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(payload, indent=2))
     return path
+
+
+def synthetic_arguments(description: str) -> argparse.Namespace:
+    """The options of the synthetic-user scripts: data folder, benchmark matrix, seeds."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--dataset", default="gsm8k", choices=["gsm8k", "mmlu", "llmrouter"])
+    parser.add_argument("--seeds", default="0,1,2")
+    return parser.parse_args()

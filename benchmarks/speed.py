@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import random
 import time
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -49,7 +50,8 @@ def main() -> None:
     users = sorted({r.user for r in train})
     queries = sorted({r.query for r in records})
     cached = _times(lambda i: api.route(rng.choice(users), rng.choice(queries)), args.requests)
-    fresh = _times(lambda i: api.route(rng.choice(users), f"{rng.choice(queries)} (variant {i})"), args.requests // 5)
+    run = uuid.uuid4().hex[:8]  # new texts on every run: the encoder's disk cache has never seen them
+    fresh = _times(lambda i: api.route(rng.choice(users), f"{rng.choice(queries)} ({run}-{i})"), args.requests // 5)
     llms = api.llms
 
     def feedback(i: int) -> None:
@@ -66,7 +68,7 @@ def main() -> None:
 
     observe = _times(feedback, 100)
     rows = {
-        "fit (MT-Bench, 1,351 records, embeddings cached)": {
+        f"fit (MT-Bench, {len(train):,} records, embeddings cached)": {
             "seconds": fit_seconds,
             "steps": router.training_log_["steps"],
         },

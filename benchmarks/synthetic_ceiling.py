@@ -18,16 +18,14 @@ Writes benchmarks/out/synthetic_ceiling_<dataset>.json.
 
 from __future__ import annotations
 
-import argparse
 from collections import defaultdict
-from pathlib import Path
 
 import numpy as np
 from rich.console import Console
 from rich.table import Table
 from sklearn.linear_model import LogisticRegression
 
-from benchmarks.common import DEFAULT_DATA, OUT, save_json, synthetic_users
+from benchmarks.common import OUT, save_json, synthetic_arguments, synthetic_users
 from gmtrouter.data.matrix import read_matrix
 from gmtrouter.data.schema import Interaction
 from gmtrouter.data.split import split_records
@@ -79,11 +77,7 @@ def per_user_accuracy(train: tuple, test: tuple, c: float = 1.0) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA)
-    parser.add_argument("--dataset", default="gsm8k", choices=["gsm8k", "mmlu", "llmrouter"])
-    parser.add_argument("--seeds", default="0,1,2")
-    args = parser.parse_args()
+    args = synthetic_arguments(__doc__.splitlines()[0])
     records = synthetic_users(args.data_dir, args.dataset)
     cells = {row.id: row.responses for row in read_matrix(OUT / f"{args.dataset}_matrix.jsonl")}
     llms = {name: i for i, name in enumerate(sorted({x.llm for r in records for x in r.responses}))}

@@ -12,16 +12,14 @@ benchmarks/out/synthetic_users_<dataset>.{json,png}.
 
 from __future__ import annotations
 
-import argparse
 import time
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from benchmarks.common import DEFAULT_DATA, OUT, save_json, synthetic_users
+from benchmarks.common import OUT, save_json, synthetic_arguments, synthetic_users
 from gmtrouter.data.split import split_records
 from gmtrouter.data.stats import oracle_metrics
 from gmtrouter.evaluate import evaluate_router
@@ -32,11 +30,7 @@ SHOTS = (0, 1, 2, 5, 10, 20)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA)
-    parser.add_argument("--dataset", default="gsm8k", choices=["gsm8k", "mmlu", "llmrouter"])
-    parser.add_argument("--seeds", default="0,1,2")
-    args = parser.parse_args()
+    args = synthetic_arguments(__doc__.splitlines()[0])
     records = synthetic_users(args.data_dir, args.dataset)
     log = Console(stderr=True)
     rows = []
