@@ -607,7 +607,8 @@ DEMO_QUERIES = (
 
 def _print_comparison(title: str, results: dict[str, dict[str, object]]) -> None:
     table = Table(title=title)
-    for column in ("router", "accuracy", "AUC", "user AUC mean", "user AUC p10", "pairs", "ms/record"):
+    table.add_column("router", no_wrap=True)
+    for column in ("accuracy", "AUC", "user AUC mean", "user AUC p10", "pairs", "ms/record"):
         table.add_column(column)
     for name, result in results.items():
         users = result["per_user"]
