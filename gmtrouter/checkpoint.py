@@ -26,7 +26,7 @@ from gmtrouter.embed import CachedEncoder, EmbeddingCache
 from gmtrouter.errors import GmtError
 from gmtrouter.routers import PreferenceRouter, router_classes
 
-FORMAT = 1
+FORMAT = 2  # 2: the Bradley-Terry backbone (strengths and priors) in the router state
 CONFIG, WEIGHTS, HISTORY, EMBEDDINGS = "config.json", "weights.safetensors", "history.jsonl", "embeddings.safetensors"
 
 

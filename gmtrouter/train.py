@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -12,10 +13,17 @@ from tqdm.auto import tqdm
 
 from gmtrouter.data.schema import Interaction
 from gmtrouter.data.split import holdout_split
-from gmtrouter.graph.build import targets
 from gmtrouter.graph.sample import sample_step
+from gmtrouter.graph.table import InteractionTable
 from gmtrouter.metrics import evaluate_scores
 from gmtrouter.model.loss import preference_loss
+from gmtrouter.model.prior import Comparisons, PriorScores, comparison_loss
+
+TUNING_FOLDS = 5
+# Candidate prior strengths (in comparisons' worth of evidence; inf: that deviation off). A user's deviation is
+# never off and its prior at most 8, so that ten consistent votes overturn a 75% population preference.
+USER_PRIOR_GRID = [0.25, 0.5, 1.0, 2.0, 4.0, 8.0]
+QUERY_PRIOR_GRID = [0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 64.0, math.inf]
 
 if TYPE_CHECKING:
     from gmtrouter.model.gmtrouter import GMTRouter
@@ -27,7 +35,13 @@ def _validation_split(router: GMTRouter, train: list[Interaction]) -> tuple[list
 
 
 def train_network(router: GMTRouter, train: list[Interaction], valid: Sequence[Interaction] | None) -> dict[str, Any]:
-    """Fit `router.net_` in place; return a log of the run (steps, best validation AUC, seconds)."""
+    """Tune the backbone, then fit `router.net_`'s residual in place; return a log of the run.
+
+    The backbone's priors are chosen first (by cross-validation on the training records); the network then
+    learns a residual on top, and validation (from step 0, the backbone alone) keeps the best weights. The
+    residual must beat the backbone alone by `residual_margin` validation AUC to be kept at all: on a small
+    hold-out, smaller gains are noise, and keeping noise costs accuracy on unseen records.
+    """
     started = time.perf_counter()
     if valid is None:
         train, valid = _validation_split(router, train)
@@ -35,6 +49,7 @@ def train_network(router: GMTRouter, train: list[Interaction], valid: Sequence[I
     table = router.table(train + valid)
     train_ids = np.arange(len(train))
     valid_ids = np.arange(len(train), len(train) + len(valid))
+    tuning = tune_backbone(router, table, train_ids)
     rng = np.random.default_rng(router.seed)
     torch.manual_seed(router.seed)
     net = router.net_
@@ -42,32 +57,37 @@ def train_network(router: GMTRouter, train: list[Interaction], valid: Sequence[I
     sampling = router.sampling()
 
     valid_graph = router.graph(table, train_ids, extra_users=table.rec_user[valid_ids]) if valid else None
-    valid_batch = targets(table, valid_graph, valid_ids) if valid else None
     full_graph = None if router.user_sampling else router.graph(table, train_ids)
 
     best_auc, best_state, best_step, stale = -1.0, None, 0, 0
     history: list[dict[str, float]] = []
-    bar = tqdm(range(1, router.steps + 1), desc="training", unit="step", disable=not router.progress)
+    if valid:
+        best_auc = _validation_auc(router, table, valid_graph, valid_ids, valid)
+        best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+        history.append({"step": 0, "loss": float("nan"), "valid_auc": best_auc})
+    steps = router.steps if router.residual else 0
+    step = 0
+    bar = tqdm(range(1, steps + 1), desc="training", unit="step", disable=not router.progress)
     for step in bar:
         net.train()
         if router.user_sampling:
             visible, hidden = sample_step(table.rec_user[train_ids], sampling, rng)
             graph = router.graph(table, train_ids[visible], extra_users=table.rec_user[train_ids[hidden]])
-        else:  # ablation: one graph of everything, targets drawn from inside it
+            scores, batch = router.score_targets(table, graph, train_ids[hidden])
+        else:  # ablation: one graph of everything, targets drawn from inside it (but not from the backbone's)
             hidden = rng.choice(train_ids, min(len(train_ids), sampling.targets_per_step), replace=False)
-            graph = full_graph
-        batch = targets(table, graph, train_ids[hidden] if router.user_sampling else hidden)
-        loss = preference_loss(net(graph, batch), batch)
+            scores, batch = router.score_targets(table, full_graph, hidden, shown=np.setdiff1d(train_ids, hidden))
+        loss = preference_loss(scores, batch)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
         optimizer.step()
 
-        if valid_batch is not None and (step % router.eval_every == 0 or step == router.steps):
-            auc = _validation_auc(net, valid_graph, valid_batch, valid)
+        if valid and (step % router.eval_every == 0 or step == steps):
+            auc = _validation_auc(router, table, valid_graph, valid_ids, valid)
             history.append({"step": step, "loss": loss.item(), "valid_auc": auc})
             bar.set_postfix(loss=f"{loss.item():.3f}", valid_auc=f"{auc:.3f}")
-            if auc > best_auc + 1e-4:
+            if auc > best_auc + (router.residual_margin if best_step == 0 else 1e-4):
                 best_auc, best_step, stale = auc, step, 0
                 best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
             else:
@@ -80,10 +100,12 @@ def train_network(router: GMTRouter, train: list[Interaction], valid: Sequence[I
     if best_state is not None:
         net.load_state_dict(best_state)
     net.eval()
+    router.strengths_ = router.population(table, np.arange(table.num_records))
     return {
         "steps": step,
-        "best_step": best_step or step,
+        "best_step": best_step,
         "best_valid_auc": best_auc if best_state is not None else None,
+        "backbone": tuning,
         "train_records": len(train),
         "valid_records": len(valid),
         "seconds": round(time.perf_counter() - started, 2),
@@ -91,11 +113,66 @@ def train_network(router: GMTRouter, train: list[Interaction], valid: Sequence[I
     }
 
 
-def _validation_auc(net, graph, batch, records: Sequence[Interaction]) -> float:
-    net.eval()
-    with torch.no_grad():
-        scores = net(graph, batch).numpy()
-    counts = batch.mask.sum(dim=1).numpy()
-    result = evaluate_scores(records, [scores[i, : counts[i]] for i in range(len(records))])
+def tune_backbone(router: GMTRouter, table: InteractionTable, train_ids: np.ndarray) -> dict[str, Any]:
+    """Set the population strengths and choose the user and query priors by cross-validation.
+
+    The backbone has no weights to train, so every candidate is scored on `TUNING_FOLDS` folds of the
+    training records (each fold holds out a share of every user's records, shown the rest) by the pairwise
+    log-loss of the held-out comparisons: many more held-out records than one validation split, and a smooth
+    criterion, so the choice is stable. Priors fixed in the settings are kept; the others are tried over
+    `USER_PRIOR_GRID` and `QUERY_PRIOR_GRID`.
+    """
+    router.strengths_ = router.population(table, train_ids)
+    if not router.backbone:
+        router.user_prior_ = router.query_prior_ = math.inf
+        return {}
+    user_grid = [router.user_prior] if router.user_prior is not None else USER_PRIOR_GRID
+    query_grid = [router.query_prior] if router.query_prior is not None else QUERY_PRIOR_GRID
+    folds = _folds(table.rec_user[train_ids], TUNING_FOLDS, np.random.default_rng(router.seed))
+    loss = np.zeros((len(user_grid), len(query_grid)))
+    for fold in range(TUNING_FOLDS):
+        shown, held = train_ids[folds != fold], train_ids[folds == fold]
+        comparisons = Comparisons.of(table, held)
+        for i, user_prior in enumerate(user_grid):
+            for j, query_prior in enumerate(query_grid):
+                prior = PriorScores.of(table, shown, router.strengths_, user_prior, query_prior)
+                loss[i, j] += comparison_loss(comparisons, table, prior)
+    i, j = np.unravel_index(np.argmin(loss), loss.shape)
+    router.user_prior_, router.query_prior_ = user_grid[i], query_grid[j]
+    return {"user_prior": _finite(user_grid[i]), "query_prior": _finite(query_grid[j]), "folds": TUNING_FOLDS}
+
+
+def _folds(record_users: np.ndarray, folds: int, rng: np.random.Generator) -> np.ndarray:
+    """A fold id for every record, dealt round-robin within each user in random order; -1 (never held out)
+    for a user's last record, so every user shows something in every fold."""
+    n = len(record_users)
+    order = np.lexsort((rng.random(n), record_users))
+    sorted_users = record_users[order]
+    starts = np.flatnonzero(np.r_[True, sorted_users[1:] != sorted_users[:-1]])
+    sizes = np.diff(np.r_[starts, n])
+    rank = np.arange(n) - np.repeat(starts, sizes)
+    fold = np.where(rank < np.repeat(sizes, sizes) - 1, (rank + rng.integers(folds)) % folds, -1)
+    out = np.empty(n, dtype=np.int64)
+    out[order] = fold
+    return out
+
+
+def _finite(value: float) -> float | None:
+    """A prior for JSON: None where the deviation is off."""
+    return value if math.isfinite(value) else None
+
+
+def _auc_of(records: Sequence[Interaction], scores: list[np.ndarray]) -> float:
+    result = evaluate_scores(records, scores)
     auc = result["auc"]
     return float(auc) if auc == auc else float(result["accuracy"])
+
+
+def _validation_auc(
+    router: GMTRouter, table: InteractionTable, graph, scored: np.ndarray, records: Sequence[Interaction]
+) -> float:
+    router.net_.eval()
+    with torch.no_grad():
+        scores, batch = router.score_targets(table, graph, scored)
+    counts = batch.mask.sum(dim=1).numpy()
+    return _auc_of(records, [scores.numpy()[i, : counts[i]] for i in range(len(records))])

@@ -23,10 +23,10 @@ from gmtrouter.data.schema import Interaction
 from gmtrouter.data.split import holdout_split
 from gmtrouter.embed import TextEncoder, get_encoder
 from gmtrouter.errors import GmtError
+from gmtrouter.graph.table import TIE, pair_targets, record_pairs
 from gmtrouter.metrics import auc
 from gmtrouter.routers import PreferenceRouter, RoutingContext
 
-TIE = 0.5
 Fitted = TypeVar("Fitted")
 
 
@@ -79,8 +79,8 @@ class RecordTable:
         offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         resp_llm = np.array([index[x.llm] for r in records for x in r.responses], dtype=np.int64)
         resp_rating = np.array([x.rating for r in records for x in r.responses], dtype=np.float64)
-        pair_record, a, b = _pairs(offsets)
-        target = np.where(resp_rating[a] > resp_rating[b], 1.0, np.where(resp_rating[a] < resp_rating[b], 0.0, TIE))
+        pair_record, a, b = record_pairs(offsets)
+        target = pair_targets(resp_rating[a], resp_rating[b])
         return cls(
             users=[str(u) for u in users],
             rec_user=rec_user.astype(np.int64).reshape(-1),
@@ -105,23 +105,6 @@ class RecordTable:
     def pair_diff(self, scores: np.ndarray) -> np.ndarray:
         """score_i - score_j of every pair, from an [R, LLMs] score matrix."""
         return scores[self.pair_record, self.pair_first] - scores[self.pair_record, self.pair_second]
-
-
-def _pairs(offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(record, response i, response j) of every within-record pair, i < j, in record order."""
-    counts = np.diff(offsets)
-    parts = []
-    for n in np.unique(counts[counts >= 2]):  # one pass per record size, not per pair
-        records = np.flatnonzero(counts == n)
-        i, j = np.triu_indices(int(n), k=1)
-        start = offsets[records][:, None]
-        parts.append((np.repeat(records, len(i)), (start + i).ravel(), (start + j).ravel()))
-    if not parts:
-        empty = np.zeros(0, dtype=np.int64)
-        return empty, empty, empty
-    record, a, b = (np.concatenate(x) for x in zip(*parts, strict=True))
-    order = np.lexsort((b, a))
-    return record[order], a[order], b[order]
 
 
 def pairs_auc(table: RecordTable, scores: np.ndarray) -> float:

@@ -17,8 +17,8 @@ import numpy as np
 from torch import nn
 
 from gmtrouter.baselines.base import BaselineContext, RecordTable, pairs_auc, tune
-from gmtrouter.baselines.bradley_terry import bradley_terry
 from gmtrouter.baselines.neural import PairwiseNetRouter, QueryMLP
+from gmtrouter.bradley_terry import bradley_terry
 from gmtrouter.data.schema import Interaction
 from gmtrouter.embed import DEFAULT_ENCODER
 

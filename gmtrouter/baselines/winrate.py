@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from gmtrouter.baselines.base import BaselineContext, BaselineRouter, RecordTable, pairs_auc, tune
-from gmtrouter.baselines.bradley_terry import bradley_terry
+from gmtrouter.bradley_terry import bradley_terry
 from gmtrouter.data.schema import Interaction
 
 

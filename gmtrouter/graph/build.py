@@ -216,6 +216,7 @@ class TargetBatch:
     llm: torch.Tensor  # [B, K] LLM ids (0 where padded)
     mask: torch.Tensor  # [B, K] True for real responses
     rating: torch.Tensor  # [B, K] ratings (0 where padded)
+    prior: torch.Tensor | None = None  # [B, K] backbone scores the network's output is added to (None: zeros)
 
 
 def targets(table: InteractionTable, graph: HeteroGraph, records: np.ndarray) -> TargetBatch:

@@ -18,19 +18,51 @@ from gmtrouter.embed import TextEncoder
 from gmtrouter.errors import GmtError
 
 RATING_FEATURES = 3  # rating normalised within its record, rating on the data's global scale, has-text flag
+TIE = 0.5  # a tie is half a win for each side: the Bradley-Terry convention every router trains with
+
+
+def record_pairs(offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(record, response i, response j) of every within-record pair, i < j, in record order.
+
+    `offsets` [R + 1] delimits each record's responses; one pass per record size, not per pair.
+    """
+    counts = np.diff(offsets)
+    parts = []
+    for n in np.unique(counts[counts >= 2]):
+        records = np.flatnonzero(counts == n)
+        i, j = np.triu_indices(int(n), k=1)
+        start = offsets[records][:, None]
+        parts.append((np.repeat(records, len(i)), (start + i).ravel(), (start + j).ravel()))
+    if not parts:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty, empty
+    record, a, b = (np.concatenate(x).astype(np.int64) for x in zip(*parts, strict=True))
+    order = np.lexsort((b, a))
+    return record[order], a[order], b[order]
+
+
+def pair_targets(rating_a: np.ndarray, rating_b: np.ndarray) -> np.ndarray:
+    """1 where the first response was rated higher, 0 where lower, `TIE` where equal."""
+    return np.where(rating_a > rating_b, 1.0, np.where(rating_a < rating_b, 0.0, TIE))
 
 
 def rating_features(records: Sequence[Interaction], low: float, high: float) -> np.ndarray:
-    """[responses, 2]: min-max within the record (0.5 for a lone or all-equal record) and on [low, high]."""
+    """[responses, 2]: min-max within the record and on [low, high].
+
+    A tie within a record is 0.5; a lone response (a thumbs up or down) takes its global-scale rating as its
+    within-record one, so that it carries a direction like the winner or loser of a comparison.
+    """
     if not records:
         return np.zeros((0, 2), np.float32)
     ratings = [np.asarray(r.ratings, dtype=np.float32) for r in records]
     flat = np.concatenate(ratings)
     lows = np.concatenate([np.full(len(x), x.min()) for x in ratings])
     spans = np.concatenate([np.full(len(x), x.max() - x.min()) for x in ratings])
-    within = np.where(spans > 0, (flat - lows) / np.where(spans > 0, spans, 1), 0.5)
+    lone = np.concatenate([np.full(len(x), len(x) == 1) for x in ratings])
     scale = high - low if high > low else 1.0
-    return np.stack([within, np.clip((flat - low) / scale, 0.0, 1.0)], axis=1).astype(np.float32)
+    global_scale = np.clip((flat - low) / scale, 0.0, 1.0)
+    within = np.where(spans > 0, (flat - lows) / np.where(spans > 0, spans, 1), np.where(lone, global_scale, 0.5))
+    return np.stack([within, global_scale], axis=1).astype(np.float32)
 
 
 def _vocab_ids(vocab: dict[str, int], keys: Sequence[str]) -> np.ndarray:
@@ -57,6 +89,10 @@ class InteractionTable:
     resp_x: np.ndarray | None = None  # [N, E + RATING_FEATURES]: text embedding, rating features, has-text
     resp_prev: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # [N], -1 at a track start
     rec_offsets: np.ndarray = field(default_factory=lambda: np.zeros(1, np.int64))  # [R + 1]
+    pair_record: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # [P] record of each pair
+    pair_first: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # [P] response i (i < j)
+    pair_second: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # [P] response j
+    pair_target: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float64))  # [P] 1, 0 or TIE
     _turn_position: dict[tuple[str, int], int] = field(default_factory=dict)
 
     @property
@@ -116,6 +152,13 @@ class InteractionTable:
         self.resp_x = np.concatenate([self.resp_x, self._response_features(records, flat)])
         self.rec_offsets = np.concatenate([self.rec_offsets, first_response + np.cumsum(counts)])
         self.resp_prev = np.concatenate([self.resp_prev, self._track_predecessors(first_record)])
+        pair_record, first, second = record_pairs(self.rec_offsets[first_record:] - first_response)
+        first, second = first + first_response, second + first_response
+        self.pair_record = np.concatenate([self.pair_record, pair_record + first_record])
+        self.pair_first = np.concatenate([self.pair_first, first])
+        self.pair_second = np.concatenate([self.pair_second, second])
+        targets = pair_targets(self.resp_rating[first], self.resp_rating[second])
+        self.pair_target = np.concatenate([self.pair_target, targets])
         return np.arange(first_record, self.num_records)
 
     def _response_features(self, records: list[Interaction], flat: list) -> np.ndarray:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
@@ -18,7 +19,17 @@ from gmtrouter.graph.build import HeteroGraph, TargetBatch, build_graph, targets
 from gmtrouter.graph.sample import SamplingConfig
 from gmtrouter.graph.table import InteractionTable
 from gmtrouter.model.network import GMTRouterNet, NetConfig
+from gmtrouter.model.prior import PriorScores, population_strengths
 from gmtrouter.routers import PreferenceRouter, RoutingContext
+
+
+def _json_prior(value: float) -> float | None:
+    """A prior strength for JSON: None where the deviation is off (infinite)."""
+    return value if math.isfinite(value) else None
+
+
+def _prior_of_json(value: float | None) -> float:
+    return math.inf if value is None else float(value)
 
 
 def llm_text(name: str, description: str) -> str:
@@ -45,6 +56,11 @@ class GMTRouter(PreferenceRouter):
         norm: str = "batch",
         head_products: bool = True,
         user_sampling: bool = True,
+        backbone: bool = True,
+        residual: bool = True,
+        residual_margin: float = 0.01,
+        user_prior: float | None = None,
+        query_prior: float | None = None,
         dropout: float = 0.1,
         lr: float = 5e-4,
         weight_decay: float = 1e-4,
@@ -71,6 +87,11 @@ class GMTRouter(PreferenceRouter):
         self.norm = norm
         self.head_products = head_products
         self.user_sampling = user_sampling
+        self.backbone = backbone
+        self.residual = residual
+        self.residual_margin = residual_margin
+        self.user_prior = user_prior
+        self.query_prior = query_prior
         self.dropout = dropout
         self.lr = lr
         self.weight_decay = weight_decay
@@ -148,6 +169,52 @@ class GMTRouter(PreferenceRouter):
         config = self.net_config_
         return build_graph(table, records, len(self.llms_), config.multi_turn, extra_users, config.turn_nodes)
 
+    def population(self, table: InteractionTable, records: np.ndarray) -> np.ndarray:
+        """[LLMs] the backbone's population strengths from `records` (zeros without the backbone)."""
+        if not self.backbone:
+            return np.zeros(len(self.llms_))
+        return population_strengths(table, records)
+
+    def prior_scores(
+        self,
+        table: InteractionTable,
+        graph: HeteroGraph,
+        states: dict[str, torch.Tensor] | None = None,
+        shown: np.ndarray | None = None,
+    ) -> PriorScores:
+        """The backbone given the records `shown` (default: the graph's).
+
+        With the graph's node `states`, each user's deviation is fitted against the network's residual on
+        their own shown records as well, so that it measures how the user departs from everything else the
+        model predicts for them.
+        """
+        shown = graph.records if shown is None else shown
+        residual = None
+        if states is not None and self.residual and len(shown):
+            batch = targets(table, graph, shown)
+            batch.llm = torch.arange(len(self.llms_)).expand(len(shown), -1)
+            batch.mask = torch.ones_like(batch.llm, dtype=torch.bool)
+            residual = np.zeros((table.num_records, len(self.llms_)))
+            with torch.no_grad():
+                residual[shown] = self.net_.score(states, batch).numpy()
+        return PriorScores.of(table, shown, self.strengths_, self.user_prior_, self.query_prior_, residual)
+
+    def score_targets(
+        self,
+        table: InteractionTable,
+        graph: HeteroGraph,
+        scored: np.ndarray,
+        states: dict[str, torch.Tensor] | None = None,
+        shown: np.ndarray | None = None,
+    ) -> tuple[torch.Tensor, TargetBatch]:
+        """(scores [B, K], batch) of table records `scored` against `graph`: backbone plus residual."""
+        states = self.net_.encode(graph) if states is None else states
+        prior = self.prior_scores(table, graph, states, shown)
+        batch = targets(table, graph, scored)
+        matrix = prior.scores(table.rec_user[scored], table.rec_query[scored], batch.llm.numpy())
+        batch.prior = torch.from_numpy(matrix).float()
+        return self.net_.score(states, batch), batch
+
     # ----------------------------------------------------------------------------------------- state
 
     def get_state(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
@@ -157,6 +224,8 @@ class GMTRouter(PreferenceRouter):
             "llm_text": self.llm_text_,
             "rating_range": list(self.rating_range_),
             "net": self.net_config_.to_dict(),
+            "strengths": [float(x) for x in self.strengths_],
+            "priors": {"user": _json_prior(self.user_prior_), "query": _json_prior(self.query_prior_)},
             "training_log": self.training_log_,
         }
         tensors = {k: v.detach().clone().contiguous() for k, v in self.net_.state_dict().items()}
@@ -170,6 +239,9 @@ class GMTRouter(PreferenceRouter):
         router.rating_range_ = tuple(config["rating_range"])
         router.net_config_ = NetConfig(**config["net"])
         router.training_log_ = config.get("training_log", {})
+        router.strengths_ = np.asarray(config["strengths"], dtype=np.float64)
+        router.user_prior_ = _prior_of_json(config["priors"]["user"])
+        router.query_prior_ = _prior_of_json(config["priors"]["query"])
         router.net_ = GMTRouterNet(router.net_config_, tensors["llm_text"])
         router.net_.load_state_dict(tensors)
         router.net_.eval()
@@ -197,6 +269,7 @@ class GMTContext(RoutingContext):
         self.graph = router.graph(self.table, np.arange(self.table.num_records))
         with torch.no_grad():
             self.layers = router.net_.encode_layers(self.graph)
+        self.prior = router.prior_scores(self.table, self.graph, self.states)
 
     @property
     def states(self) -> dict[str, torch.Tensor]:
@@ -213,6 +286,7 @@ class GMTContext(RoutingContext):
         nodes = self.graph.user_nodes(self.table, np.unique(self.table.rec_user[new]))
         nodes["query"] = torch.arange(queries_before, self.graph.num_nodes["query"])
         self.layers = self.router.net_.update_layers(self.graph, self.layers, nodes)
+        self.prior = self.router.prior_scores(self.table, self.graph, self.states)
 
     def score_records(self, records: Sequence[Interaction]) -> list[np.ndarray]:
         if not records:
@@ -222,9 +296,9 @@ class GMTContext(RoutingContext):
         shown = np.arange(len(self.history))
         scored = np.arange(len(self.history), table.num_records)
         graph = router.graph(table, shown, extra_users=table.rec_user[scored])
-        batch = targets(table, graph, scored)
         with torch.no_grad():
-            scores = router.net_(graph, batch).numpy()
+            scores, batch = router.score_targets(table, graph, scored)
+        scores = scores.numpy()
         counts = batch.mask.sum(dim=1).numpy()
         return [scores[i, : counts[i]].astype(float) for i in range(len(records))]
 
@@ -269,5 +343,8 @@ class GMTContext(RoutingContext):
             mask=torch.ones(1, len(llms), dtype=torch.bool),
             rating=torch.zeros(1, len(llms)),
         )
+        batch.prior = torch.from_numpy(
+            self.prior.scores(np.array([user_id]), np.array([query_id]), batch.llm.numpy())
+        ).float()
         with torch.no_grad():
             return router.net_.score(self.states, batch)[0].numpy().astype(float)

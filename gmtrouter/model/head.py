@@ -30,6 +30,10 @@ class PreferenceHead(nn.Module):
         self.attention = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
         width = (5 if products else 2) * dim
         self.mlp = nn.Sequential(nn.Linear(width, dim), nn.ReLU(), nn.Dropout(dropout), nn.Linear(dim, 1))
+        # The head starts at zero: a new network adds nothing to the Bradley-Terry backbone it sits on, and
+        # training keeps (by validation) only the residual that helps.
+        nn.init.zeros_(self.mlp[-1].weight)
+        nn.init.zeros_(self.mlp[-1].bias)
 
     def forward(
         self,

@@ -9,17 +9,18 @@ from gmtrouter.graph.build import TargetBatch
 
 
 def preference_loss(scores: torch.Tensor, batch: TargetBatch) -> torch.Tensor:
-    """Mean pairwise logistic loss over differently rated pairs, plus cross-entropy on the unique best.
+    """Mean pairwise logistic loss over every pair (a tie is half a win for each side, as in every baseline),
+    plus cross-entropy on the unique best.
 
     The listwise term applies to records with more than two responses and a unique top rating.
     """
     rating, mask = batch.rating, batch.mask
     k = scores.shape[1]
-    sign = torch.sign(rating[:, :, None] - rating[:, None, :])
+    target = (torch.sign(rating[:, :, None] - rating[:, None, :]) + 1.0) / 2.0  # 1, 0, or 0.5 for a tie
     upper = torch.ones(k, k, dtype=torch.bool).triu(1)
-    valid = mask[:, :, None] & mask[:, None, :] & (sign != 0) & upper
+    valid = mask[:, :, None] & mask[:, None, :] & upper
     diff = scores[:, :, None] - scores[:, None, :]
-    terms = F.softplus(-sign * diff)[valid]
+    terms = F.binary_cross_entropy_with_logits(diff, target, reduction="none")[valid]
     loss = terms.mean() if terms.numel() else scores.sum() * 0.0
 
     if k > 2:

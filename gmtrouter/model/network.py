@@ -192,16 +192,18 @@ class GMTRouterNet(nn.Module):
         return grown
 
     def score(self, states: dict[str, torch.Tensor], batch: TargetBatch) -> torch.Tensor:
-        """Scores [B, K] of the batch's candidate LLMs (padding slots hold meaningless values)."""
+        """Scores [B, K] of the batch's candidate LLMs: the backbone's prior plus the head's residual (padding
+        slots hold meaningless values)."""
         in_graph = batch.query_node >= 0
         graph_query = states["query"][batch.query_node.clamp(min=0)] if states["query"].shape[0] else None
-        return self.head(
+        residual = self.head(
             states["user"][batch.user],
             self.project_query(batch.query_x),
             graph_query,
             in_graph,
             states["llm"][batch.llm],
         )
+        return residual if batch.prior is None else batch.prior + residual
 
     def forward(self, graph: HeteroGraph, batch: TargetBatch) -> torch.Tensor:
         return self.score(self.encode(graph), batch)

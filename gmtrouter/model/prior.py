@@ -1,0 +1,181 @@
+"""The Bradley-Terry backbone of GMTRouter: what the simple rules know, computed from the graph's records.
+
+A score is  θ_m + δ_{u,m} + γ_{q,m} + (the network's residual), where
+
+- θ are the population strengths (one Bradley-Terry fit over every training comparison),
+- δ_u is user u's deviation, fitted on the comparisons u shows in the graph with a Gaussian prior of
+  strength `user_prior` (a MAP estimate: 40 consistent votes move it further than 4),
+- γ_q is query q's deviation, fitted on every user's comparisons of answers to the same query text, with a
+  prior of strength `query_prior` (what the users thought of the answers to *this* question beyond their
+  own taste).
+
+Both deviations are read from the records shown in the graph, never from the records being scored, so a new
+user adapts from their first interaction without retraining, and a scored label never leaks into its own
+prior. A lone rated response (a thumbs up or down) is a comparison against a virtual opponent of average
+strength, with its rating on the training data's global scale as the outcome: a thumb carries direction.
+An infinite prior switches that deviation off.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.special import log_expit
+
+from gmtrouter.bradley_terry import bradley_terry
+from gmtrouter.graph.table import RATING_FEATURES, InteractionTable
+
+GLOBAL_SCALE = 1 - RATING_FEATURES  # column of `resp_x` with the rating on the data's global scale
+
+
+@dataclass(frozen=True)
+class Comparisons:
+    """Rated comparisons among a set of records: pairs of responses, and lone responses against the average.
+
+    `second` is `num_llms` (the virtual average opponent) for a lone response.
+    """
+
+    record: np.ndarray  # [C] table record id
+    first: np.ndarray  # [C] LLM id
+    second: np.ndarray  # [C] LLM id, or num_llms for the virtual opponent
+    target: np.ndarray  # [C] 1, 0, 0.5 (tie) for pairs; the global-scale rating in [0, 1] for a lone response
+
+    @classmethod
+    def of(cls, table: InteractionTable, records: np.ndarray) -> Comparisons:
+        """The comparisons inside table records `records`."""
+        shown = np.zeros(table.num_records, dtype=bool)
+        shown[np.asarray(records, dtype=np.int64)] = True
+        pairs = shown[table.pair_record]
+        sizes = np.diff(table.rec_offsets)
+        lone = np.flatnonzero(shown & (sizes == 1))
+        lone_response = table.rec_offsets[lone]
+        num_llms = len(table.llms)
+        return cls(
+            record=np.concatenate([table.pair_record[pairs], lone]),
+            first=np.concatenate([table.resp_llm[table.pair_first[pairs]], table.resp_llm[lone_response]]),
+            second=np.concatenate(
+                [table.resp_llm[table.pair_second[pairs]], np.full(len(lone), num_llms, dtype=np.int64)]
+            ),
+            target=np.concatenate(
+                [table.pair_target[pairs], table.resp_x[lone_response, GLOBAL_SCALE].astype(np.float64)]
+            ),
+        )
+
+
+def population_strengths(table: InteractionTable, records: np.ndarray, l2: float = 1.0) -> np.ndarray:
+    """[LLMs] Bradley-Terry strengths over every comparison in `records`, all users pooled."""
+    comparisons = Comparisons.of(table, records)
+    is_pair = comparisons.second < len(table.llms)
+    zeros = np.zeros(int(is_pair.sum()), dtype=np.int64)
+    return bradley_terry(
+        zeros,
+        comparisons.first[is_pair],
+        comparisons.second[is_pair],
+        comparisons.target[is_pair],
+        1,
+        len(table.llms),
+        l2,
+    )[0]
+
+
+def deviations(
+    table: InteractionTable,
+    comparisons: Comparisons,
+    expected: np.ndarray,
+    by: str,
+    prior: float,
+) -> np.ndarray:
+    """[table users or queries, LLMs] each group's MAP deviation from what is `expected` of its comparisons.
+
+    `expected` [C, L + 1] holds, for each comparison, the scores the rest of the model gives every LLM and
+    (last column) the virtual average opponent; `by` is "user" or "query". Groups without comparisons (and
+    every group when `prior` is infinite) stay at 0.
+    """
+    groups = table.rec_user if by == "user" else table.rec_query
+    n_groups = len(table.user_vocab) if by == "user" else len(table.query_vocab)
+    num_llms = expected.shape[1] - 1
+    if not np.isfinite(prior) or len(comparisons.record) == 0:
+        return np.zeros((n_groups, num_llms))
+    rows = np.arange(len(comparisons.record))
+    offset = expected[rows, comparisons.first] - expected[rows, comparisons.second]
+    present, compact = np.unique(groups[comparisons.record], return_inverse=True)
+    fitted = bradley_terry(
+        compact,
+        comparisons.first,
+        comparisons.second,
+        comparisons.target,
+        len(present),
+        num_llms + 1,
+        prior,
+        offset,
+        iterations=20,
+        tol=1e-6,
+    )
+    out = np.zeros((n_groups, num_llms))
+    out[present] = fitted[:, :num_llms]
+    return out
+
+
+def with_average(scores: np.ndarray) -> np.ndarray:
+    """[n, L] scores -> [n, L + 1] with the average LLM's score (the virtual opponent of a lone response) last."""
+    return np.concatenate([scores, scores.mean(axis=1, keepdims=True)], axis=1)
+
+
+@dataclass
+class PriorScores:
+    """The backbone: population strengths and the deviations of every table user and query."""
+
+    strengths: np.ndarray  # [L]
+    user: np.ndarray  # [table users, L]
+    query: np.ndarray  # [table queries, L]
+
+    @classmethod
+    def of(
+        cls,
+        table: InteractionTable,
+        records: np.ndarray,
+        strengths: np.ndarray,
+        user_prior: float,
+        query_prior: float,
+        residual: np.ndarray | None = None,
+    ) -> PriorScores:
+        """The deviations given the shown `records`.
+
+        User deviations are fitted first, against everything else the model says of the user's comparisons
+        (the population strengths and, if given, the network's `residual` [table records, L] on the user's own
+        shown records): a user's consistent votes overturn the model's prediction for them, and a query only
+        they asked cannot explain their votes away. Query deviations are then fitted against the same plus
+        each voter's deviation: what the users who saw answers to this query thought beyond their own taste.
+        """
+        comparisons = Comparisons.of(table, records)
+        expected = np.broadcast_to(with_average(strengths[None]), (len(comparisons.record), len(strengths) + 1))
+        if residual is not None:
+            expected = expected + with_average(residual[comparisons.record])
+        user = deviations(table, comparisons, expected, "user", user_prior)
+        expected = expected + with_average(user[table.rec_user[comparisons.record]])
+        return cls(strengths, user, deviations(table, comparisons, expected, "query", query_prior))
+
+    def scores(self, users: np.ndarray, queries: np.ndarray, llms: np.ndarray) -> np.ndarray:
+        """[B, K] backbone scores of LLMs `llms` [B, K] for table users and queries [B] (-1: unknown)."""
+        return np.take_along_axis(self.matrix(users, queries), llms, axis=1)
+
+    def matrix(self, users: np.ndarray, queries: np.ndarray) -> np.ndarray:
+        """[B, L] backbone scores of every LLM for table users and queries [B] (-1: unknown)."""
+        return self.strengths + _rows(self.user, np.asarray(users)) + _rows(self.query, np.asarray(queries))
+
+
+def comparison_loss(comparisons: Comparisons, table: InteractionTable, prior: PriorScores) -> float:
+    """Summed logistic loss of `comparisons` under the backbone's scores (a lone response meets the average)."""
+    scores = with_average(prior.matrix(table.rec_user[comparisons.record], table.rec_query[comparisons.record]))
+    rows = np.arange(len(comparisons.record))
+    z = scores[rows, comparisons.first] - scores[rows, comparisons.second]
+    target = comparisons.target
+    return float(-(target * log_expit(z) + (1 - target) * log_expit(-z)).sum())
+
+
+def _rows(table: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """Rows of `table` for ids, zeros where an id is -1 or beyond the table."""
+    known = (ids >= 0) & (ids < len(table))
+    rows = table[np.where(known, ids, 0)] if len(table) else np.zeros((len(ids), table.shape[1]))
+    return np.where(known[:, None], rows, 0.0)
