@@ -20,9 +20,10 @@ from gmtrouter.model.loss import preference_loss
 from gmtrouter.model.prior import Comparisons, PriorScores, comparison_loss
 
 TUNING_FOLDS = 5
-# Candidate prior strengths (in comparisons' worth of evidence; inf: that deviation off). A user's deviation is
-# never off and its prior at most 8, so that ten consistent votes overturn a 75% population preference.
-USER_PRIOR_GRID = [0.25, 0.5, 1.0, 2.0, 4.0, 8.0]
+# Candidate prior strengths (a Gaussian prior's precision on a deviation; inf: that deviation off). A user's
+# deviation is never off and its prior at most 4, so that ten consistent votes overturn the model's prediction
+# for that user even where the population prefers the other LLM at 80% (a prior of 8 stops near 75%).
+USER_PRIOR_GRID = [0.25, 0.5, 1.0, 2.0, 4.0]
 QUERY_PRIOR_GRID = [0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 64.0, math.inf]
 
 if TYPE_CHECKING:
@@ -46,9 +47,11 @@ def train_network(router: GMTRouter, train: list[Interaction], valid: Sequence[I
     if valid is None:
         train, valid = _validation_split(router, train)
     valid = list(valid)
-    table = router.table(train + valid)
+    thumbs, thumb_of = thumb_versions(train)
+    table = router.table(train + valid + thumbs)
     train_ids = np.arange(len(train))
     valid_ids = np.arange(len(train), len(train) + len(valid))
+    thumb_ids = np.where(thumb_of >= 0, len(train) + len(valid) + thumb_of, -1)
     tuning = tune_backbone(router, table, train_ids)
     rng = np.random.default_rng(router.seed)
     torch.manual_seed(router.seed)
@@ -72,7 +75,8 @@ def train_network(router: GMTRouter, train: list[Interaction], valid: Sequence[I
         net.train()
         if router.user_sampling:
             visible, hidden = sample_step(table.rec_user[train_ids], sampling, rng)
-            graph = router.graph(table, train_ids[visible], extra_users=table.rec_user[train_ids[hidden]])
+            shown = as_thumbs(train_ids[visible], thumb_ids[visible], router.thumbs_rate, rng)
+            graph = router.graph(table, shown, extra_users=table.rec_user[train_ids[hidden]])
             scores, batch = router.score_targets(table, graph, train_ids[hidden])
         else:  # ablation: one graph of everything, targets drawn from inside it (but not from the backbone's)
             hidden = rng.choice(train_ids, min(len(train_ids), sampling.targets_per_step), replace=False)
@@ -140,6 +144,27 @@ def tune_backbone(router: GMTRouter, table: InteractionTable, train_ids: np.ndar
     i, j = np.unravel_index(np.argmin(loss), loss.shape)
     router.user_prior_, router.query_prior_ = user_grid[i], query_grid[j]
     return {"user_prior": _finite(user_grid[i]), "query_prior": _finite(query_grid[j]), "folds": TUNING_FOLDS}
+
+
+def thumb_versions(records: Sequence[Interaction]) -> tuple[list[Interaction], np.ndarray]:
+    """(thumb records, index into them for each record or -1): each decisively rated comparison, seen as a thumbs
+    up on its best response or a thumbs down on its worst (alternating), the way feedback often arrives."""
+    thumbs: list[Interaction] = []
+    index = np.full(len(records), -1, dtype=np.int64)
+    for i, record in enumerate(records):
+        ratings = record.ratings
+        if len(ratings) < 2 or max(ratings) == min(ratings):
+            continue
+        pick = ratings.index(max(ratings)) if i % 2 == 0 else ratings.index(min(ratings))
+        index[i] = len(thumbs)
+        thumbs.append(record.model_copy(update={"responses": [record.responses[pick]]}))
+    return thumbs, index
+
+
+def as_thumbs(shown: np.ndarray, thumbs: np.ndarray, rate: float, rng: np.random.Generator) -> np.ndarray:
+    """`shown` with a share `rate` of the records that have a thumb version replaced by it (never both)."""
+    swap = (thumbs >= 0) & (rng.random(len(shown)) < rate)
+    return np.where(swap, thumbs, shown)
 
 
 def _folds(record_users: np.ndarray, folds: int, rng: np.random.Generator) -> np.ndarray:

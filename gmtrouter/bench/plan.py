@@ -44,6 +44,20 @@ class Variant:
 
 ABLATIONS = (
     Variant(
+        "gmtrouter-backbone-only",
+        "gmtrouter",
+        {"residual": False},
+        True,
+        about="the Bradley-Terry backbone alone (population, user and query deviations): no network residual",
+    ),
+    Variant(
+        "gmtrouter-no-backbone",
+        "gmtrouter",
+        {"backbone": False, "residual_margin": 0.0},
+        True,
+        about="the network alone, as before the backbone: no population strengths, no user or query deviations",
+    ),
+    Variant(
         "gmtrouter-no-turns",
         "gmtrouter",
         {"turn_nodes": False, "multi_turn": False},

@@ -59,6 +59,7 @@ class GMTRouter(PreferenceRouter):
         backbone: bool = True,
         residual: bool = True,
         residual_margin: float = 0.01,
+        thumbs_rate: float = 0.2,
         user_prior: float | None = None,
         query_prior: float | None = None,
         dropout: float = 0.1,
@@ -90,6 +91,7 @@ class GMTRouter(PreferenceRouter):
         self.backbone = backbone
         self.residual = residual
         self.residual_margin = residual_margin
+        self.thumbs_rate = thumbs_rate
         self.user_prior = user_prior
         self.query_prior = query_prior
         self.dropout = dropout

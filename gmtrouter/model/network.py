@@ -14,6 +14,10 @@ from gmtrouter.model.head import PreferenceHead
 from gmtrouter.model.hgt import HGTLayer, HGTPlan
 from gmtrouter.model.layers import make_layer
 
+# The network's residual is bounded (in logits): a history unlike any in training can shift a score by at most
+# this much, so a user's own Bradley-Terry deviation, which grows with their evidence, always has the last word.
+RESIDUAL_BOUND = 2.0
+
 
 @dataclass(frozen=True)
 class NetConfig:
@@ -203,6 +207,7 @@ class GMTRouterNet(nn.Module):
             in_graph,
             states["llm"][batch.llm],
         )
+        residual = RESIDUAL_BOUND * torch.tanh(residual / RESIDUAL_BOUND)
         return residual if batch.prior is None else batch.prior + residual
 
     def forward(self, graph: HeteroGraph, batch: TargetBatch) -> torch.Tensor:
