@@ -17,13 +17,14 @@ from gmtrouter.graph.sample import sample_step
 from gmtrouter.graph.table import InteractionTable
 from gmtrouter.metrics import evaluate_scores
 from gmtrouter.model.loss import preference_loss
-from gmtrouter.model.prior import Comparisons, PriorScores, comparison_loss
+from gmtrouter.model.prior import Comparisons, Priors, PriorScores, comparison_loss, fit_topics, topic_of
 
 TUNING_FOLDS = 5
 # Candidate prior strengths (a Gaussian prior's precision on a deviation; inf: that deviation off). A user's
 # deviation is never off and its prior at most 4, so that ten consistent votes overturn the model's prediction
 # for that user even where the population prefers the other LLM at 80% (a prior of 8 stops near 75%).
 USER_PRIOR_GRID = [0.25, 0.5, 1.0, 2.0, 4.0]
+TOPIC_PRIOR_GRID = [math.inf, 0.5, 1.0, 2.0, 4.0, 8.0]
 QUERY_PRIOR_GRID = [0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 64.0, math.inf]
 
 if TYPE_CHECKING:
@@ -118,32 +119,53 @@ def train_network(router: GMTRouter, train: list[Interaction], valid: Sequence[I
 
 
 def tune_backbone(router: GMTRouter, table: InteractionTable, train_ids: np.ndarray) -> dict[str, Any]:
-    """Set the population strengths and choose the user and query priors by cross-validation.
+    """Set the population strengths and query topics, and choose the priors by cross-validation.
 
     The backbone has no weights to train, so every candidate is scored on `TUNING_FOLDS` folds of the
     training records (each fold holds out a share of every user's records, shown the rest) by the pairwise
     log-loss of the held-out comparisons: many more held-out records than one validation split, and a smooth
-    criterion, so the choice is stable. Priors fixed in the settings are kept; the others are tried over
-    `USER_PRIOR_GRID` and `QUERY_PRIOR_GRID`.
+    criterion, so the choice is stable. The user and query priors are chosen together, then the topic prior
+    given them. Priors fixed in the settings are kept.
     """
     router.strengths_ = router.population(table, train_ids)
+    router.topics_ = fit_topics(table.query_emb[np.unique(table.rec_query[train_ids])], router.seed)
     if not router.backbone:
-        router.user_prior_ = router.query_prior_ = math.inf
+        router.priors_ = Priors(math.inf, math.inf, math.inf)
         return {}
-    user_grid = [router.user_prior] if router.user_prior is not None else USER_PRIOR_GRID
-    query_grid = [router.query_prior] if router.query_prior is not None else QUERY_PRIOR_GRID
+    query_topic = topic_of(table.query_emb, router.topics_)
+    topics = max(len(router.topics_), 1)
+
+    def grid(setting: float | None, values: list[float]) -> list[float]:
+        return [setting] if setting is not None else values
+
     folds = _folds(table.rec_user[train_ids], TUNING_FOLDS, np.random.default_rng(router.seed))
-    loss = np.zeros((len(user_grid), len(query_grid)))
-    for fold in range(TUNING_FOLDS):
-        shown, held = train_ids[folds != fold], train_ids[folds == fold]
-        comparisons = Comparisons.of(table, held)
-        for i, user_prior in enumerate(user_grid):
-            for j, query_prior in enumerate(query_grid):
-                prior = PriorScores.of(table, shown, router.strengths_, user_prior, query_prior)
-                loss[i, j] += comparison_loss(comparisons, table, prior)
-    i, j = np.unravel_index(np.argmin(loss), loss.shape)
-    router.user_prior_, router.query_prior_ = user_grid[i], query_grid[j]
-    return {"user_prior": _finite(user_grid[i]), "query_prior": _finite(query_grid[j]), "folds": TUNING_FOLDS}
+    splits = [(train_ids[folds != fold], train_ids[folds == fold]) for fold in range(TUNING_FOLDS)]
+
+    def best(candidates: list[Priors]) -> Priors:
+        loss = np.zeros(len(candidates))
+        for shown, held in splits:
+            comparisons = Comparisons.of(table, held)
+            for i, priors in enumerate(candidates):
+                prior = PriorScores.of(table, shown, router.strengths_, priors, query_topic, topics)
+                loss[i] += comparison_loss(comparisons, table, prior, query_topic)
+        return candidates[int(np.argmin(loss))]
+
+    chosen = best(
+        [
+            Priors(user, query)
+            for user in grid(router.user_prior, USER_PRIOR_GRID)
+            for query in grid(router.query_prior, QUERY_PRIOR_GRID)
+        ]
+    )
+    topic_grid = grid(router.topic_prior, TOPIC_PRIOR_GRID) if len(router.topics_) else [math.inf]
+    router.priors_ = best([Priors(chosen.user, chosen.query, topic) for topic in topic_grid])
+    return {
+        "user_prior": _finite(router.priors_.user),
+        "query_prior": _finite(router.priors_.query),
+        "topic_prior": _finite(router.priors_.topic),
+        "topics": len(router.topics_),
+        "folds": TUNING_FOLDS,
+    }
 
 
 def thumb_versions(records: Sequence[Interaction]) -> tuple[list[Interaction], np.ndarray]:

@@ -19,8 +19,10 @@ from gmtrouter.graph.build import HeteroGraph, TargetBatch, build_graph, targets
 from gmtrouter.graph.sample import SamplingConfig
 from gmtrouter.graph.table import InteractionTable
 from gmtrouter.model.network import GMTRouterNet, NetConfig
-from gmtrouter.model.prior import PriorScores, population_strengths
+from gmtrouter.model.prior import Priors, PriorScores, population_strengths, topic_of
 from gmtrouter.routers import PreferenceRouter, RoutingContext
+
+TOPICS_KEY = "backbone.topics"  # the checkpoint tensor with the backbone's topic centroids
 
 
 def _json_prior(value: float) -> float | None:
@@ -62,6 +64,7 @@ class GMTRouter(PreferenceRouter):
         thumbs_rate: float = 0.2,
         user_prior: float | None = None,
         query_prior: float | None = None,
+        topic_prior: float | None = None,
         dropout: float = 0.1,
         lr: float = 5e-4,
         weight_decay: float = 1e-4,
@@ -94,6 +97,7 @@ class GMTRouter(PreferenceRouter):
         self.thumbs_rate = thumbs_rate
         self.user_prior = user_prior
         self.query_prior = query_prior
+        self.topic_prior = topic_prior
         self.dropout = dropout
         self.lr = lr
         self.weight_decay = weight_decay
@@ -199,7 +203,12 @@ class GMTRouter(PreferenceRouter):
             residual = np.zeros((table.num_records, len(self.llms_)))
             with torch.no_grad():
                 residual[shown] = self.net_.score(states, batch).numpy()
-        return PriorScores.of(table, shown, self.strengths_, self.user_prior_, self.query_prior_, residual)
+        topics = max(len(self.topics_), 1)
+        return PriorScores.of(table, shown, self.strengths_, self.priors_, self.query_topic(table), topics, residual)
+
+    def query_topic(self, table: InteractionTable) -> np.ndarray:
+        """[table queries] the backbone's topic of every query of `table`."""
+        return topic_of(table.query_emb, self.topics_)
 
     def score_targets(
         self,
@@ -213,7 +222,8 @@ class GMTRouter(PreferenceRouter):
         states = self.net_.encode(graph) if states is None else states
         prior = self.prior_scores(table, graph, states, shown)
         batch = targets(table, graph, scored)
-        matrix = prior.scores(table.rec_user[scored], table.rec_query[scored], batch.llm.numpy())
+        queries = table.rec_query[scored]
+        matrix = prior.scores(table.rec_user[scored], queries, self.query_topic(table)[queries], batch.llm.numpy())
         batch.prior = torch.from_numpy(matrix).float()
         return self.net_.score(states, batch), batch
 
@@ -227,10 +237,11 @@ class GMTRouter(PreferenceRouter):
             "rating_range": list(self.rating_range_),
             "net": self.net_config_.to_dict(),
             "strengths": [float(x) for x in self.strengths_],
-            "priors": {"user": _json_prior(self.user_prior_), "query": _json_prior(self.query_prior_)},
+            "priors": {name: _json_prior(value) for name, value in asdict(self.priors_).items()},
             "training_log": self.training_log_,
         }
         tensors = {k: v.detach().clone().contiguous() for k, v in self.net_.state_dict().items()}
+        tensors[TOPICS_KEY] = torch.from_numpy(self.topics_).contiguous()
         return json.loads(json.dumps(config)), tensors
 
     @classmethod
@@ -242,8 +253,9 @@ class GMTRouter(PreferenceRouter):
         router.net_config_ = NetConfig(**config["net"])
         router.training_log_ = config.get("training_log", {})
         router.strengths_ = np.asarray(config["strengths"], dtype=np.float64)
-        router.user_prior_ = _prior_of_json(config["priors"]["user"])
-        router.query_prior_ = _prior_of_json(config["priors"]["query"])
+        router.priors_ = Priors(**{name: _prior_of_json(value) for name, value in config["priors"].items()})
+        tensors = dict(tensors)
+        router.topics_ = tensors.pop(TOPICS_KEY).numpy()
         router.net_ = GMTRouterNet(router.net_config_, tensors["llm_text"])
         router.net_.load_state_dict(tensors)
         router.net_.eval()
@@ -345,8 +357,9 @@ class GMTContext(RoutingContext):
             mask=torch.ones(1, len(llms), dtype=torch.bool),
             rating=torch.zeros(1, len(llms)),
         )
+        topic = topic_of(query_x.numpy(), router.topics_)
         batch.prior = torch.from_numpy(
-            self.prior.scores(np.array([user_id]), np.array([query_id]), batch.llm.numpy())
+            self.prior.scores(np.array([user_id]), np.array([query_id]), topic, batch.llm.numpy())
         ).float()
         with torch.no_grad():
             return router.net_.score(self.states, batch)[0].numpy().astype(float)

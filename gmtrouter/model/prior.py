@@ -18,10 +18,12 @@ An infinite prior switches that deviation off.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 from scipy.special import log_expit
+from sklearn.cluster import KMeans
 
 from gmtrouter.bradley_terry import bradley_terry
 from gmtrouter.graph.table import RATING_FEATURES, InteractionTable
@@ -80,20 +82,15 @@ def population_strengths(table: InteractionTable, records: np.ndarray, l2: float
 
 
 def deviations(
-    table: InteractionTable,
-    comparisons: Comparisons,
-    expected: np.ndarray,
-    by: str,
-    prior: float,
+    groups: np.ndarray, n_groups: int, comparisons: Comparisons, expected: np.ndarray, prior: float
 ) -> np.ndarray:
-    """[table users or queries, LLMs] each group's MAP deviation from what is `expected` of its comparisons.
+    """[n_groups, LLMs] each group's MAP deviation from what is `expected` of its comparisons.
 
+    `groups` [table records] names the group of every record (a user, a query, a user's topic);
     `expected` [C, L + 1] holds, for each comparison, the scores the rest of the model gives every LLM and
-    (last column) the virtual average opponent; `by` is "user" or "query". Groups without comparisons (and
-    every group when `prior` is infinite) stay at 0.
+    (last column) the virtual average opponent. Groups without comparisons (and every group when `prior` is
+    infinite) stay at 0.
     """
-    groups = table.rec_user if by == "user" else table.rec_query
-    n_groups = len(table.user_vocab) if by == "user" else len(table.query_vocab)
     num_llms = expected.shape[1] - 1
     if not np.isfinite(prior) or len(comparisons.record) == 0:
         return np.zeros((n_groups, num_llms))
@@ -117,17 +114,46 @@ def deviations(
     return out
 
 
+def fit_topics(query_emb: np.ndarray, seed: int, per_topic: int = 20, most: int = 16) -> np.ndarray:
+    """[K, E] unit centroids of the query embeddings (k-means, about `per_topic` queries a topic, at most
+    `most` topics); [0, E] when there are too few queries for two topics."""
+    count = min(most, len(query_emb) // per_topic)
+    if count < 2:
+        return np.zeros((0, query_emb.shape[1]), np.float32)
+    km = KMeans(n_clusters=count, n_init=3, random_state=seed).fit(query_emb)
+    centres = km.cluster_centers_
+    return (centres / np.linalg.norm(centres, axis=1, keepdims=True).clip(1e-9)).astype(np.float32)
+
+
+def topic_of(query_emb: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+    """[n] the nearest topic of each query embedding (0 when there are no topics)."""
+    if len(centroids) == 0:
+        return np.zeros(len(query_emb), dtype=np.int64)
+    return np.argmax(query_emb @ centroids.T, axis=1).astype(np.int64)
+
+
 def with_average(scores: np.ndarray) -> np.ndarray:
     """[n, L] scores -> [n, L + 1] with the average LLM's score (the virtual opponent of a lone response) last."""
     return np.concatenate([scores, scores.mean(axis=1, keepdims=True)], axis=1)
 
 
+@dataclass(frozen=True)
+class Priors:
+    """Precisions of the Gaussian priors on the deviations (inf: that deviation off)."""
+
+    user: float
+    query: float
+    topic: float = math.inf  # the user's deviation on one topic of queries, beyond their overall one
+
+
 @dataclass
 class PriorScores:
-    """The backbone: population strengths and the deviations of every table user and query."""
+    """The backbone: population strengths and the deviations of every table user, user topic and query."""
 
     strengths: np.ndarray  # [L]
     user: np.ndarray  # [table users, L]
+    topic: np.ndarray  # [table users * topics, L], row user * topics + topic
+    topics: int
     query: np.ndarray  # [table queries, L]
 
     @classmethod
@@ -136,38 +162,56 @@ class PriorScores:
         table: InteractionTable,
         records: np.ndarray,
         strengths: np.ndarray,
-        user_prior: float,
-        query_prior: float,
+        priors: Priors,
+        query_topic: np.ndarray,
+        topics: int,
         residual: np.ndarray | None = None,
     ) -> PriorScores:
-        """The deviations given the shown `records`.
+        """The deviations given the shown `records`; `query_topic` [table queries] is each query's topic.
 
         User deviations are fitted first, against everything else the model says of the user's comparisons
         (the population strengths and, if given, the network's `residual` [table records, L] on the user's own
         shown records): a user's consistent votes overturn the model's prediction for them, and a query only
-        they asked cannot explain their votes away. Query deviations are then fitted against the same plus
-        each voter's deviation: what the users who saw answers to this query thought beyond their own taste.
+        they asked cannot explain their votes away. A user's deviation on a topic (a cluster of similar
+        queries) comes next, against the same plus their overall deviation: a taste that depends on the task.
+        Query deviations come last, against all of that: what the users who saw answers to this query thought
+        beyond their own taste.
         """
         comparisons = Comparisons.of(table, records)
+        num_users, num_queries = len(table.user_vocab), len(table.query_vocab)
         expected = np.broadcast_to(with_average(strengths[None]), (len(comparisons.record), len(strengths) + 1))
         if residual is not None:
             expected = expected + with_average(residual[comparisons.record])
-        user = deviations(table, comparisons, expected, "user", user_prior)
+        user = deviations(table.rec_user, num_users, comparisons, expected, priors.user)
         expected = expected + with_average(user[table.rec_user[comparisons.record]])
-        return cls(strengths, user, deviations(table, comparisons, expected, "query", query_prior))
+        user_topic = table.rec_user * topics + query_topic[table.rec_query]
+        topic = deviations(user_topic, num_users * topics, comparisons, expected, priors.topic)
+        expected = expected + with_average(topic[user_topic[comparisons.record]])
+        query = deviations(table.rec_query, num_queries, comparisons, expected, priors.query)
+        return cls(strengths, user, topic, topics, query)
 
-    def scores(self, users: np.ndarray, queries: np.ndarray, llms: np.ndarray) -> np.ndarray:
-        """[B, K] backbone scores of LLMs `llms` [B, K] for table users and queries [B] (-1: unknown)."""
-        return np.take_along_axis(self.matrix(users, queries), llms, axis=1)
+    def scores(self, users: np.ndarray, queries: np.ndarray, topics: np.ndarray, llms: np.ndarray) -> np.ndarray:
+        """[B, K] backbone scores of LLMs `llms` [B, K] for table users, queries (-1: unknown) and topics [B]."""
+        return np.take_along_axis(self.matrix(users, queries, topics), llms, axis=1)
 
-    def matrix(self, users: np.ndarray, queries: np.ndarray) -> np.ndarray:
-        """[B, L] backbone scores of every LLM for table users and queries [B] (-1: unknown)."""
-        return self.strengths + _rows(self.user, np.asarray(users)) + _rows(self.query, np.asarray(queries))
+    def matrix(self, users: np.ndarray, queries: np.ndarray, topics: np.ndarray) -> np.ndarray:
+        """[B, L] backbone scores of every LLM for table users, queries (-1: unknown) and topics [B]."""
+        users = np.asarray(users)
+        user_topic = np.where(users >= 0, users * self.topics + np.asarray(topics), -1)
+        return (
+            self.strengths
+            + _rows(self.user, users)
+            + _rows(self.topic, user_topic)
+            + _rows(self.query, np.asarray(queries))
+        )
 
 
-def comparison_loss(comparisons: Comparisons, table: InteractionTable, prior: PriorScores) -> float:
+def comparison_loss(
+    comparisons: Comparisons, table: InteractionTable, prior: PriorScores, query_topic: np.ndarray
+) -> float:
     """Summed logistic loss of `comparisons` under the backbone's scores (a lone response meets the average)."""
-    scores = with_average(prior.matrix(table.rec_user[comparisons.record], table.rec_query[comparisons.record]))
+    queries = table.rec_query[comparisons.record]
+    scores = with_average(prior.matrix(table.rec_user[comparisons.record], queries, query_topic[queries]))
     rows = np.arange(len(comparisons.record))
     z = scores[rows, comparisons.first] - scores[rows, comparisons.second]
     target = comparisons.target
