@@ -65,7 +65,8 @@ def query_of(messages: str | Sequence[Message]) -> str:
             raise GmtError("messages hold no user message; add one with role 'user'")
         content = users[-1].get("content")
         if isinstance(content, list):  # OpenAI content parts
-            content = " ".join(part.get("text", "") for part in content if isinstance(part, Mapping))
+            texts = [part.get("text") for part in content if isinstance(part, Mapping)]
+            content = " ".join(t for t in texts if isinstance(t, str))
         text = content if isinstance(content, str) else ""
     if not text.strip():
         raise GmtError("the query is empty; send a user message with text")

@@ -20,7 +20,7 @@ from safetensors.torch import load_file
 from safetensors.torch import save as safetensors_bytes
 
 from gmtrouter import __version__
-from gmtrouter.atomic import atomic_write
+from gmtrouter.atomic import atomic_folder, atomic_write
 from gmtrouter.data.schema import Interaction, read_records, write_records
 from gmtrouter.embed import CachedEncoder, EmbeddingCache
 from gmtrouter.errors import GmtError
@@ -49,9 +49,22 @@ def _history_texts(router: PreferenceRouter, history: Sequence[Interaction]) -> 
 
 
 def save_router(router: PreferenceRouter, directory: str | Path, history: Sequence[Interaction]) -> Path:
-    """Write a fitted router and the history it scores known users from into `directory`."""
-    folder = Path(directory)
-    folder.mkdir(parents=True, exist_ok=True)
+    """Write a fitted router and the history it scores known users from into `directory`.
+
+    Everything is written to a temp folder that then takes the place of `directory`: a crash midway leaves the
+    previous model (or none), never half of one. A folder that is neither empty nor a model is not replaced.
+    """
+    target = Path(directory)
+    if target.is_dir() and any(target.iterdir()) and not (target / CONFIG).is_file():
+        raise GmtError(f"{target}: exists and is not a model folder; give a new or empty folder for the model")
+    if target.exists() and not target.is_dir():
+        raise GmtError(f"{target}: is a file; give a folder for the model")
+    with atomic_folder(target) as folder:
+        _write_checkpoint(router, folder, history)
+    return target
+
+
+def _write_checkpoint(router: PreferenceRouter, folder: Path, history: Sequence[Interaction]) -> None:
     config, tensors = router.get_state()
     meta = {
         "format": FORMAT,
@@ -77,7 +90,6 @@ def save_router(router: PreferenceRouter, directory: str | Path, history: Sequen
     write_records(folder / HISTORY, history)
     with atomic_write(folder / CONFIG) as handle:
         json.dump(meta, handle, indent=2)
-    return folder
 
 
 def read_config(directory: str | Path) -> dict[str, Any]:
@@ -97,6 +109,18 @@ def read_config(directory: str | Path) -> dict[str, Any]:
     return meta
 
 
+def model_identity(directory: str | Path) -> dict[str, str]:
+    """What names a model without naming where it lives: a version (SHA-256 of its config and weights, 16 hex
+    digits) and the hash of the data it was trained on."""
+    folder = Path(directory)
+    meta = read_config(folder)
+    digest = hashlib.sha256((folder / CONFIG).read_bytes())
+    with open(folder / WEIGHTS, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return {"model_version": digest.hexdigest()[:16], "data_hash": str(meta.get("data_hash", ""))}
+
+
 def load_router(directory: str | Path) -> tuple[PreferenceRouter, list[Interaction]]:
     """(fitted router, its history) from a checkpoint folder."""
     folder = Path(directory)
@@ -106,7 +130,15 @@ def load_router(directory: str | Path) -> tuple[PreferenceRouter, list[Interacti
         raise GmtError(f"{folder}: unknown router '{meta['router']}'; choose one of: {', '.join(sorted(classes))}")
     if not (folder / WEIGHTS).is_file():
         raise GmtError(f"{folder}: {WEIGHTS} is missing; retrain the model")
-    router = classes[meta["router"]].from_state(meta["state"], load_file(str(folder / WEIGHTS)))
+    if not (folder / HISTORY).is_file():
+        raise GmtError(f"{folder}: {HISTORY} is missing; retrain the model (a model folder is written whole)")
+    try:
+        router = classes[meta["router"]].from_state(meta["state"], load_file(str(folder / WEIGHTS)))
+    except (TypeError, KeyError, ValueError, RuntimeError, AttributeError) as error:
+        raise GmtError(
+            f"{folder}: its settings or weights do not fit this version of router '{meta['router']}' "
+            f"({error.__class__.__name__}: {str(error).splitlines()[0] if str(error) else '?'}); retrain it"
+        ) from None
     if (folder / EMBEDDINGS).is_file() and hasattr(router, "text_encoder"):
         encoder = router.text_encoder()
         if isinstance(encoder, CachedEncoder):

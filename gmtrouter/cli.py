@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+import os
 import shlex
 import sys
 from collections import Counter
@@ -13,6 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from gmtrouter.cli_env import TRAIN_DB_ENV
 from gmtrouter.errors import GmtError
 
 app = typer.Typer(
@@ -28,8 +31,21 @@ out = Console()
 err = Console(stderr=True)
 
 
+def _json_safe(value: object) -> object:
+    """NaN and infinities (an AUC with one label, an empty summary) become null: JSON has no NaN."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    if hasattr(value, "item") and callable(value.item):  # numpy scalars
+        return _json_safe(value.item())
+    return value
+
+
 def _print_json(payload: object) -> None:
-    sys.stdout.write(json.dumps(payload, indent=2, default=float) + "\n")
+    sys.stdout.write(json.dumps(_json_safe(payload), indent=2, allow_nan=False, default=float) + "\n")
 
 
 def _print_table(title: str, payload: dict[str, object]) -> None:
@@ -262,7 +278,13 @@ def train(
     output: Annotated[Path, typer.Option("-o", "--output", help="Folder to write the model into.")],
     data: Annotated[Path | None, typer.Option("--data", help="Training records (JSONL).")] = None,
     from_db: Annotated[
-        str | None, typer.Option("--from-db", help="Also train on the feedback a service stored (database URL).")
+        str | None,
+        typer.Option(
+            "--from-db",
+            envvar=TRAIN_DB_ENV,
+            show_envvar=True,
+            help="Also train on the feedback a service stored (database URL; the variable keeps a password off ps).",
+        ),
     ] = None,
     router: Annotated[str, typer.Option("--router", help="Which router to train.")] = "gmtrouter",
     seed: Annotated[int, typer.Option("--seed")] = 0,
@@ -363,7 +385,7 @@ def route(
 
 
 def _print_ranking(decision) -> None:
-    table = Table(title=f"route for {decision.user}: {decision.llm}")
+    table = Table(title=f"route for {decision.user}: {decision.llm}", caption="sorted by adjusted")
     for column in ("LLM", "score", "expected cost (USD)", "adjusted"):
         table.add_column(column)
     for row in decision.ranking:
@@ -499,11 +521,77 @@ def _key_store(db: str | None, config: Path | None):
     from gmtrouter.serve.store import Store
 
     settings = load_config(config, db=db)
-    return KeyRing(Store(settings.db, settings.sqlite_synchronous), settings.resolved_admin_key())
+    return KeyRing(Store(settings.db, settings.sqlite_synchronous), None)  # managing keys needs no admin key
 
 
 DbOption = Annotated[str | None, typer.Option("--db", help="Database URL (default sqlite:///gmtrouter.db).")]
 ConfigOption = Annotated[Path | None, typer.Option("--config", help="Settings file: TOML, YAML or JSON.")]
+
+
+@serve_app.command("replay-upstream")
+def replay_upstream(
+    data_dir: Annotated[
+        Path, typer.Option("--data-dir", help="MT-Bench's folder (question.jsonl, model_answer/).")
+    ] = Path("../shared/data/mt_bench"),
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 9000,
+    log_level: Annotated[str, typer.Option("--log-level", help="uvicorn log level.")] = "warning",
+) -> None:
+    """A stand-in LLM upstream that replays MT-Bench's recorded answers (OpenAI-compatible; not a live LLM)."""
+    import uvicorn
+
+    from gmtrouter.serve.replay import create_replay_app
+
+    application = create_replay_app(data_dir)
+    err.print(
+        f"replaying recorded MT-Bench answers (not a live LLM) on http://{host}:{port}/v1; "
+        "use it as every LLM's base_url, e.g. examples/replay-upstream.toml",
+        soft_wrap=True,
+        highlight=False,
+    )
+    uvicorn.run(application, host=host, port=port, log_level=log_level, access_log=False)
+
+
+db_app = typer.Typer(no_args_is_help=True, help="The service's database schema (Alembic migrations).")
+serve_app.add_typer(db_app, name="db")
+
+
+def _db_url(db: str | None, config: Path | None) -> str:
+    from gmtrouter.serve.config import load_config
+
+    return load_config(config, db=db).db
+
+
+@db_app.command("upgrade")
+def db_upgrade(db: DbOption = None, config: ConfigOption = None) -> None:
+    """Bring the database's schema to this version's newest revision (the service also does this at start)."""
+    from gmtrouter.serve.migrations import migrate
+    from gmtrouter.serve.store import make_engine, parsed_safe
+
+    url = _db_url(db, config)
+    engine = make_engine(url)
+    try:
+        before, after = migrate(engine)
+    finally:
+        engine.dispose()
+    done = "already at" if before == after else f"upgraded from {before or 'an empty database'} to"
+    err.print(f"{parsed_safe(url)}: {done} revision {after}", highlight=False)
+
+
+@db_app.command("current")
+def db_current(db: DbOption = None, config: ConfigOption = None) -> None:
+    """Print the database's schema revision, and whether it is the newest this version knows."""
+    from gmtrouter.serve.migrations import HEAD, current_version
+    from gmtrouter.serve.store import make_engine
+
+    engine = make_engine(_db_url(db, config))
+    try:
+        with engine.connect() as conn:
+            revision = current_version(conn)
+    finally:
+        engine.dispose()
+    sys.stdout.write(f"{revision or 'none'}\n")
+    err.print("newest" if revision == HEAD else f"behind: the newest is {HEAD}; run 'gmtrouter serve db upgrade'")
 
 
 @keys_app.command("create")
@@ -572,6 +660,12 @@ def demo(
     from gmtrouter.evaluate import evaluate_router
     from gmtrouter.routers import make_router
 
+    if not (data_dir / "mt_bench").is_dir():
+        if (data_dir / "question.jsonl").is_file() or (data_dir / "model_answer").is_dir():
+            raise GmtError(
+                f"{data_dir}: is the MT-Bench folder itself; give the folder above it: --data-dir {data_dir.parent}"
+            )
+        raise GmtError(f"{data_dir}: holds no mt_bench/ folder; give the shared data folder: --data-dir ../shared/data")
     records = prepare("mt-bench", data_dir / "mt_bench")
     write_records(out_dir / "mt_bench.jsonl", records)
     _print_table(f"MT-Bench human votes: {out_dir / 'mt_bench.jsonl'}", record_stats(records))
@@ -589,16 +683,42 @@ def demo(
     _print_comparison("held-out MT-Bench votes (known users)", results)
 
     router = Router.load(out_dir / "models" / "gmtrouter")
-    busiest = [user for user, _ in Counter(r.user for r in train).most_common(2)]
-    for user, query in zip(busiest, DEMO_QUERIES, strict=True):
-        _print_ranking(router.route(user, query))
+    busiest = [user for user, _ in Counter(r.user for r in train).most_common(DEMO_USERS)]
+    for query in DEMO_QUERIES:
+        _print_personalised(router, busiest, query)
     err.print(
-        f"models in {out_dir / 'models'}; try: gmtrouter route --model {out_dir / 'models' / 'gmtrouter'} "
-        f"--user {busiest[0]} --query 'Explain recursion to a child'"
+        f"models in {out_dir / 'models'}; try: .venv/bin/gmtrouter route --model {out_dir / 'models' / 'gmtrouter'} "
+        f"--user {busiest[0]} --query 'Explain recursion to a child'",
+        soft_wrap=True,
+        highlight=False,
     )
 
 
+def _print_personalised(router, users: list[str], query: str) -> None:
+    """Route one query for several users; show two whose routes differ, each with the history that weighed most."""
+    out.print(f"\n[bold]query:[/bold] {query}", highlight=False)
+    decisions = [router.route(user, query) for user in users]
+    chosen = next(
+        ((a, b) for i, a in enumerate(decisions) for b in decisions[i + 1 :] if a.llm != b.llm),
+        None,
+    )
+    if chosen is None:
+        out.print(f"all {len(users)} users with the most history get {decisions[0].llm} for this query")
+        chosen = (decisions[0],)
+    else:
+        out.print(f"two users whose histories differ, routed differently ({len(users)} users tried):")
+    for decision in chosen:
+        _print_ranking(decision)
+        why = router.context.explain(decision.user, query, decision.llm)
+        if why:
+            out.print(f"why: the past interactions of {decision.user} that weighed most", highlight=False)
+            for record, weight in why:
+                verdict = ", ".join(f"{r.llm}={r.rating:g}" for r in record.responses)
+                out.print(f"  {weight:.2f}  {record.query[:70]!r}  ({verdict})", highlight=False, markup=False)
+
+
 DEMO_ROUTERS = ("global-winrate", "user-winrate", "knn", "gmtrouter")
+DEMO_USERS = 20
 DEMO_QUERIES = (
     "Write a short poem about the sea, in the style of a pirate shanty.",
     "A train leaves at 3pm at 60 km/h and another at 4pm at 80 km/h. When does the second catch up?",
@@ -636,12 +756,24 @@ def main() -> None:
         sys.exit(130)
     except typer.Exit as done:
         sys.exit(done.exit_code)
+    except KeyboardInterrupt:
+        sys.stderr.write("error: interrupted\n")
+        sys.exit(130)
     except Exception as error:
         # Typer's usage errors (missing argument, bad option value) carry their own message.
-        if not hasattr(error, "format_message"):
+        if hasattr(error, "format_message"):
+            sys.stderr.write(f"error: {error.format_message().rstrip('.')}; see 'gmtrouter --help'\n")
+            sys.exit(2)
+        if os.environ.get("GMTROUTER_DEBUG"):
             raise
-        sys.stderr.write(f"error: {error.format_message().rstrip('.')}; see 'gmtrouter --help'\n")
-        sys.exit(2)
+        if isinstance(error, OSError) and error.filename is not None:
+            sys.stderr.write(f"error: {error.filename}: {error.strerror}; check the path\n")
+            sys.exit(2)
+        first = str(error).splitlines()[0] if str(error) else ""
+        sys.stderr.write(
+            f"error: unexpected {error.__class__.__name__}: {first} (a bug; GMTROUTER_DEBUG=1 shows the traceback)\n"
+        )
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -123,6 +123,11 @@ class EmbeddingCache:
                 found[key] = np.frombuffer(blob, dtype=np.float32)
         return found
 
+    def delete(self, keys: Sequence[bytes]) -> None:
+        """Remove vectors (a forgotten user's texts)."""
+        with self._db:
+            self._db.executemany("DELETE FROM emb WHERE key = ?", [(k,) for k in keys])
+
     def put(self, keys: Sequence[bytes], vectors: np.ndarray) -> None:
         rows = [(k, np.ascontiguousarray(v, dtype=np.float32).tobytes()) for k, v in zip(keys, vectors, strict=True)]
         with self._db:
@@ -141,6 +146,13 @@ class CachedEncoder(TextEncoder):
     def preload(self, vectors: dict[bytes, np.ndarray]) -> None:
         """Take vectors computed elsewhere (a checkpoint's) into memory, keyed like the cache."""
         self._memory.update(vectors)
+
+    def forget(self, texts: Sequence[str]) -> None:
+        """Drop texts from memory and from the cache file: nothing of a forgotten user stays on disk."""
+        keys = [EmbeddingCache.key(t) for t in texts]
+        for key in keys:
+            self._memory.pop(key, None)
+        self.cache.delete(keys)
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         keys = [EmbeddingCache.key(t) for t in texts]

@@ -20,7 +20,7 @@ import pytest
 from gmtrouter.data.schema import Interaction, Response, read_records
 from tests.conftest import REPO
 
-ADMIN = "test-admin-key"
+ADMIN = "test-admin-key-0123456789"
 MODEL_USERS = 20  # MT-Bench users with most records
 TASTE_USERS, TASTE_RECORDS = 30, 16
 
@@ -176,3 +176,53 @@ def echo_upstream() -> Iterator[str]:
         yield f"http://127.0.0.1:{port}/v1"
     finally:
         stop(process)
+
+
+def long_values_are_refused(base: str, store: object) -> None:
+    """Every string that goes into a bounded column, one character too long: 422 naming it, nothing stored.
+
+    PostgreSQL enforces column lengths (SQLite does not), so the same values at the limit must be stored there.
+    """
+    headers = {"Authorization": f"Bearer {ADMIN}"}
+    user, long_user = "u" * 256, "u" * 257
+
+    def record(**change: object) -> dict:
+        base_record = {
+            "user": "long-values",
+            "conversation": "long/1",
+            "turn": 1,
+            "query": "a question",
+            "responses": [{"llm": "gpt-4", "rating": 1}, {"llm": "alpaca-13b", "rating": 0}],
+        }
+        return {"kind": "record", "record": {**base_record, **change}}
+
+    ask = [{"role": "user", "content": "a question"}]
+    cases = [
+        ("POST", "/v1/route", {"user": long_user, "messages": ask}, {}, "user"),
+        ("POST", "/v1/chat/completions", {"model": "auto", "user": long_user, "messages": ask}, {}, "user"),
+        ("POST", "/v1/feedback", record(user=long_user), {}, "record.user"),
+        ("POST", "/v1/feedback", record(conversation="c" * 600), {}, "record.conversation"),
+        ("POST", "/v1/feedback", {**record(), "idempotency_key": "k" * 201}, {}, "idempotency_key"),
+        ("POST", "/v1/feedback", record(), {"Idempotency-Key": "k" * 201}, "idempotency-key"),
+        ("GET", f"/v1/users/{long_user}", None, {}, "user"),
+        ("DELETE", f"/v1/users/{long_user}", None, {}, "user"),
+        ("POST", "/v1/admin/keys", {"users": [long_user]}, {}, "users.0"),
+        ("POST", "/v1/admin/keys", {"users": ["x"], "name": "n" * 257}, {}, "name"),
+    ]
+    with httpx.Client(base_url=base, headers=headers, timeout=60) as client:
+        before = [store.count(table) for table in ("routes", "feedback", "api_keys")]  # type: ignore[attr-defined]
+        for method, path, body, extra, field in cases:
+            answer = client.request(method, path, json=body, headers=extra)
+            assert answer.status_code == 422, (path, field, answer.text)
+            assert answer.json()["detail"].lower().startswith(field), (path, answer.json()["detail"])
+        assert [store.count(table) for table in ("routes", "feedback", "api_keys")] == before  # type: ignore[attr-defined]
+
+        # at the limits, everything is stored
+        routed = client.post("/v1/route", json={"user": user, "messages": ask})
+        assert routed.status_code == 200, routed.text
+        at_limit = record(user=user, conversation="c" * 200)
+        stored = client.post("/v1/feedback", json=at_limit, headers={"Idempotency-Key": "k" * 200})
+        assert stored.status_code == 200, stored.text
+        assert client.post("/v1/admin/keys", json={"users": [user], "name": "n" * 256}).status_code == 201
+        assert client.get(f"/v1/users/{user}").json()["stored_feedback"] == 1
+        assert client.delete(f"/v1/users/{user}").json()["feedback_deleted"] == 1

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from gmtrouter.checkpoint import model_identity
 from gmtrouter.serve.app import create_app
 from gmtrouter.serve.config import load_config
 from gmtrouter.serve.store import Store
@@ -308,5 +309,5 @@ def test_retrain_from_stored_feedback_then_reload(client: TestClient, tmp_path: 
         time.sleep(0.5)
     assert (state["status"], state["returncode"], state["reloaded"]) == ("succeeded", 0, True), state["log_tail"]
     health = client.get("/healthz").json()
-    assert health["model_dir"] == str(output)
+    assert (health["model_version"], health["data_hash"]) == tuple(model_identity(output).values())
     assert client.get("/v1/users/newcomer-1", headers=ADMIN_HEADERS).json()["interactions"] == 15

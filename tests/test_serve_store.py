@@ -1,4 +1,4 @@
-"""The store on a real SQLite file: migrations from version 1, idempotency under concurrency, retraining from it."""
+"""The store on a real SQLite file: refusals, idempotency under concurrency, retraining from it."""
 
 from __future__ import annotations
 
@@ -14,53 +14,9 @@ import sqlalchemy as sa
 from gmtrouter.checkpoint import load_router
 from gmtrouter.errors import GmtError
 from gmtrouter.serve.config import load_config
-from gmtrouter.serve.migrations import LATEST, current_version, migrate
 from gmtrouter.serve.store import FeedbackConflict, Store, make_engine
 from tests.conftest import REPO, make_record
 from tests.serve_support import child_env
-
-
-def test_upgrade_from_version_1_keeps_every_row(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'old.db'}"
-    engine = make_engine(url)
-    assert migrate(engine, target=1) == (0, 1)
-    row = make_record("old-user", "an old question", {"gpt-4": 1.0, "alpaca-13b": 0.0})
-    with engine.begin() as conn:
-        conn.execute(
-            sa.text(
-                "INSERT INTO routes (id, user, query, candidates, choice, ranking, created) "
-                "VALUES ('r1', 'old-user', 'an old question', '[\"gpt-4\"]', 'gpt-4', '[]', 1.0)"
-            )
-        )
-        conn.execute(
-            sa.text(
-                "INSERT INTO feedback (key, route_id, user, record, created) VALUES ('k1', 'r1', 'old-user', :r, 2)"
-            ),
-            {"r": row.model_dump_json(exclude_none=True)},
-        )
-        conn.execute(
-            sa.text(
-                "INSERT INTO api_keys (id, salt, hash, users, admin, created) "
-                "VALUES ('id1', '00', 'h', '[\"u\"]', 0, 3)"
-            )
-        )
-        assert not sa.inspect(conn).has_table("forgotten")
-    engine.dispose()
-
-    store = Store(url)  # opening the store upgrades it
-    assert store.schema_version() == LATEST
-    route = store.get_route("r1")
-    assert (route.user, route.turn, route.answer) == ("old-user", 1, None)
-    (stored,) = store.feedback_rows()
-    assert (stored.key, stored.kind, stored.record) == ("k1", "record", row)
-    assert store.get_key("id1").name == ""
-    store.forget("old-user")
-    assert store.tombstones().keys() == {"old-user"} and store.count("feedback") == 0
-    store.close()
-    engine = make_engine(url)
-    with engine.connect() as conn:
-        assert migrate(engine) == (LATEST, LATEST) and current_version(conn) == LATEST
-    engine.dispose()
 
 
 def test_store_refuses_bad_urls_and_newer_schemas(tmp_path: Path) -> None:
@@ -72,9 +28,9 @@ def test_store_refuses_bad_urls_and_newer_schemas(tmp_path: Path) -> None:
     Store(url).close()
     engine = make_engine(url)
     with engine.begin() as conn:
-        conn.execute(sa.text("UPDATE schema_version SET version = 99"))
+        conn.execute(sa.text("UPDATE alembic_version SET version_num = '9999'"))
     engine.dispose()
-    with pytest.raises(GmtError, match="newer than this gmtrouter knows"):
+    with pytest.raises(GmtError, match="revision 9999, which this gmtrouter does not know"):
         Store(url)
 
 

@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import os
 import sys
 import uuid
 from pathlib import Path
@@ -11,6 +12,7 @@ from fastapi import APIRouter, HTTPException
 from fastapi.concurrency import run_in_threadpool
 
 from gmtrouter.checkpoint import read_config
+from gmtrouter.cli_env import TRAIN_DB_ENV
 from gmtrouter.serve.deps import ERRORS, Admin, Svc
 from gmtrouter.serve.schemas import JobOut, KeyCreate, KeyCreated, KeyOut, ReloadOut, ReloadRequest, RetrainRequest
 from gmtrouter.serve.service import Service
@@ -69,7 +71,10 @@ async def get_job(job_id: str, _who: Admin, service: Svc) -> JobOut:
 
 async def _run_retrain(service: Service, job: JobOut, body: RetrainRequest) -> None:
     """`gmtrouter train --from-db` in a child process (training must not slow routing's process down)."""
-    args = [sys.executable, "-m", "gmtrouter", "train", "--from-db", service.config.db, "-o", body.output]
+    # The database URL (and any password in it) goes in the child's environment, which only its own user can
+    # read, not on its command line, which every user of the machine can list.
+    args = [sys.executable, "-m", "gmtrouter", "train", "-o", body.output]
+    env = {**os.environ, TRAIN_DB_ENV: service.config.db}
     if body.data:
         args += ["--data", body.data]
     for key, value in body.settings.items():
@@ -77,7 +82,7 @@ async def _run_retrain(service: Service, job: JobOut, body: RetrainRequest) -> N
     args += ["--set", "progress=false"]
     try:
         process = await asyncio.create_subprocess_exec(
-            *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+            *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=env
         )
         output, _ = await process.communicate()
         job.returncode = process.returncode

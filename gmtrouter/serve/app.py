@@ -30,10 +30,18 @@ FEEDBACK_KINDS = ("rating", "thumbs", "pairwise", "record")
 # ------------------------------------------------------------------------------------------------ middleware
 
 
-class LimitAndMeasure:
-    """Refuse bodies over the size limit (413, before they are read) and count and time every request.
+def too_large(limit: int) -> JSONResponse:
+    return JSONResponse({"detail": f"request body over {limit} bytes (max_body_bytes); send less"}, status_code=413)
 
-    A plain ASGI middleware: it sees the matched route template, so metrics are labelled by endpoint, not by URL.
+
+class LimitAndMeasure:
+    """Refuse bodies over the size limit with 413 and count and time every request.
+
+    A declared Content-Length over the limit is refused before anything is read; a body without one (chunked) is
+    counted as it is read, and the read that crosses the limit raises a 413 that the error handlers answer.
+    (FastAPI's own `max_body_size` does the counting too, but answers a declared length in plain text, not with
+    the one-line JSON `detail` every other refusal has.) A plain ASGI middleware: it sees the matched route
+    template, so metrics are labelled by endpoint, not by URL.
     """
 
     def __init__(self, app: Any, service: Service) -> None:
@@ -46,9 +54,7 @@ class LimitAndMeasure:
         limit = self.service.config.max_body_bytes
         length = dict(scope.get("headers") or []).get(b"content-length")
         if length is not None and (not length.isdigit() or int(length) > limit):
-            await JSONResponse(
-                {"detail": f"request body over {limit} bytes (max_body_bytes); send less"}, status_code=413
-            )(scope, receive, send)
+            await too_large(limit)(scope, receive, send)
             return
         started, status_holder, seen = time.perf_counter(), [500], [0]
 
@@ -57,7 +63,7 @@ class LimitAndMeasure:
             if message["type"] == "http.request":
                 seen[0] += len(message.get("body", b""))
                 if seen[0] > limit:
-                    raise _TooLarge()
+                    raise StarletteHTTPException(413, f"request body over {limit} bytes (max_body_bytes); send less")
             return message
 
         async def observed_send(message: dict[str, Any]) -> None:
@@ -65,22 +71,12 @@ class LimitAndMeasure:
                 status_holder[0] = message["status"]
             await send(message)
 
-        try:
-            await self.app(scope, counted_receive, observed_send)
-        except _TooLarge:
-            status_holder[0] = 413
-            await JSONResponse(
-                {"detail": f"request body over {limit} bytes (max_body_bytes); send less"}, status_code=413
-            )(scope, receive, send)
+        await self.app(scope, counted_receive, observed_send)
         route = scope.get("route")
         endpoint = getattr(route, "path", "unmatched")
         metrics = self.service.metrics
         metrics.requests.labels(scope["method"], endpoint, str(status_holder[0])).inc()
         metrics.latency.labels(scope["method"], endpoint).observe(time.perf_counter() - started)
-
-
-class _TooLarge(Exception):
-    pass
 
 
 # ---------------------------------------------------------------------------------------------- error bodies
@@ -92,7 +88,9 @@ def _one_line(error: RequestValidationError) -> tuple[int, str]:
     first = problems[0]
     if first["type"] == "json_invalid":
         return 400, f"request body is not valid JSON ({first.get('ctx', {}).get('error', 'parse error')})"
-    location = [str(p) for p in first["loc"] if p != "body"]
+    location = [str(p) for p in first["loc"]]
+    if location and location[0] in ("body", "path", "query", "header"):  # where it was sent; the name says enough
+        location = location[1:]
     if len(location) > 1 and location[0] in FEEDBACK_KINDS:  # the tag of the feedback union, not a field
         location = location[1:]
     where = ".".join(location) or "body"

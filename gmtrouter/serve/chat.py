@@ -26,7 +26,37 @@ def _extensions(extras: dict[str, Any]) -> tuple[list[str] | None, float]:
     return candidates, float(cost_weight)
 
 
-@router.post("/v1/chat/completions", responses={**ERRORS, 502: {"model": ErrorOut}}, tags=["openai"])
+def _allowed(extras: dict[str, Any], config: Any) -> dict[str, Any]:
+    """The fields to forward: only those in `chat_params`, with `n` and `max_tokens` within the configured caps.
+
+    A field outside the allow-list is refused rather than dropped, so a caller learns it had no effect; a request
+    without max_tokens gets the cap, so no answer costs more than the operator allows.
+    """
+    refused = sorted(name for name in extras if name not in config.chat_params)
+    if refused:
+        raise HTTPException(
+            422, f"{refused[0]}: this service does not forward it to LLMs (allowed: {', '.join(config.chat_params)})"
+        )
+    for name, cap, setting in (
+        ("max_tokens", config.chat_max_tokens, "chat_max_tokens"),
+        ("max_completion_tokens", config.chat_max_tokens, "chat_max_tokens"),
+        ("n", config.chat_max_n, "chat_max_n"),
+    ):
+        value = extras.get(name)
+        if value is None:
+            continue
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise HTTPException(422, f"{name}: must be a whole number, at least 1")
+        if value > cap:
+            raise HTTPException(422, f"{name}: at most {cap} here ({setting}); got {value}")
+    if extras.get("max_tokens") is None and extras.get("max_completion_tokens") is None:
+        extras["max_tokens"] = config.chat_max_tokens
+    return extras
+
+
+@router.post(
+    "/v1/chat/completions", responses={**ERRORS, 502: {"model": ErrorOut}, 503: {"model": ErrorOut}}, tags=["openai"]
+)
 async def chat_completions(body: ChatCompletionRequest, who: Caller, service: Svc) -> Any:
     """OpenAI chat completions. `model: "auto"` routes for `user`; a served model's name goes straight to it."""
     encodable(body)
@@ -37,7 +67,7 @@ async def chat_completions(body: ChatCompletionRequest, who: Caller, service: Sv
     query, turn = query_and_turn(service, body.messages)
     extras = dict(body.model_extra or {})
     candidates, cost_weight = _extensions(extras)
-    forward = {**extras, "messages": [m.model_dump(exclude_none=True) for m in body.messages]}
+    forward = {**_allowed(extras, service.config), "messages": [m.model_dump(exclude_none=True) for m in body.messages]}
     if body.user is not None:
         forward["user"] = body.user
     store, served = service.store, service.upstreams.names

@@ -16,7 +16,26 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from gmtrouter.errors import GmtError
 
 ADMIN_KEY_ENV = "GMTROUTER_ADMIN_KEY"
+ADMIN_KEY_MIN = 16
 Positive = Annotated[int, Field(gt=0)]
+PerMinute = Annotated[int, Field(ge=0)]
+# OpenAI chat completion fields a caller may send on to an upstream; anything else is refused (chat_params).
+CHAT_PARAMS = (
+    "temperature",
+    "top_p",
+    "max_tokens",
+    "max_completion_tokens",
+    "n",
+    "stop",
+    "presence_penalty",
+    "frequency_penalty",
+    "seed",
+    "response_format",
+    "tools",
+    "tool_choice",
+    "parallel_tool_calls",
+    "stream_options",
+)
 
 
 class Upstream(BaseModel):
@@ -60,9 +79,31 @@ class ServeConfig(BaseModel):
     )
     sqlite_synchronous: str = Field("FULL", pattern="^(FULL|NORMAL|EXTRA)$")
     upstreams: dict[str, Upstream] = Field(default_factory=dict, description="LLM name -> its upstream endpoint.")
+    rate_requests_per_minute: PerMinute = Field(
+        600, description="Requests one user or tenant key may make per minute (0: no limit); admins are exempt."
+    )
+    rate_feedback_per_minute: PerMinute = Field(
+        120, description="Feedback events one user or tenant key may send per minute (0: no limit)."
+    )
+    chat_params: list[str] = Field(
+        default_factory=lambda: list(CHAT_PARAMS),
+        description="Chat completion fields forwarded to upstreams; any other field is refused with 422.",
+    )
+    chat_max_tokens: Positive = Field(
+        4096, description="Most tokens an answer may ask for (max_tokens); sent as max_tokens when a request has none."
+    )
+    chat_max_n: Positive = Field(1, description="Most answers one chat completion may ask for (n).")
 
     def resolved_admin_key(self) -> str | None:
-        return os.environ.get(ADMIN_KEY_ENV) or self.admin_key
+        """The admin key from the environment or the file, refused when it is short enough to guess."""
+        key = os.environ.get(ADMIN_KEY_ENV) or self.admin_key
+        if key is not None and len(key) < ADMIN_KEY_MIN:
+            source = ADMIN_KEY_ENV if os.environ.get(ADMIN_KEY_ENV) else "admin_key in the config"
+            raise GmtError(
+                f"{source} has {len(key)} characters; an admin key needs at least {ADMIN_KEY_MIN} "
+                "(make one: python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+            )
+        return key
 
 
 def _parse(path: Path) -> dict[str, Any]:

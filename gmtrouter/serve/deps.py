@@ -5,17 +5,20 @@ Each raises an HTTP error whose detail is one line naming what to fix; none of t
 
 from typing import Annotated, Any
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, HTTPException, Path, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel
 from pydantic_core import PydanticSerializationError
 
 from gmtrouter.api import query_of
 from gmtrouter.serve.auth import Principal
-from gmtrouter.serve.schemas import ChatMessage, ErrorOut
+from gmtrouter.serve.schemas import MAX_USER, ChatMessage, ErrorOut
 from gmtrouter.serve.service import Service
 
-ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorOut} for code in (400, 401, 403, 404, 409, 413, 422)}
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorOut} for code in (400, 401, 403, 404, 409, 413, 422, 429)
+}
+PathUser = Annotated[str, Path(min_length=1, max_length=MAX_USER, pattern="^[^\x00]*$", description="A user id.")]
 
 
 def get_service(request: Request) -> Service:
@@ -41,7 +44,25 @@ async def principal(request: Request, service: Svc) -> Principal:
     who = keys.cached(token) or await run_in_threadpool(keys.authenticate, token)
     if who is None:
         raise HTTPException(401, "unknown or revoked API key", {"WWW-Authenticate": "Bearer"})
+    if not who.admin:
+        limited(service.request_limit.take(who.key_id), service.config.rate_requests_per_minute, "requests")
     return who
+
+
+def limited(wait: int, per_minute: int, what: str) -> None:
+    """429 with Retry-After when a key's bucket is empty (`wait` seconds until the next token)."""
+    if wait:
+        raise HTTPException(
+            429,
+            f"this API key is over its {per_minute} {what} a minute; retry in {wait} s",
+            {"Retry-After": str(wait)},
+        )
+
+
+def bounded(field: str, value: str, most: int) -> None:
+    """422 for a string longer than the store's column holds (SQLite would keep it, PostgreSQL would fail)."""
+    if len(value) > most:
+        raise HTTPException(422, f"{field}: at most {most} characters (got {len(value)}); shorten it")
 
 
 Caller = Annotated[Principal, Depends(principal)]

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 
 from gmtrouter.api import RouteDecision, Router
-from gmtrouter.checkpoint import load_router
+from gmtrouter.checkpoint import load_router, model_identity
 from gmtrouter.data.schema import Interaction
 from gmtrouter.errors import GmtError
 from gmtrouter.serve.querycache import ServiceEncoder
@@ -65,12 +65,17 @@ class _Op:
     seq: int = 0
     rows: list[StoredFeedback] = field(default_factory=list)
     user: str = ""
+    texts: frozenset[str] = frozenset()  # forget: texts of the user's deleted rows, to drop from encoder caches
     model_dir: Path | None = None
     done: Callable[[Any], None] | None = None
 
 
 def _history_key(record: Interaction) -> tuple[str, str, int]:
     return record.user, record.conversation, record.turn
+
+
+def _texts(record: Interaction) -> list[str]:
+    return [record.query, *(r.text for r in record.responses if r.text)]
 
 
 def explanation_of(router: Router, user: str, query: str, llm: str) -> list[dict[str, Any]]:
@@ -116,7 +121,9 @@ class Engine:
         self._live = 0  # last op whose effect is live
         self._user_seq: dict[str, int] = {}  # user -> last op holding feedback of theirs
         self._waiters: list[tuple[int, Callable[[None], None]]] = []
-        self._folded: set[int] = set()  # feedback row ids in the live history
+        # feedback row id -> its user, for the rows in the live history; a forget drops its user's ids, because
+        # SQLite reuses the id of a deleted last row and a new row must not pass for one already folded
+        self._folded: dict[int, str] = {}
         self._tombstones: dict[str, float] = {}
         self._last_sync = time.time()
         self.model_dir = Path(model_dir)
@@ -152,10 +159,11 @@ class Engine:
                 seen.add(_history_key(row.record))
                 added += 1
         router = Router(model, history)
-        self._folded = {row.id for row in rows}
+        self._folded = {row.id: row.user for row in rows}
         self._tombstones = tombstones
         info = {
             "model_dir": str(model_dir),
+            **model_identity(model_dir),
             "llms": router.llms,
             "history_records": len(history),
             "stored_feedback_replayed": added,
@@ -275,9 +283,10 @@ class Engine:
         self._submit(op, users)
         return await future
 
-    async def forget(self, user: str) -> None:
-        """Drop the user's history from the live router (the caller has deleted their rows)."""
-        await self._await_op(_Op("forget", user=user), [user])
+    async def forget(self, user: str, texts: frozenset[str] = frozenset()) -> None:
+        """Drop the user's history from the live router and their texts from the encoder's caches (the caller has
+        deleted their rows; `texts` are the texts those rows held)."""
+        await self._await_op(_Op("forget", user=user, texts=texts), [user])
 
     async def reload(self, model_dir: str | Path) -> dict[str, Any]:
         """Load another model in the background and swap it in; requests in flight finish on the old one."""
@@ -363,8 +372,11 @@ class Engine:
             if op.kind == "observe":
                 added += self._add_rows(history, op.rows)
             elif op.kind == "forget":
+                texts = set(op.texts) | {t for r in history if r.user == op.user for t in _texts(r)}
                 history[:] = [r for r in history if r.user != op.user]
+                self._unfold(op.user)
                 self._tombstones[op.user] = time.time()
+                self._drop_texts(texts, history)
                 added += 1
             elif op.kind == "sync":
                 added += self._sync(history)
@@ -374,13 +386,29 @@ class Engine:
             if op.done is not None and op.kind != "reload":
                 op.done(None)
 
+    def _unfold(self, user: str) -> None:
+        self._folded = {i: u for i, u in self._folded.items() if u != user}
+
+    def _drop_texts(self, texts: set[str], history: Sequence[Interaction]) -> None:
+        """Remove a forgotten user's texts from the encoder's caches, except those other users' history holds."""
+        encoder = getattr(self.router.model, "text_encoder", None)
+        forget = getattr(encoder(), "forget", None) if encoder is not None else None
+        if forget is None or not texts:
+            return
+        kept = {t for r in history for t in _texts(r)}
+        forget([t for t in texts if t not in kept])
+
     def _add_rows(self, history: list[Interaction], rows: Sequence[StoredFeedback]) -> int:
         known = set(self.router.llms)
         count = 0
+        forgotten = [row.id for row in rows if row.user in self._tombstones]
+        if forgotten:  # committed just before their user was forgotten: only rows still stored may enter
+            alive = {(row.id, row.key) for row in self.store.feedback_rows(ids=forgotten)}
+            rows = [row for row in rows if row.user not in self._tombstones or (row.id, row.key) in alive]
         for row in rows:
             if row.id in self._folded or not set(row.record.llms) <= known:
                 continue
-            self._folded.add(row.id)
+            self._folded[row.id] = row.user
             history.append(row.record)
             count += 1
         return count
@@ -394,9 +422,10 @@ class Engine:
             if at > self._tombstones.get(user, 0.0):  # forgotten by another replica: drop, then re-add what is left
                 self._tombstones[user] = at
                 history[:] = [r for r in history if r.user != user]
+                self._unfold(user)
                 for row in self.store.feedback_rows(user=user):
                     history.append(row.record)
-                    self._folded.add(row.id)
+                    self._folded[row.id] = row.user
                 changed += 1
         unseen = [i for i in self.store.feedback_ids(created_since=since) if i not in self._folded]
         return changed + self._add_rows(history, self.store.feedback_rows(ids=unseen) if unseen else [])

@@ -54,6 +54,15 @@ class ServiceEncoder(TextEncoder):
                     found[i] = vector
         return np.stack(found).astype(np.float32, copy=False)
 
+    def forget(self, texts: Sequence[str]) -> None:
+        """Drop texts from the LRU and from the model's cache (memory and file), e.g. a forgotten user's."""
+        with self._lock:
+            for text in texts:
+                self._lru.pop(EmbeddingCache.key(text), None)
+            forget = getattr(self.cached, "forget", None)
+            if forget is not None:
+                forget(texts)
+
     def encode_queries(self, texts: Sequence[str]) -> int:
         """Embed the routed queries not in the LRU, all in one call; returns how many were computed."""
         keys = {EmbeddingCache.key(t): t for t in texts}

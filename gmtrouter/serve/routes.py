@@ -6,10 +6,24 @@ from fastapi import APIRouter, Header, HTTPException, Response
 from fastapi.concurrency import run_in_threadpool
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from gmtrouter.serve.deps import ERRORS, Caller, Svc, allow, check_candidates, encodable, query_and_turn
+from gmtrouter.serve.deps import (
+    ERRORS,
+    Caller,
+    PathUser,
+    Svc,
+    allow,
+    bounded,
+    check_candidates,
+    encodable,
+    limited,
+    query_and_turn,
+)
 from gmtrouter.serve.engine import Routed
 from gmtrouter.serve.feedback import rating_scale, route_record
 from gmtrouter.serve.schemas import (
+    MAX_FEEDBACK_KEY,
+    MAX_IDEMPOTENCY,
+    MAX_USER,
     Feedback,
     FeedbackResponse,
     ForgetOut,
@@ -60,7 +74,7 @@ async def feedback(
     body: Feedback,
     who: Caller,
     service: Svc,
-    idempotency_key: Annotated[str | None, Header(max_length=256)] = None,
+    idempotency_key: Annotated[str | None, Header(min_length=1, max_length=MAX_IDEMPOTENCY)] = None,
 ) -> FeedbackResponse:
     """Store feedback durably (committed before this answers), then fold it into the user's history."""
     encodable(body)
@@ -68,9 +82,16 @@ async def feedback(
     model = engine.router.model
     if isinstance(body, RecordFeedback):
         record, route_id = body.record, None
+        bounded("record.user", record.user, MAX_USER)
         allow(who, record.user)
-        key = idempotency_key or body.idempotency_key or f"{record.conversation}#{record.turn}"
-        key = f"record:{record.user}:{key}"
+        given = idempotency_key or body.idempotency_key
+        key = f"record:{record.user}:{given or f'{record.conversation}#{record.turn}'}"
+        if len(key) > MAX_FEEDBACK_KEY:  # only the default key (conversation and turn) can be this long
+            raise HTTPException(
+                422,
+                f"record.conversation: too long to key this feedback by (at most {MAX_IDEMPOTENCY} characters with "
+                "the turn); shorten it or send an Idempotency-Key header",
+            )
     else:
         route_row = await run_in_threadpool(store.get_route, body.route_id)
         if route_row is None or not who.may_act_as(route_row.user):
@@ -78,6 +99,8 @@ async def feedback(
         record, route_id = route_record(body, route_row, rating_scale(model)), route_row.id
         key = f"route:{route_row.id}"
     model.check_llms(record.llms)
+    if not who.admin:
+        limited(service.feedback_limit.take(who.key_id), service.config.rate_feedback_per_minute, "feedback events")
     stored, duplicate = await run_in_threadpool(store.add_feedback, key, record.user, body.kind, record, route_id)
     if not duplicate:
         engine.observe([stored])
@@ -93,7 +116,7 @@ async def feedback(
 
 
 @router.get("/v1/users/{user}", response_model=UserOut, responses=ERRORS, tags=["users"])
-async def get_user(user: str, who: Caller, service: Svc) -> UserOut:
+async def get_user(user: PathUser, who: Caller, service: Svc) -> UserOut:
     """How much history the router has of a user and which LLMs they preferred."""
     allow(who, user)
     await service.engine.caught_up(user)
@@ -110,21 +133,25 @@ async def get_user(user: str, who: Caller, service: Svc) -> UserOut:
 
 
 @router.delete("/v1/users/{user}", response_model=ForgetOut, responses=ERRORS, tags=["users"])
-async def forget_user(user: str, who: Caller, service: Svc) -> ForgetOut:
-    """Forget a user: their stored routes and feedback are deleted and the router drops their history."""
+async def forget_user(user: PathUser, who: Caller, service: Svc) -> ForgetOut:
+    """Forget a user: their stored routes and feedback are deleted, the router drops their history and the
+    encoder's caches their texts."""
     allow(who, user)
-    counts = await run_in_threadpool(service.store.forget, user)
-    await service.engine.forget(user)
+    texts: set[str] = set()
+    counts = await run_in_threadpool(service.store.forget, user, texts)
+    await service.engine.forget(user, frozenset(texts))
     return ForgetOut(user=user, feedback_deleted=counts["feedback"], routes_deleted=counts["routes"])
 
 
 @router.get("/healthz", response_model=HealthOut, tags=["operations"])
 async def healthz(service: Svc) -> HealthOut:
+    """Ready, and which model: its version and training data hash (never a server path: no key is needed)."""
     engine = service.engine
     live = engine.router
     return HealthOut(
         status="ok",
-        model_dir=str(engine.model_dir),
+        model_version=engine.load_info["model_version"],
+        data_hash=engine.load_info["data_hash"],
         llms=live.llms,
         history_records=len(live.context.history),
         pending_changes=engine.pending(),

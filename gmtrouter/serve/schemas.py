@@ -2,15 +2,45 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from gmtrouter.data.schema import Interaction
 
-UserId = Annotated[str, Field(min_length=1, max_length=256, description="Who asks: the id feedback is kept under.")]
+# Column sizes of the store (serve/store.py): every string that goes into a bounded column is checked against
+# these at the API, so that a long value is a 422 here rather than a database error on PostgreSQL.
+MAX_USER = 256  # routes.user, feedback.user, forgotten.user
+MAX_IDEMPOTENCY = 200  # feedback.key is 'record:' + user + ':' + this (512 in all)
+MAX_FEEDBACK_KEY = 512
+
+UserId = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=MAX_USER,
+        pattern="^[^\x00]*$",
+        description="Who asks: the id feedback is kept under.",
+    ),
+]
 LLMName = Annotated[str, Field(min_length=1, max_length=256)]
 Rating = Annotated[float, Field(allow_inf_nan=False)]
+IdempotencyKey = Annotated[str, Field(min_length=1, max_length=MAX_IDEMPOTENCY)]
+
+
+class ContentPart(BaseModel):
+    """One part of a message's content (OpenAI format): a text part's `text` must be a string."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: Annotated[str, Field(min_length=1)]
+    text: str | None = None
+
+    @model_validator(mode="after")
+    def _text_part_has_text(self) -> ContentPart:
+        if self.type == "text" and self.text is None:
+            raise ValueError("a part of type 'text' needs 'text': a string")
+        return self
 
 
 class ChatMessage(BaseModel):
@@ -19,7 +49,7 @@ class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     role: Literal["system", "developer", "user", "assistant", "tool", "function"]
-    content: str | list[dict[str, Any]] | None = None
+    content: str | list[ContentPart] | None = None
 
 
 class RouteRequest(BaseModel):
@@ -103,7 +133,7 @@ class RecordFeedback(BaseModel):
 
     kind: Literal["record"]
     record: Interaction
-    idempotency_key: Annotated[str, Field(min_length=1, max_length=256)] | None = None
+    idempotency_key: IdempotencyKey | None = None
 
 
 Feedback = Annotated[RatingFeedback | ThumbsFeedback | PairwiseFeedback | RecordFeedback, Field(discriminator="kind")]
@@ -162,6 +192,8 @@ class ReloadRequest(BaseModel):
 
 class ReloadOut(BaseModel):
     model_dir: str
+    model_version: str
+    data_hash: str
     llms: list[str]
     history_records: int
     stored_feedback_replayed: int
@@ -188,12 +220,15 @@ class JobOut(BaseModel):
 
 
 class HealthOut(BaseModel):
+    """Readiness, and which model answers; no server paths (this endpoint needs no key)."""
+
     status: Literal["ok"]
-    model_dir: str
+    model_version: str = Field(description="SHA-256 of the model's config and weights (16 hex digits).")
+    data_hash: str = Field(description="SHA-256 of the records the model was trained on.")
     llms: list[str]
     history_records: int
     pending_changes: int = Field(description="Feedback and forgets acknowledged but not yet live.")
-    schema_version: int
+    schema_version: str = Field(description="The database's schema revision (Alembic).")
 
 
 class ErrorOut(BaseModel):

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 from gmtrouter.checkpoint import read_config
 from gmtrouter.errors import GmtError
 from gmtrouter.serve.auth import KeyRing
-from gmtrouter.serve.config import ServeConfig
+from gmtrouter.serve.config import ADMIN_KEY_ENV, ServeConfig
 from gmtrouter.serve.engine import Engine, settle_heap
 from gmtrouter.serve.metrics import Metrics
+from gmtrouter.serve.ratelimit import RateLimiter
 from gmtrouter.serve.schemas import JobOut
 from gmtrouter.serve.store import Store
 from gmtrouter.serve.upstream import Upstreams
+
+log = logging.getLogger("gmtrouter.serve")
 
 
 @dataclass
@@ -23,6 +27,8 @@ class Service:
     keys: KeyRing
     upstreams: Upstreams
     metrics: Metrics
+    request_limit: RateLimiter
+    feedback_limit: RateLimiter
     jobs: dict[str, JobOut] = field(default_factory=dict)
 
 
@@ -31,6 +37,7 @@ def build_service(config: ServeConfig) -> Service:
     if config.model is None:
         raise GmtError("give the model folder: --model DIR (or 'model' in the config file)")
     read_config(config.model)
+    admin_key = config.resolved_admin_key()  # a short one is refused before anything starts
     store = Store(config.db, config.sqlite_synchronous)
     metrics = Metrics()
     engine = Engine(
@@ -43,6 +50,24 @@ def build_service(config: ServeConfig) -> Service:
         on_batch=metrics.batch,
         on_fold=metrics.fold,
     )
-    keys = KeyRing(store, config.resolved_admin_key(), config.key_cache_seconds)
+    keys = KeyRing(store, admin_key, config.key_cache_seconds)
+    _log_admin_access(store, admin_key is not None)
     settle_heap()
-    return Service(config, store, engine, keys, Upstreams(config.upstreams), metrics)
+    limits = RateLimiter(config.rate_requests_per_minute), RateLimiter(config.rate_feedback_per_minute)
+    return Service(config, store, engine, keys, Upstreams(config.upstreams), metrics, *limits)
+
+
+def _log_admin_access(store: Store, from_environment: bool) -> None:
+    """Say at start whether anyone can reach the admin endpoints, and with what."""
+    stored = sum(1 for row in store.list_keys() if row.admin and row.revoked is None)
+    if from_environment or stored:
+        ways = ([f"${ADMIN_KEY_ENV} (or admin_key)"] if from_environment else []) + (
+            [f"{stored} admin key(s) in the database"] if stored else []
+        )
+        log.warning("admin endpoints (/v1/admin/*) are reachable with %s", " and ".join(ways))
+    else:
+        log.warning(
+            "admin endpoints (/v1/admin/*) are unreachable: no admin key; set $%s or run "
+            "'gmtrouter serve keys create --admin'",
+            ADMIN_KEY_ENV,
+        )

@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 
 from gmtrouter.data.schema import Interaction
 from gmtrouter.errors import GmtError
-from gmtrouter.serve.migrations import LATEST, current_version, migrate
+from gmtrouter.serve.migrations import HEAD, current_version, migrate
 
 meta = sa.MetaData()
 routes = sa.Table(
@@ -149,7 +149,8 @@ def make_engine(url: str, synchronous: str = "FULL") -> sa.Engine:
 class Store:
     """All reads and writes of the service's database; each method is one transaction."""
 
-    def __init__(self, url: str, synchronous: str = "FULL", upgrade: bool = True) -> None:
+    def __init__(self, url: str, synchronous: str = "FULL", upgrade: bool = True, check: bool = True) -> None:
+        """Open (and, with `upgrade`, migrate) the database; with `check`, refuse one not at the newest revision."""
         self.url = url
         self.engine = make_engine(url, synchronous)
         self._write = self.engine.execution_options(write=True)
@@ -159,14 +160,23 @@ class Store:
             with self.engine.connect() as conn:
                 version = current_version(conn)
         except sa.exc.OperationalError as error:
+            self.engine.dispose()
             raise GmtError(f"cannot open database '{parsed_safe(url)}': {error.orig}") from None
-        if version != LATEST:
-            raise GmtError(f"database schema version {version}, expected {LATEST}; start the service to upgrade it")
+        except GmtError:
+            self.engine.dispose()
+            raise
+        if check and version != HEAD:
+            self.engine.dispose()
+            raise GmtError(
+                f"database schema revision '{version or 'none'}', expected '{HEAD}'; "
+                "run 'gmtrouter serve db upgrade' (or start the service)"
+            )
 
     def close(self) -> None:
         self.engine.dispose()
 
-    def schema_version(self) -> int:
+    def schema_version(self) -> str:
+        """The database's Alembic revision."""
         with self.engine.connect() as conn:
             return current_version(conn)
 
@@ -288,10 +298,22 @@ class Store:
 
     # ------------------------------------------------------------------------------------------ forget
 
-    def forget(self, user: str) -> dict[str, int]:
-        """Delete a user's routes and feedback and leave a tombstone; returns how many rows went."""
+    def forget(self, user: str, texts: set[str] | None = None) -> dict[str, int]:
+        """Delete a user's routes and feedback and leave a tombstone; returns how many rows went.
+
+        `texts`, if given, receives the texts the deleted rows held (queries, answers, response texts), read in the
+        same transaction, so that the caller can drop them from the encoder's caches too.
+        """
         now = time.time()
         with self._write.begin() as conn:
+            if texts is not None:
+                for query, answer in conn.execute(
+                    sa.select(routes.c.query, routes.c.answer).where(routes.c.user == user)
+                ):
+                    texts.update(t for t in (query, answer) if t)
+                for (payload,) in conn.execute(sa.select(feedback.c.record).where(feedback.c.user == user)):
+                    record = Interaction.model_validate_json(payload)
+                    texts.update([record.query, *(r.text for r in record.responses if r.text)])
             gone_feedback = conn.execute(feedback.delete().where(feedback.c.user == user)).rowcount
             gone_routes = conn.execute(routes.delete().where(routes.c.user == user)).rowcount
             updated = conn.execute(forgotten.update().where(forgotten.c.user == user).values(at=now)).rowcount

@@ -75,8 +75,15 @@ class Upstreams:
             if stream:
                 await response.aread()
                 await response.aclose()
-            status = response.status_code if 400 <= response.status_code < 500 else 502
-            raise UpstreamError(status, f"upstream of '{llm}' answered {response.status_code}: {_message_of(response)}")
+            code = response.status_code
+            if code in (401, 403):  # the upstream refused *our* credentials: not the caller's fault, nor their key's
+                raise UpstreamError(
+                    502,
+                    f"upstream of '{llm}' at {request.url} refused this service's credentials ({code}: "
+                    f"{_message_of(response)}); the operator must fix its api_key or api_key_env",
+                )
+            status = code if 400 <= code < 500 else 502
+            raise UpstreamError(status, f"upstream of '{llm}' answered {code}: {_message_of(response)}")
         return response
 
     async def complete(self, llm: str, body: dict[str, Any], route_id: str) -> dict[str, Any]:

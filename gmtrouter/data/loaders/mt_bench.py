@@ -17,10 +17,18 @@ from gmtrouter.errors import DataError
 RATINGS = {"model_a": (1.0, 0.0), "model_b": (0.0, 1.0), "tie": (0.5, 0.5), "tie (bothbad)": (0.5, 0.5)}
 
 
+def _int(value: object, field: str, path: Path, line: int) -> int:
+    """An integer id from an upstream file, or a DataError naming the field."""
+    try:
+        return int(value)  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        raise DataError(str(path), line, field, f"{value!r} is not an integer") from None
+
+
 def _questions(path: Path) -> dict[int, dict]:
     questions = {}
     for line, item in iter_json_lines(path):
-        questions[int(require(item, "question_id", path, line))] = item
+        questions[_int(require(item, "question_id", path, line), "question_id", path, line)] = item
     return questions
 
 
@@ -30,7 +38,7 @@ def _answers(folder: Path) -> dict[tuple[str, int], list[str]]:
         for line, item in iter_json_lines(path):
             model = require(item, "model_id", path, line)
             turns = require(item, "choices", path, line)[0]["turns"]
-            answers[model, int(require(item, "question_id", path, line))] = turns
+            answers[model, _int(require(item, "question_id", path, line), "question_id", path, line)] = turns
     return answers
 
 
@@ -42,15 +50,19 @@ def load(folder: Path) -> list[Interaction]:
     prices = PriceBook.discover(folder)
     records = []
     for line, vote in iter_json_lines(votes_path):
-        qid = int(require(vote, "question_id", votes_path, line))
+        qid = _int(require(vote, "question_id", votes_path, line), "question_id", votes_path, line)
         judge, winner = require(vote, "judge", votes_path, line), require(vote, "winner", votes_path, line)
         models = [require(vote, "model_a", votes_path, line), require(vote, "model_b", votes_path, line)]
-        turn = int(vote.get("turn", 1))
+        turn = vote.get("turn", 1)
         if winner not in RATINGS:
             raise DataError(str(votes_path), line, "winner", f"'{winner}' is not one of {sorted(RATINGS)}")
         if qid not in questions:
             raise DataError(str(votes_path), line, "question_id", f"{qid} is not in question.jsonl")
         question = questions[qid]
+        if isinstance(turn, bool) or not isinstance(turn, int) or not 1 <= turn <= len(question["turns"]):
+            raise DataError(
+                str(votes_path), line, "turn", f"{turn!r} is not a turn of question {qid} (1..{len(question['turns'])})"
+            )
         query = question["turns"][turn - 1]
         responses = []
         for model, rating in zip(models, RATINGS[winner], strict=True):
@@ -83,4 +95,6 @@ def load(folder: Path) -> list[Interaction]:
                 meta={"source": "mt_bench", "category": question.get("category"), "question_id": qid},
             )
         )
+    if not records:
+        raise DataError(str(votes_path), None, None, "holds no votes; point --data-dir at MT-Bench's human judgments")
     return records

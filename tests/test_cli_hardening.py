@@ -1,0 +1,170 @@
+"""The command line on broken inputs and its output files: one line and exit 2, never a traceback; files
+readable as usual; a model folder written whole or not at all."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+from tests.serve_support import served_model  # noqa: F401 - a fixture
+
+RECORDS = [
+    {
+        "user": f"u{u}",
+        "conversation": f"u{u}/{n}",
+        "turn": 1,
+        "query": f"question {n}",
+        "responses": [{"llm": "gpt-4", "rating": float(n % 3 != 0)}, {"llm": "llama-13b", "rating": float(n % 3 == 0)}],
+    }
+    for u in range(3)
+    for n in range(8)
+]
+
+
+def run(*args: str, umask: int | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
+    env.pop("GMTROUTER_DEBUG", None)
+    return subprocess.run(
+        [sys.executable, "-m", "gmtrouter", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        preexec_fn=(lambda: os.umask(umask)) if umask is not None else None,
+    )
+
+
+def one_line_error(result: subprocess.CompletedProcess[str], *words: str) -> str:
+    assert result.returncode == 2, (result.returncode, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in result.stderr, result.stderr
+    for word in words:
+        assert word in lines[0], lines[0]
+    return lines[0]
+
+
+@pytest.fixture
+def records(tmp_path: Path) -> Path:
+    path = tmp_path / "records.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in RECORDS))
+    return path
+
+
+def train(records: Path, output: Path, router: str = "global-winrate") -> subprocess.CompletedProcess[str]:
+    return run("train", "--data", str(records), "-o", str(output), "--router", router, umask=0o022)
+
+
+def test_broken_model_folders_get_one_line(records: Path, tmp_path: Path) -> None:
+    model = tmp_path / "model"
+    assert train(records, model).returncode == 0
+    route = ("route", "--model", str(model), "--user", "u1", "--query", "question 3")
+    assert run(*route).returncode == 0
+
+    (model / "history.jsonl").unlink()
+    one_line_error(run(*route), "history.jsonl is missing")
+    one_line_error(run("eval", "--model", str(model), "--data", str(records)), "history.jsonl is missing")
+
+    assert train(records, model).returncode == 0
+    config = json.loads((model / "config.json").read_text())
+    config["state"] = {"a_setting_from_another_revision": 1}
+    (model / "config.json").write_text(json.dumps(config))
+    one_line_error(run(*route), "do not fit this version", "retrain it")
+
+
+def test_output_files_and_model_folders_get_the_usual_permissions(records: Path, tmp_path: Path) -> None:
+    split = tmp_path / "split"
+    assert run("data", "split", str(records), "-o", str(split), umask=0o022).returncode == 0
+    assert stat.S_IMODE((split / "train.jsonl").stat().st_mode) == 0o644
+    model = tmp_path / "model"
+    assert train(records, model).returncode == 0
+    assert stat.S_IMODE(model.stat().st_mode) == 0o755
+    assert {stat.S_IMODE(f.stat().st_mode) for f in model.iterdir()} == {0o644}
+    assert run("data", "split", str(records), "-o", str(tmp_path / "private"), umask=0o077).returncode == 0
+    assert stat.S_IMODE((tmp_path / "private" / "test.jsonl").stat().st_mode) == 0o600
+
+
+def test_a_model_folder_is_replaced_whole(records: Path, tmp_path: Path) -> None:
+    model = tmp_path / "model"
+    assert train(records, model, "knn").returncode == 0
+    (model / "left-over.txt").write_text("from before")
+    assert train(records, model).returncode == 0
+    assert json.loads((model / "config.json").read_text())["router"] == "global-winrate"
+    assert not (model / "left-over.txt").exists()  # a new folder took the old one's place: nothing merged
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model", "records.jsonl"]  # no temp folders left
+
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "notes.txt").write_text("not a model")
+    one_line_error(train(records, precious), "exists and is not a model folder")
+    assert (precious / "notes.txt").read_text() == "not a model"
+
+
+def _mt_bench_copy(data_dir: Path, tmp_path: Path, votes: list[dict]) -> Path:
+    folder = tmp_path / "mt_bench"
+    folder.mkdir(parents=True)
+    shutil.copy(data_dir / "mt_bench" / "question.jsonl", folder)
+    shutil.copytree(data_dir / "mt_bench" / "model_answer", folder / "model_answer")
+    (folder / "human_judgments_turn1.jsonl").write_text("".join(json.dumps(v) + "\n" for v in votes))
+    return folder
+
+
+def test_broken_mt_bench_votes_get_one_line(data_dir: Path, tmp_path: Path) -> None:
+    vote = {"question_id": 81, "judge": "expert_1", "model_a": "gpt-4", "model_b": "claude-v1", "winner": "model_a"}
+    for turn, words in (("two", "'two' is not a turn of question 81"), (0, "0 is not a turn"), (3, "3 is not a turn")):
+        folder = _mt_bench_copy(data_dir, tmp_path / f"t{turn}", [vote, {**vote, "turn": turn}])
+        output = tmp_path / f"t{turn}.jsonl"
+        one_line_error(run("data", "prepare", "mt-bench", "--data-dir", str(folder), "-o", str(output)), ":2:", words)
+        assert not output.exists()
+    empty = _mt_bench_copy(data_dir, tmp_path / "empty", [])
+    output = tmp_path / "empty.jsonl"
+    one_line_error(run("data", "prepare", "mt-bench", "--data-dir", str(empty), "-o", str(output)), "holds no votes")
+    assert not output.exists()
+
+
+def test_eval_json_is_strict_json(records: Path, tmp_path: Path) -> None:
+    model = tmp_path / "model"
+    assert train(records, model).returncode == 0
+    one = tmp_path / "one.jsonl"
+    one.write_text(json.dumps(RECORDS[1]) + "\n")  # one pair, one label: AUC is undefined
+    result = run("eval", "--model", str(model), "--data", str(one), "--json")
+    assert result.returncode == 0, result.stderr
+
+    def refuse(constant: str) -> None:
+        raise AssertionError(f"{constant} is not JSON")
+
+    payload = json.loads(result.stdout, parse_constant=refuse)
+    assert payload["auc"] is None and payload["accuracy"] in (0.0, 1.0)
+    assert payload["per_user"]["n_users"] == 0 and payload["n_users"] == 1
+
+
+def test_demo_names_the_folder_to_give(data_dir: Path, tmp_path: Path) -> None:
+    result = run("demo", "--data-dir", str(data_dir / "mt_bench"), "--out", str(tmp_path / "demo"))
+    one_line_error(result, "is the MT-Bench folder itself", f"--data-dir {data_dir}")
+    one_line_error(run("demo", "--data-dir", str(tmp_path), "--out", str(tmp_path / "demo")), "holds no mt_bench/")
+
+
+def test_demo_shows_two_users_routed_differently_and_why(served_model: Path) -> None:  # noqa: F811
+    """The demo's personalised part on a real trained router whose users have different favourite LLMs."""
+    from gmtrouter.api import Router
+    from gmtrouter.cli import _print_personalised, out
+
+    router = Router.load(served_model)
+    users = [f"taste-{u}" for u in range(6)]
+    query = "Write a short poem about the sea, in the style of a pirate shanty."
+    with out.capture() as captured:
+        _print_personalised(router, users, query)
+    text = captured.get()
+    assert f"query: {query}" in text and "two users whose histories differ, routed differently" in text
+    chosen = re.findall(r"route for (taste-\d+): (\S+)", text)
+    assert len(chosen) == 2 and chosen[0][1] != chosen[1][1], text
+    assert text.count("why: the past interactions of") == 2

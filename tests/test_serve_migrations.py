@@ -1,0 +1,69 @@
+"""Alembic migrations on real SQLite files: a database made before Alembic upgrades with every row kept.
+
+The same on PostgreSQL is in tests/test_serve_postgres.py (it needs the throwaway server started there).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from gmtrouter.serve.migrations import HEAD, current_version, migrate
+from gmtrouter.serve.store import Store, make_engine
+from tests.conftest import REPO
+from tests.schema_support import assert_rows_kept, create_v3
+from tests.serve_support import child_env
+
+
+def gmtrouter(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "gmtrouter", *args], cwd=REPO, env=child_env(), capture_output=True, text=True
+    )
+
+
+def test_a_pre_alembic_database_upgrades_with_every_row(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'v3.db'}"
+    engine = make_engine(url)
+    create_v3(engine)
+    with engine.connect() as conn:
+        assert current_version(conn) == "0003"
+    engine.dispose()
+
+    current = gmtrouter("serve", "db", "current", "--db", url)
+    assert (current.returncode, current.stdout.strip()) == (0, "0003") and "behind" in current.stderr
+    upgraded = gmtrouter("serve", "db", "upgrade", "--db", url)
+    assert upgraded.returncode == 0 and f"to revision {HEAD}" in upgraded.stderr, upgraded.stderr
+    again = gmtrouter("serve", "db", "current", "--db", url)
+    assert again.stdout.strip() == HEAD and "newest" in again.stderr
+
+    store = Store(url)
+    assert store.schema_version() == HEAD
+    with store.engine.connect() as conn:
+        assert not sa.inspect(conn).has_table("schema_version")
+    assert_rows_kept(store)
+    store.close()
+
+
+def test_the_store_upgrades_on_open_and_a_second_run_does_nothing(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'v3.db'}"
+    engine = make_engine(url)
+    create_v3(engine)
+    engine.dispose()
+    store = Store(url)  # what the service does at start
+    assert_rows_kept(store)
+    store.close()
+    engine = make_engine(url)
+    assert migrate(engine) == (HEAD, HEAD)
+    engine.dispose()
+
+
+def test_a_new_database_starts_at_the_newest_revision(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'new.db'}"
+    engine = make_engine(url)
+    assert migrate(engine) == ("", HEAD)
+    engine.dispose()
+    refused = gmtrouter("train", "-o", str(tmp_path / "m"), "--from-db", f"sqlite:///{tmp_path / 'none' / 'x.db'}")
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
