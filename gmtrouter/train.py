@@ -124,13 +124,13 @@ def tune_backbone(router: GMTRouter, table: InteractionTable, train_ids: np.ndar
     The backbone has no weights to train, so every candidate is scored on `TUNING_FOLDS` folds of the
     training records (each fold holds out a share of every user's records, shown the rest) by the pairwise
     log-loss of the held-out comparisons: many more held-out records than one validation split, and a smooth
-    criterion, so the choice is stable. The user and query priors are chosen together, then the topic prior
-    given them. Priors fixed in the settings are kept.
+    criterion, so the choice is stable. The user and query priors are chosen together, then the task prior
+    and the topic prior, each given the ones before. Priors fixed in the settings are kept.
     """
     router.strengths_ = router.population(table, train_ids)
     router.topics_ = fit_topics(table.query_emb[np.unique(table.rec_query[train_ids])], router.seed)
     if not router.backbone:
-        router.priors_ = Priors(math.inf, math.inf, math.inf)
+        router.priors_ = Priors(math.inf, math.inf, math.inf, math.inf)
         return {}
     query_topic = topic_of(table.query_emb, router.topics_)
     topics = max(len(router.topics_), 1)
@@ -157,9 +157,13 @@ def tune_backbone(router: GMTRouter, table: InteractionTable, train_ids: np.ndar
             for query in grid(router.query_prior, QUERY_PRIOR_GRID)
         ]
     )
-    topic_grid = grid(router.topic_prior, TOPIC_PRIOR_GRID) if len(router.topics_) else [math.inf]
-    router.priors_ = best([Priors(chosen.user, chosen.query, topic) for topic in topic_grid])
+    topical = bool(len(router.topics_))
+    task_grid = grid(router.task_prior, TOPIC_PRIOR_GRID) if topical else [math.inf]
+    chosen = best([Priors(chosen.user, chosen.query, math.inf, task) for task in task_grid])
+    topic_grid = grid(router.topic_prior, TOPIC_PRIOR_GRID) if topical else [math.inf]
+    router.priors_ = best([Priors(chosen.user, chosen.query, topic, chosen.task) for topic in topic_grid])
     return {
+        "task_prior": _finite(router.priors_.task),
         "user_prior": _finite(router.priors_.user),
         "query_prior": _finite(router.priors_.query),
         "topic_prior": _finite(router.priors_.topic),

@@ -65,6 +65,7 @@ class GMTRouter(PreferenceRouter):
         user_prior: float | None = None,
         query_prior: float | None = None,
         topic_prior: float | None = None,
+        task_prior: float | None = None,
         dropout: float = 0.1,
         lr: float = 5e-4,
         weight_decay: float = 1e-4,
@@ -98,6 +99,7 @@ class GMTRouter(PreferenceRouter):
         self.user_prior = user_prior
         self.query_prior = query_prior
         self.topic_prior = topic_prior
+        self.task_prior = task_prior
         self.dropout = dropout
         self.lr = lr
         self.weight_decay = weight_decay

@@ -144,6 +144,7 @@ class Priors:
     user: float
     query: float
     topic: float = math.inf  # the user's deviation on one topic of queries, beyond their overall one
+    task: float = math.inf  # everybody's deviation on one topic of queries: which LLM is good at what
 
 
 @dataclass
@@ -151,6 +152,7 @@ class PriorScores:
     """The backbone: population strengths and the deviations of every table user, user topic and query."""
 
     strengths: np.ndarray  # [L]
+    task: np.ndarray  # [topics, L]
     user: np.ndarray  # [table users, L]
     topic: np.ndarray  # [table users * topics, L], row user * topics + topic
     topics: int
@@ -169,9 +171,11 @@ class PriorScores:
     ) -> PriorScores:
         """The deviations given the shown `records`; `query_topic` [table queries] is each query's topic.
 
-        User deviations are fitted first, against everything else the model says of the user's comparisons
-        (the population strengths and, if given, the network's `residual` [table records, L] on the user's own
-        shown records): a user's consistent votes overturn the model's prediction for them, and a query only
+        First, every user's verdicts on a topic of queries (a cluster of similar queries): which LLM is good
+        at what, against the population strengths and, if given, the network's `residual`.
+        User deviations come next, against everything else the model says of the user's comparisons
+        (the population strengths, the topic's deviation and the network's residual [table records, L] on the
+        user's own shown records): a user's consistent votes overturn the model's prediction for them, and a query only
         they asked cannot explain their votes away. A user's deviation on a topic (a cluster of similar
         queries) comes next, against the same plus their overall deviation: a taste that depends on the task.
         Query deviations come last, against all of that: what the users who saw answers to this query thought
@@ -182,13 +186,16 @@ class PriorScores:
         expected = np.broadcast_to(with_average(strengths[None]), (len(comparisons.record), len(strengths) + 1))
         if residual is not None:
             expected = expected + with_average(residual[comparisons.record])
+        record_topic = query_topic[table.rec_query]
+        task = deviations(record_topic, topics, comparisons, expected, priors.task)
+        expected = expected + with_average(task[record_topic[comparisons.record]])
         user = deviations(table.rec_user, num_users, comparisons, expected, priors.user)
         expected = expected + with_average(user[table.rec_user[comparisons.record]])
-        user_topic = table.rec_user * topics + query_topic[table.rec_query]
+        user_topic = table.rec_user * topics + record_topic
         topic = deviations(user_topic, num_users * topics, comparisons, expected, priors.topic)
         expected = expected + with_average(topic[user_topic[comparisons.record]])
         query = deviations(table.rec_query, num_queries, comparisons, expected, priors.query)
-        return cls(strengths, user, topic, topics, query)
+        return cls(strengths, task, user, topic, topics, query)
 
     def scores(self, users: np.ndarray, queries: np.ndarray, topics: np.ndarray, llms: np.ndarray) -> np.ndarray:
         """[B, K] backbone scores of LLMs `llms` [B, K] for table users, queries (-1: unknown) and topics [B]."""
@@ -200,6 +207,7 @@ class PriorScores:
         user_topic = np.where(users >= 0, users * self.topics + np.asarray(topics), -1)
         return (
             self.strengths
+            + self.task[np.asarray(topics)]
             + _rows(self.user, users)
             + _rows(self.topic, user_topic)
             + _rows(self.query, np.asarray(queries))
