@@ -25,7 +25,7 @@ from benchmarks.common import DEFAULT_DATA, OUT, mt_bench, save_json
 from gmtrouter.baselines import BASELINES
 from gmtrouter.data.split import split_records
 from gmtrouter.evaluate import evaluate_router
-from gmtrouter.routers import make_router
+from gmtrouter.registry import make_router
 
 ROUTERS = ("global-winrate", "knn", "gmtrouter")
 

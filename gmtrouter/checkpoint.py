@@ -24,7 +24,8 @@ from gmtrouter.atomic import atomic_write
 from gmtrouter.data.schema import Interaction, read_records, write_records
 from gmtrouter.embed import CachedEncoder, EmbeddingCache
 from gmtrouter.errors import GmtError
-from gmtrouter.routers import PreferenceRouter, router_classes
+from gmtrouter.registry import router_classes
+from gmtrouter.routers import PreferenceRouter
 
 FORMAT = 1
 CONFIG, WEIGHTS, HISTORY, EMBEDDINGS = "config.json", "weights.safetensors", "history.jsonl", "embeddings.safetensors"

@@ -75,7 +75,7 @@ QUICK_ROUTERS = ("random", "global-winrate", "user-winrate", "knn", "mf", "gmtro
 
 def registered_variants() -> dict[str, Variant]:
     """Every registered router under its own name (default settings), then the GMTRouter ablations."""
-    from gmtrouter.routers import router_classes
+    from gmtrouter.registry import router_classes
 
     variants = {name: Variant(name, name) for name in router_classes()}
     variants.update({v.name: v for v in ABLATIONS})
@@ -205,7 +205,7 @@ class Job:
 
 def router_settings_for(variant: Variant, config: BenchConfig, seed: int) -> dict[str, Any]:
     """The settings a variant's router is made with: its own, the run's overrides, the seed, the encoder."""
-    from gmtrouter.routers import router_settings
+    from gmtrouter.registry import router_settings
 
     accepted = router_settings(variant.router)
     settings: dict[str, Any] = {**config.overrides.get(variant.router, {}), **variant.settings, "seed": seed}
@@ -218,7 +218,7 @@ def router_settings_for(variant: Variant, config: BenchConfig, seed: int) -> dic
 
 def check_variants(variants: Sequence[Variant], overrides: Mapping[str, Mapping[str, Any]]) -> None:
     """Refuse unknown routers and unknown setting names before anything runs (bad values fail their job)."""
-    from gmtrouter.routers import router_classes, router_settings
+    from gmtrouter.registry import router_classes, router_settings
 
     known = router_classes()
     for variant in variants:

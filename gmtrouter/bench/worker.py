@@ -34,7 +34,8 @@ from gmtrouter.data.stats import UTILITY_KEY
 from gmtrouter.errors import GmtError
 from gmtrouter.evaluate import score_split, split_metrics
 from gmtrouter.metrics import auc, per_user_values, rated_pairs
-from gmtrouter.routers import PreferenceRouter, make_router
+from gmtrouter.registry import make_router
+from gmtrouter.routers import PreferenceRouter
 
 with contextlib.suppress(ImportError):  # the default encoder's library: imported here, it costs no job seconds
     import sentence_transformers  # noqa: F401
