@@ -273,7 +273,7 @@ def train(
     """Train a router on canonical records and save it (weights, config, the history it scores from)."""
     from gmtrouter.checkpoint import save_router
     from gmtrouter.data.schema import read_records
-    from gmtrouter.routers import make_router, router_settings
+    from gmtrouter.registry import make_router, router_settings
 
     if data is None and from_db is None:
         raise GmtError("give training records: --data FILE, --from-db URL, or both")
@@ -570,7 +570,7 @@ def demo(
     from gmtrouter.data.split import split_records
     from gmtrouter.data.stats import record_stats
     from gmtrouter.evaluate import evaluate_router
-    from gmtrouter.routers import make_router
+    from gmtrouter.registry import make_router
 
     records = prepare("mt-bench", data_dir / "mt_bench")
     write_records(out_dir / "mt_bench.jsonl", records)
