@@ -118,7 +118,10 @@ def data_simulate(
     affinity_sd: Annotated[float, typer.Option("--affinity-sd", help="SD of personal affinity per LLM.")] = 0.5,
     archetypes: Annotated[
         str | None,
-        typer.Option("--archetypes", help="Comma-separated subset of quality,budget,concise,detail,loyal."),
+        typer.Option(
+            "--archetypes",
+            help="Comma-separated archetypes (default: the five of global taste; see docs/simulator.md).",
+        ),
     ] = None,
     neighbours: Annotated[
         int, typer.Option("--neighbours", help="A next turn's query is one of this many nearest queries.")
