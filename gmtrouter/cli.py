@@ -298,9 +298,11 @@ def train(
     model.fit(records, valid_records)
     save_router(model, output, records + (valid_records or []))
     log = getattr(model, "training_log_", {})
-    err.print(
-        f"saved {router} to {output} ({log.get('seconds', '?')} s, best validation AUC {log.get('best_valid_auc')})"
-    )
+    if log.get("stop"):
+        err.print(log["stop"], highlight=False)
+    best = log.get("best_valid_auc")
+    shown = f"best validation AUC {best:.3f}" if isinstance(best, int | float) else "no validation hold-out"
+    err.print(f"saved {router} to {output} ({log.get('seconds', '?')} s, {shown})", highlight=False)
 
 
 def _with_stored_feedback(records: list, url: str) -> list:

@@ -12,6 +12,7 @@ from tqdm.auto import tqdm
 
 from gmtrouter.data.schema import Interaction
 from gmtrouter.data.split import holdout_split
+from gmtrouter.early_stopping import EarlyStopping
 from gmtrouter.graph.build import targets
 from gmtrouter.graph.sample import sample_step
 from gmtrouter.metrics import evaluate_scores
@@ -45,7 +46,7 @@ def train_network(router: GMTRouter, train: list[Interaction], valid: Sequence[I
     valid_batch = targets(table, valid_graph, valid_ids) if valid else None
     full_graph = None if router.user_sampling else router.graph(table, train_ids)
 
-    best_auc, best_state, best_step, stale = -1.0, None, 0, 0
+    stopping = EarlyStopping(net, router.patience)
     history: list[dict[str, float]] = []
     bar = tqdm(range(1, router.steps + 1), desc="training", unit="step", disable=not router.progress)
     for step in bar:
@@ -67,23 +68,18 @@ def train_network(router: GMTRouter, train: list[Interaction], valid: Sequence[I
             auc = _validation_auc(net, valid_graph, valid_batch, valid)
             history.append({"step": step, "loss": loss.item(), "valid_auc": auc})
             bar.set_postfix(loss=f"{loss.item():.3f}", valid_auc=f"{auc:.3f}")
-            if auc > best_auc + 1e-4:
-                best_auc, best_step, stale = auc, step, 0
-                best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
-            else:
-                stale += 1
-                if stale >= router.patience:
-                    break
+            if stopping.check(step, auc):
+                break
         elif step % 10 == 0:
             bar.set_postfix(loss=f"{loss.item():.3f}")
     bar.close()
-    if best_state is not None:
-        net.load_state_dict(best_state)
+    stopping.restore()
     net.eval()
     return {
         "steps": step,
-        "best_step": best_step or step,
-        "best_valid_auc": best_auc if best_state is not None else None,
+        "best_step": stopping.best_step or step,
+        "best_valid_auc": stopping.best_score,
+        "stop": stopping.summary(router.steps),
         "train_records": len(train),
         "valid_records": len(valid),
         "seconds": round(time.perf_counter() - started, 2),
