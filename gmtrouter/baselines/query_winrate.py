@@ -79,7 +79,7 @@ class QueryWinrateRouter(QueryEncoding, GlobalWinrateRouter):
     USES_USERS: ClassVar[bool] = False
     GRID: ClassVar[dict[str, list[Any]]] = {
         "l2": [1.0, 0.1, 10.0],
-        "query_prior": [4.0, 1.0, 2.0, 8.0, 16.0, 64.0],
+        "query_prior": [1.0, 0.5, 2.0, 4.0, 16.0, 64.0],
         "min_similarity": [0.9, 0.7, 0.8, 2.0],  # 2.0: never borrow (cosine similarity is at most 1)
     }
 
@@ -137,7 +137,7 @@ class UserQueryWinrateRouter(QueryWinrateRouter):
     USES_USERS: ClassVar[bool] = True
     GRID: ClassVar[dict[str, list[Any]]] = {
         "l2": [1.0, 0.1],
-        "query_prior": [4.0, 1.0, 16.0, 64.0],
+        "query_prior": [1.0, 0.5, 4.0, 16.0],
         "user_prior": [4.0, 1.0, 16.0, 64.0],
         "min_similarity": [0.9, 0.8, 2.0],
     }
