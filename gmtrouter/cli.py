@@ -1,4 +1,4 @@
-"""The `gmtrouter` command line (DESIGN.md contract). Errors print one line on stderr and exit 2."""
+"""The `gmtrouter` command line (its contract: docs/architecture.md). Errors print one line on stderr, exit 2."""
 
 from __future__ import annotations
 
@@ -181,7 +181,13 @@ def data_simulate(
 @data_app.command("split")
 def data_split(
     file: Annotated[Path, typer.Argument(help="Records JSONL.")],
-    by: Annotated[str, typer.Option("--by", help="record (known users) or user (new users).")] = "record",
+    by: Annotated[
+        str,
+        typer.Option(
+            "--by",
+            help="record (known users), user (new users) or query (new queries: no test query text is in training).",
+        ),
+    ] = "record",
     test_frac: Annotated[float, typer.Option("--test-frac")] = 0.2,
     seed: Annotated[int, typer.Option("--seed")] = 0,
     output: Annotated[Path, typer.Option("-o", "--output", help="Folder for train.jsonl and test.jsonl.")] = Path(
@@ -333,6 +339,9 @@ def evaluate(
     data: Annotated[Path, typer.Option("--data", help="Records to score (JSONL).")],
     shots: Annotated[int, typer.Option("--shots", help="Each user's first K records are history.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    allow_overlap: Annotated[
+        bool, typer.Option("--allow-overlap", help="Score records that are also in the model's history.")
+    ] = False,
 ) -> None:
     """Score held-out records: pairwise accuracy, AUC, per-user summaries, top-1."""
     from gmtrouter.checkpoint import load_router
@@ -340,7 +349,7 @@ def evaluate(
     from gmtrouter.evaluate import evaluate_router
 
     router, history = load_router(model)
-    result = evaluate_router(router, history, read_records(data), shots)
+    result = evaluate_router(router, history, read_records(data), shots, allow_overlap)
     if as_json:
         _print_json(result)
     else:
@@ -427,6 +436,9 @@ def bench(
     retry_failed: Annotated[
         bool, typer.Option("--retry-failed", help="Rerun jobs that failed or timed out before.")
     ] = False,
+    all_jobs: Annotated[
+        bool, typer.Option("--all-jobs", help="Also run the slow jobs the plan leaves out (listed in the report).")
+    ] = False,
 ) -> None:
     """Run every router on every dataset (known and new users, seeds, k shots) and write one report."""
     from gmtrouter.bench.cli_options import bench_config
@@ -451,6 +463,7 @@ def bench(
         workers=workers,
         threads=threads,
         retry_failed=retry_failed,
+        all_jobs=all_jobs,
     )
     from gmtrouter.bench.run import run_bench
 
@@ -458,8 +471,9 @@ def bench(
     outcome = run_bench(config, command, err, full_routers, report_path)
     statuses = ", ".join(f"{n} {s}" for s, n in sorted(outcome.summary.statuses.items())) or "nothing to run"
     err.print(
-        f"{outcome.jobs} jobs: {outcome.summary.skipped} finished before, ran {outcome.summary.ran} ({statuses}) "
-        f"in {outcome.summary.wall_seconds / 60:.1f} min; report: {outcome.report}",
+        f"{outcome.jobs} jobs: {outcome.summary.skipped} finished before, ran {outcome.summary.ran} ({statuses}); "
+        f"the run took {outcome.wall_seconds / 60:.1f} min (jobs {outcome.summary.wall_seconds / 60:.1f} min, "
+        f"the rest preparing data and text embeddings); report: {outcome.report}",
         soft_wrap=True,
         highlight=False,
     )
