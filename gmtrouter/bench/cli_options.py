@@ -78,6 +78,7 @@ def bench_config(
     workers: int,
     threads: int,
     retry_failed: bool,
+    all_jobs: bool = False,
 ) -> tuple[BenchConfig, Path, list[str]]:
     """(config, report path, the full plan's router names) from the command line's values."""
     names = _datasets(datasets, chatbot_arena)
@@ -133,6 +134,7 @@ def bench_config(
         threads=threads,
         retry_failed=retry_failed,
         quick=quick,
+        all_jobs=all_jobs,
     )
     report_path = report or (out / "quick" / "results.md" if quick else DEFAULT_REPORT)
     return config, report_path, full_routers
