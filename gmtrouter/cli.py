@@ -422,7 +422,9 @@ def bench(
         Path | None,
         typer.Option("--report", help="Markdown report; figures go to img/ beside it (default docs/results.md)."),
     ] = None,
-    users: Annotated[int, typer.Option("--users", help="Synthetic users per benchmark matrix.")] = 100,
+    users: Annotated[
+        int | None, typer.Option("--users", help="Synthetic users per benchmark matrix (default 100, --quick 40).")
+    ] = None,
     records_per_user: Annotated[int, typer.Option("--records-per-user", help="Records per synthetic user.")] = 50,
     encoder: Annotated[
         str | None, typer.Option("--encoder", help="Text encoder for every router (default: each router's own).")

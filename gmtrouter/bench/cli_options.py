@@ -27,6 +27,7 @@ from gmtrouter.bench.plan import (
 from gmtrouter.errors import GmtError
 
 FULL_ABLATION_SEEDS = (0, 1, 2)
+FULL_USERS, QUICK_USERS = 100, 40
 DEFAULT_REPORT = Path("docs/results.md")
 
 
@@ -70,7 +71,7 @@ def bench_config(
     chatbot_arena: Path | None,
     out: Path,
     report: Path | None,
-    users: int,
+    users: int | None,
     records_per_user: int,
     encoder: str | None,
     settings: Sequence[str],
@@ -107,6 +108,8 @@ def bench_config(
     else:
         ablation = tuple(s for s in seed_list if s in FULL_ABLATION_SEEDS) or seed_list[:1]
     shot_list = parse_int_list(shots, "--shots") if shots is not None else (QUICK_SHOTS if quick else FULL_SHOTS)
+    if users is None:  # quick: fewer synthetic users, so a first run on a cold cache encodes less than half the texts
+        users = QUICK_USERS if quick else FULL_USERS
     for value, option in ((users, "--users"), (records_per_user, "--records-per-user"), (workers, "--workers")):
         if value < 1:
             raise GmtError(f"{option} must be at least 1, got {value}")
