@@ -442,7 +442,7 @@ def bench(
         bool, typer.Option("--all-jobs", help="Also run the slow jobs the plan leaves out (listed in the report).")
     ] = False,
 ) -> None:
-    """Run every router on every dataset (known and new users, seeds, k shots) and write one report."""
+    """Run every router on every dataset (known users, new users by k shots, new queries; seeds) into one report."""
     from gmtrouter.bench.cli_options import bench_config
 
     config, report_path, full_routers = bench_config(
