@@ -2,12 +2,15 @@
 
     python -m benchmarks.mtbench_accuracy --seeds 0,1,2,3,4
     python -m benchmarks.mtbench_accuracy --seeds 0,1 --routers all-baselines
+    python -m benchmarks.mtbench_accuracy --routers query-winrate --question-rate 5
 
 Each seed splits the votes by record (test 20%, every user keeps training records), trains both routers on
 the training part and scores the test part with the training part as the users' history. Prints a table,
 writes benchmarks/out/mtbench_accuracy.{json,png}, with each fit's wall time and the settings a baseline tuned.
 It does in one process what `data split --by record --test-frac 0.2 --seed S`, `train --router NAME` and
 `eval --shots 0` do for each router and seed; the seed is both the split's and the router's.
+`--question-rate K` adds the plain shrunk per-question win rate, (wins + K x global win rate) /
+(comparisons + K) of each LLM on the very question (the global win rate for an unseen one), as a reference.
 """
 
 from __future__ import annotations
@@ -23,9 +26,12 @@ from rich.table import Table
 
 from benchmarks.common import DEFAULT_DATA, OUT, mt_bench, save_json
 from gmtrouter.baselines import BASELINES
+from gmtrouter.baselines.base import RecordTable
+from gmtrouter.baselines.knn import win_counts
 from gmtrouter.data.split import split_records
 from gmtrouter.evaluate import evaluate_router
-from gmtrouter.routers import make_router
+from gmtrouter.metrics import evaluate_scores
+from gmtrouter.registry import make_router
 
 ROUTERS = ("global-winrate", "knn", "gmtrouter")
 
@@ -35,13 +41,22 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--seeds", default="0,1,2,3,4")
     parser.add_argument("--routers", default=",".join(ROUTERS))
+    parser.add_argument("--question-rate", type=float, default=None, metavar="K")
     args = parser.parse_args()
     records = mt_bench(args.data_dir)
     seeds = [int(s) for s in args.seeds.split(",")]
     names = [cls.name for cls in BASELINES] if args.routers == "all-baselines" else args.routers.split(",")
     results: dict[str, list[dict]] = {name: [] for name in names}
+    rate = args.question_rate
+    if rate is not None:
+        results[f"question-rate k={rate:g}"] = []
     for seed in seeds:
         train, test = split_records(records, "record", 0.2, seed)
+        if rate is not None:
+            result = evaluate_scores(test, question_rate_scores(train, test, rate))
+            results[f"question-rate k={rate:g}"].append(
+                {"seed": seed, "accuracy": result["accuracy"], "auc": result["auc"], "fit_seconds": 0.0}
+            )
         for name in names:
             settings = {"progress": False} if name == "gmtrouter" else {}
             started = time.perf_counter()
@@ -78,6 +93,21 @@ def main() -> None:
     Console().print(table)
     save_json("mtbench_accuracy", results)
     _plot(results, seeds)
+
+
+def question_rate_scores(train: list, test: list, k: float) -> list[np.ndarray]:
+    """Scores of the shrunk per-question win rate for each test record's responses."""
+    llms = sorted({m for r in [*train, *test] for m in r.llms})
+    table = RecordTable.build(train, llms)
+    wins, comparisons = win_counts(table, len(llms))
+    overall = wins.sum(axis=0) / np.maximum(comparisons.sum(axis=0), 1e-9)
+    rate = (wins + k * overall) / (comparisons + k)
+    rows = {q: i for i, q in enumerate(table.queries)}
+    index = {m: i for i, m in enumerate(llms)}
+    return [
+        np.array([rate[rows[r.query], index[x.llm]] if r.query in rows else overall[index[x.llm]] for x in r.responses])
+        for r in test
+    ]
 
 
 def _plot(results: dict[str, list[dict]], seeds: list[int]) -> None:

@@ -24,7 +24,8 @@ from gmtrouter.atomic import atomic_folder, atomic_write
 from gmtrouter.data.schema import Interaction, read_records, write_records
 from gmtrouter.embed import CachedEncoder, EmbeddingCache
 from gmtrouter.errors import GmtError
-from gmtrouter.routers import PreferenceRouter, router_classes
+from gmtrouter.registry import router_classes
+from gmtrouter.routers import PreferenceRouter
 
 FORMAT = 2  # 2: the Bradley-Terry backbone (strengths and priors) in the router state
 CONFIG, WEIGHTS, HISTORY, EMBEDDINGS = "config.json", "weights.safetensors", "history.jsonl", "embeddings.safetensors"

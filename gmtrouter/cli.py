@@ -1,4 +1,4 @@
-"""The `gmtrouter` command line (DESIGN.md contract). Errors print one line on stderr and exit 2."""
+"""The `gmtrouter` command line (its contract: docs/architecture.md). Errors print one line on stderr, exit 2."""
 
 from __future__ import annotations
 
@@ -134,7 +134,10 @@ def data_simulate(
     affinity_sd: Annotated[float, typer.Option("--affinity-sd", help="SD of personal affinity per LLM.")] = 0.5,
     archetypes: Annotated[
         str | None,
-        typer.Option("--archetypes", help="Comma-separated subset of quality,budget,concise,detail,loyal."),
+        typer.Option(
+            "--archetypes",
+            help="Comma-separated archetypes (default: the five of global taste; see docs/simulator.md).",
+        ),
     ] = None,
     neighbours: Annotated[
         int, typer.Option("--neighbours", help="A next turn's query is one of this many nearest queries.")
@@ -194,7 +197,13 @@ def data_simulate(
 @data_app.command("split")
 def data_split(
     file: Annotated[Path, typer.Argument(help="Records JSONL.")],
-    by: Annotated[str, typer.Option("--by", help="record (known users) or user (new users).")] = "record",
+    by: Annotated[
+        str,
+        typer.Option(
+            "--by",
+            help="record (known users), user (new users) or query (new queries: no test query text is in training).",
+        ),
+    ] = "record",
     test_frac: Annotated[float, typer.Option("--test-frac")] = 0.2,
     seed: Annotated[int, typer.Option("--seed")] = 0,
     output: Annotated[Path, typer.Option("-o", "--output", help="Folder for train.jsonl and test.jsonl.")] = Path(
@@ -295,7 +304,7 @@ def train(
     """Train a router on canonical records and save it (weights, config, the history it scores from)."""
     from gmtrouter.checkpoint import save_router
     from gmtrouter.data.schema import read_records
-    from gmtrouter.routers import make_router, router_settings
+    from gmtrouter.registry import make_router, router_settings
 
     if data is None and from_db is None:
         raise GmtError("give training records: --data FILE, --from-db URL, or both")
@@ -317,9 +326,11 @@ def train(
     model.fit(records, valid_records)
     save_router(model, output, records + (valid_records or []))
     log = getattr(model, "training_log_", {})
-    err.print(
-        f"saved {router} to {output} ({log.get('seconds', '?')} s, best validation AUC {log.get('best_valid_auc')})"
-    )
+    if log.get("stop"):
+        err.print(log["stop"], highlight=False)
+    best = log.get("best_valid_auc")
+    shown = f"best validation AUC {best:.3f}" if isinstance(best, int | float) else "no validation hold-out"
+    err.print(f"saved {router} to {output} ({log.get('seconds', '?')} s, {shown})", highlight=False)
 
 
 def _with_stored_feedback(records: list, url: str) -> list:
@@ -350,6 +361,9 @@ def evaluate(
     data: Annotated[Path, typer.Option("--data", help="Records to score (JSONL).")],
     shots: Annotated[int, typer.Option("--shots", help="Each user's first K records are history.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    allow_overlap: Annotated[
+        bool, typer.Option("--allow-overlap", help="Score records that are also in the model's history.")
+    ] = False,
 ) -> None:
     """Score held-out records: pairwise accuracy, AUC, per-user summaries, top-1."""
     from gmtrouter.checkpoint import load_router
@@ -357,7 +371,7 @@ def evaluate(
     from gmtrouter.evaluate import evaluate_router
 
     router, history = load_router(model)
-    result = evaluate_router(router, history, read_records(data), shots)
+    result = evaluate_router(router, history, read_records(data), shots, allow_overlap)
     if as_json:
         _print_json(result)
     else:
@@ -430,7 +444,9 @@ def bench(
         Path | None,
         typer.Option("--report", help="Markdown report; figures go to img/ beside it (default docs/results.md)."),
     ] = None,
-    users: Annotated[int, typer.Option("--users", help="Synthetic users per benchmark matrix.")] = 100,
+    users: Annotated[
+        int | None, typer.Option("--users", help="Synthetic users per benchmark matrix (default 100, --quick 40).")
+    ] = None,
     records_per_user: Annotated[int, typer.Option("--records-per-user", help="Records per synthetic user.")] = 50,
     encoder: Annotated[
         str | None, typer.Option("--encoder", help="Text encoder for every router (default: each router's own).")
@@ -444,8 +460,11 @@ def bench(
     retry_failed: Annotated[
         bool, typer.Option("--retry-failed", help="Rerun jobs that failed or timed out before.")
     ] = False,
+    all_jobs: Annotated[
+        bool, typer.Option("--all-jobs", help="Also run the slow jobs the plan leaves out (listed in the report).")
+    ] = False,
 ) -> None:
-    """Run every router on every dataset (known and new users, seeds, k shots) and write one report."""
+    """Run every router on every dataset (known users, new users by k shots, new queries; seeds) into one report."""
     from gmtrouter.bench.cli_options import bench_config
 
     config, report_path, full_routers = bench_config(
@@ -468,6 +487,7 @@ def bench(
         workers=workers,
         threads=threads,
         retry_failed=retry_failed,
+        all_jobs=all_jobs,
     )
     from gmtrouter.bench.run import run_bench
 
@@ -475,8 +495,9 @@ def bench(
     outcome = run_bench(config, command, err, full_routers, report_path)
     statuses = ", ".join(f"{n} {s}" for s, n in sorted(outcome.summary.statuses.items())) or "nothing to run"
     err.print(
-        f"{outcome.jobs} jobs: {outcome.summary.skipped} finished before, ran {outcome.summary.ran} ({statuses}) "
-        f"in {outcome.summary.wall_seconds / 60:.1f} min; report: {outcome.report}",
+        f"{outcome.jobs} jobs: {outcome.summary.skipped} finished before, ran {outcome.summary.ran} ({statuses}); "
+        f"the run took {outcome.wall_seconds / 60:.1f} min (jobs {outcome.summary.wall_seconds / 60:.1f} min, "
+        f"the rest preparing data and text embeddings); report: {outcome.report}",
         soft_wrap=True,
         highlight=False,
     )
@@ -658,7 +679,7 @@ def demo(
     from gmtrouter.data.split import split_records
     from gmtrouter.data.stats import record_stats
     from gmtrouter.evaluate import evaluate_router
-    from gmtrouter.routers import make_router
+    from gmtrouter.registry import make_router
 
     if not (data_dir / "mt_bench").is_dir():
         if (data_dir / "question.jsonl").is_file() or (data_dir / "model_answer").is_dir():

@@ -1,4 +1,4 @@
-"""Evaluation metrics of the DESIGN.md contract: pairwise accuracy, AUC, per-user summaries, top-1.
+"""Evaluation metrics (the contract in docs/architecture.md): pairwise accuracy, AUC, per-user summaries, top-1.
 
 Pairs are taken in record order (i before j), so a router that sorted responses by rating would be caught.
 """

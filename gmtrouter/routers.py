@@ -1,4 +1,4 @@
-"""The interface every router implements (GMTRouter and each baseline), and the registry of them by name.
+"""The interface every router implements (GMTRouter and each baseline); `gmtrouter.registry` names them.
 
 A router is fitted on records; `context(history)` binds it to the interactions users have shown so far and
 answers scoring questions from them. Keeping the two apart is what lets evaluation hide exactly the records
@@ -7,7 +7,6 @@ being scored, and lets a service add feedback (`observe`) without retraining.
 
 from __future__ import annotations
 
-import inspect
 from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Sequence
@@ -96,36 +95,3 @@ class PreferenceRouter(ABC):
         unknown = [m for m in llms if m not in self.llms_]
         if unknown:
             raise GmtError(f"unknown LLM(s) {', '.join(unknown)}; this router knows: {', '.join(self.llms_)}")
-
-
-def router_classes() -> dict[str, type[PreferenceRouter]]:
-    """Every router by its `--router` name."""
-    from gmtrouter.baselines import BASELINES
-    from gmtrouter.model.gmtrouter import GMTRouter
-
-    return {cls.name: cls for cls in [GMTRouter, *BASELINES]}
-
-
-def router_settings(name: str) -> list[str]:
-    """The setting names router `name` accepts (its constructor's keyword arguments)."""
-    return list(inspect.signature(_router_class(name).__init__).parameters)[1:]
-
-
-def _router_class(name: str) -> type[PreferenceRouter]:
-    classes = router_classes()
-    if name not in classes:
-        raise GmtError(f"unknown router '{name}'; choose one of: {', '.join(sorted(classes))}")
-    return classes[name]
-
-
-def make_router(name: str, **settings: Any) -> PreferenceRouter:
-    """A new, unfitted router by name; an unknown setting is refused with the ones the router accepts."""
-    cls = _router_class(name)
-    allowed = router_settings(name)
-    unknown = sorted(set(settings) - set(allowed))
-    if unknown:
-        names = ", ".join(repr(k) for k in unknown)
-        tuned = [k for k in unknown if k in getattr(cls, "GRID", {})]
-        hint = f' ({", ".join(tuned)} is tuned: fix it with grid={{"{tuned[0]}": VALUE}})' if tuned else ""
-        raise GmtError(f"router '{name}' has no setting {names}{hint}; its settings are: {', '.join(allowed)}")
-    return cls(**settings)

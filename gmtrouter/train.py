@@ -13,6 +13,7 @@ from tqdm.auto import tqdm
 
 from gmtrouter.data.schema import Interaction
 from gmtrouter.data.split import holdout_split
+from gmtrouter.early_stopping import EarlyStopping
 from gmtrouter.graph.sample import sample_step
 from gmtrouter.graph.table import InteractionTable
 from gmtrouter.metrics import evaluate_scores
@@ -63,12 +64,12 @@ def train_network(router: GMTRouter, train: list[Interaction], valid: Sequence[I
     valid_graph = router.graph(table, train_ids, extra_users=table.rec_user[valid_ids]) if valid else None
     full_graph = None if router.user_sampling else router.graph(table, train_ids)
 
-    best_auc, best_state, best_step, stale = -1.0, None, 0, 0
+    stopping = EarlyStopping(net, router.patience, start_margin=router.residual_margin)
     history: list[dict[str, float]] = []
-    if valid:
-        best_auc = _validation_auc(router, table, valid_graph, valid_ids, valid)
-        best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
-        history.append({"step": 0, "loss": float("nan"), "valid_auc": best_auc})
+    if valid:  # step 0: the backbone alone (the residual starts at zero)
+        auc = _validation_auc(router, table, valid_graph, valid_ids, valid)
+        stopping.check(0, auc)
+        history.append({"step": 0, "loss": float("nan"), "valid_auc": auc})
     steps = router.steps if router.residual else 0
     step = 0
     bar = tqdm(range(1, steps + 1), desc="training", unit="step", disable=not router.progress)
@@ -92,24 +93,19 @@ def train_network(router: GMTRouter, train: list[Interaction], valid: Sequence[I
             auc = _validation_auc(router, table, valid_graph, valid_ids, valid)
             history.append({"step": step, "loss": loss.item(), "valid_auc": auc})
             bar.set_postfix(loss=f"{loss.item():.3f}", valid_auc=f"{auc:.3f}")
-            if auc > best_auc + (router.residual_margin if best_step == 0 else 1e-4):
-                best_auc, best_step, stale = auc, step, 0
-                best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
-            else:
-                stale += 1
-                if stale >= router.patience:
-                    break
+            if stopping.check(step, auc):
+                break
         elif step % 10 == 0:
             bar.set_postfix(loss=f"{loss.item():.3f}")
     bar.close()
-    if best_state is not None:
-        net.load_state_dict(best_state)
+    stopping.restore()
     net.eval()
     router.strengths_ = router.population(table, np.arange(table.num_records))
     return {
         "steps": step,
-        "best_step": best_step,
-        "best_valid_auc": best_auc if best_state is not None else None,
+        "best_step": stopping.best_step,
+        "best_valid_auc": stopping.best_score,
+        "stop": stopping.summary(steps),
         "backbone": tuning,
         "train_records": len(train),
         "valid_records": len(valid),

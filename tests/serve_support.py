@@ -58,7 +58,7 @@ def train_small_model(records_path: Path, out: Path) -> Path:
     import torch
 
     from gmtrouter.checkpoint import save_router
-    from gmtrouter.routers import make_router
+    from gmtrouter.registry import make_router
 
     torch.set_num_threads(1)
     records = read_records(records_path)

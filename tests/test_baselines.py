@@ -22,13 +22,15 @@ from gmtrouter.data.schema import Interaction, write_records
 from gmtrouter.data.split import split_records
 from gmtrouter.errors import GmtError
 from gmtrouter.evaluate import evaluate_router
-from gmtrouter.routers import make_router, router_classes
+from gmtrouter.registry import make_router, router_classes
 from tests.conftest import make_record
 
 BASELINES = [
     "random",
     "global-winrate",
     "user-winrate",
+    "query-winrate",
+    "user-query-winrate",
     "knn",
     "mlp",
     "mf",
@@ -37,9 +39,11 @@ BASELINES = [
     "personalizedrouter",
 ]
 QUERY_AWARE = ["knn", "mlp", "mf", "graphrouter"]
-PERSONALIZED = ["user-winrate", "personalized-mlp", "personalizedrouter"]
+PERSONALIZED = ["user-winrate", "user-query-winrate", "personalized-mlp", "personalizedrouter"]
 FAST = {  # small step counts and the hashing encoder where the encoder is not the point
     "knn": {"encoder": "hashing-64"},
+    "query-winrate": {"encoder": "hashing-64"},
+    "user-query-winrate": {"encoder": "hashing-64"},
     "mlp": {"encoder": "hashing-64", "max_epochs": 60, "grid": {"hidden": 128, "dropout": 0.1, "weight_decay": 0.01}},
     "mf": {"encoder": "hashing-64", "max_epochs": 60, "grid": {"dim": 16, "weight_decay": 0.01}},
     "graphrouter": {"encoder": "hashing-64", "steps": 80, "grid": {"hidden": 32, "dropout": 0.1}},

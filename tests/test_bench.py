@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import json
 import sys
@@ -75,7 +76,7 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> tuple[
 def test_tiny_plan_writes_results_report_and_plots(tiny_run: tuple[Path, list[str]]) -> None:
     out, _ = tiny_run
     results = results_of(out)
-    assert len(results) == 2 * 2 * 3  # datasets x splits x variants
+    assert len(results) == 2 * 3 * 3  # datasets x splits (known users, new users, new queries) x variants
     ok = results["gsm8k", "record", "gmtrouter"]
     assert ok["status"] == "ok"
     assert 0.0 <= ok["evaluations"]["0"]["accuracy"] <= 1.0
@@ -86,12 +87,26 @@ def test_tiny_plan_writes_results_report_and_plots(tiny_run: tuple[Path, list[st
     assert set(new_users["evaluations"]) == {"0", "2"}
     assert new_users["evaluations"]["2"]["known_users"] == new_users["evaluations"]["2"]["n_users"]
     assert new_users["evaluations"]["0"]["known_users"] == 0
+    # every k scores the same records (each test user's after their first 2), so the pairs are the same
+    assert new_users["score_after"] == 2 and new_users["users_left_out"] == 0
+    assert new_users["evaluations"]["0"]["n_pairs"] == new_users["evaluations"]["2"]["n_pairs"]
+    new_queries = results["gsm8k", "query", "gmtrouter"]
+    assert new_queries["status"] == "ok" and set(new_queries["evaluations"]) == {"0"}
 
     report = (out / "report" / "results.md").read_text()
     assert "gmtrouter bench --data-dir" in report  # the exact command
     assert ok["job"]["data_hash"][:16] in report
-    for heading in ("## gsm8k", "## chatbot-arena", "### Known users", "pairwise accuracy by k shots", "## Resources"):
+    for heading in (
+        "## gsm8k",
+        "## chatbot-arena",
+        "### Known users",
+        "pairwise accuracy by k shots",
+        "### New queries",
+        "## Resources",
+    ):
         assert heading in report
+    assert "Users with 2 records or fewer are left out: 0 per seed" in report
+    assert "best, new queries" in report  # the summary has the third setting
     assert "| gmtrouter |" in report and "| global-winrate |" in report
     assert "**" in report  # best values in bold
     assert "oracle: the simulator's true utilities" in report
@@ -105,13 +120,13 @@ def test_a_crashing_variant_is_reported_and_the_others_finish(tiny_run: tuple[Pa
     out, _ = tiny_run
     results = results_of(out)
     for dataset in ("gsm8k", "chatbot-arena"):
-        for split in ("record", "user"):
+        for split in ("record", "user", "query"):
             assert results[dataset, split, "broken"]["status"] == "failed"
             assert "no-such-layer" in results[dataset, split, "broken"]["traceback"]
             assert results[dataset, split, "gmtrouter"]["status"] == "ok"
     report = (out / "report" / "results.md").read_text()
     failed = report[report.index("## Failed jobs") :]
-    assert failed.count("| broken | failed |") == 4
+    assert failed.count("| broken | failed |") == 6
     assert "broken (0/1 ok; failed)" in report
 
 
@@ -120,11 +135,11 @@ def test_rerun_skips_finished_jobs_and_retries_failed_only_when_asked(tiny_run: 
     stamps = {p: p.stat().st_mtime_ns for p in (out / "results").rglob("*.json")}
     code, stderr = bench(*args)
     assert code == 0, stderr
-    assert "12 jobs: 12 finished before, ran 0" in stderr
+    assert "18 jobs: 18 finished before, ran 0" in stderr
     assert {p: p.stat().st_mtime_ns for p in (out / "results").rglob("*.json")} == stamps
     code, stderr = bench(*args, "--retry-failed")
     assert code == 0, stderr
-    assert "12 jobs: 8 finished before, ran 4 (4 failed)" in stderr
+    assert "18 jobs: 12 finished before, ran 6 (6 failed)" in stderr
     changed = {p for p, stamp in stamps.items() if p.stat().st_mtime_ns != stamp}
     assert changed == {p for p in stamps if p.name.startswith("broken.")}
 
@@ -220,7 +235,7 @@ def test_tradeoff_reads_the_choice_from_the_record() -> None:
     assert single["cheap"]["win_rate"] == pytest.approx(0.5) and single["cheap"]["n"] == 3
 
 
-def test_plan_leaves_out_what_cannot_differ_and_runs_ablations_on_their_seeds() -> None:
+def test_plan_leaves_out_what_cannot_differ_or_is_slow_and_runs_ablations_on_their_seeds() -> None:
     config = BenchConfig(
         datasets=("mmlu", "gsm8k"),
         variants=(Variant("gmtrouter", "gmtrouter"), *ABLATIONS),
@@ -231,9 +246,18 @@ def test_plan_leaves_out_what_cannot_differ_and_runs_ablations_on_their_seeds() 
         ablation_seeds=(0,),
     )
     jobs, skipped = build_plan(config, {"mmlu": "a", "gsm8k": "b"}, {"mmlu": False, "gsm8k": True})
-    assert [(s.dataset, s.variant) for s in skipped] == [("mmlu", "gmtrouter-no-text")]
+    assert [(s.dataset, s.variant) for s in skipped] == [
+        ("mmlu", "gmtrouter-no-text"),
+        ("mmlu", "gmtrouter-full-graph"),
+    ]
     per_seed = {seed: sum(j.seed == seed for j in jobs) for seed in (0, 1)}
-    assert per_seed == {0: (4 + 5) * 2, 1: 2 * 2}  # ablations (3 on mmlu, 4 on gsm8k) on seed 0 only
-    assert {j.shots for j in jobs if j.split == "record"} == {(0,)}
+    # gmtrouter in 3 settings on both datasets; ablations (2 on mmlu, 4 on gsm8k) on seed 0, known and new users
+    assert per_seed == {0: 2 * 3 + (2 + 4) * 2, 1: 2 * 3}
+    assert {j.split for j in jobs if j.variant != "gmtrouter"} == {"record", "user"}
+    assert {j.shots for j in jobs if j.split in ("record", "query")} == {(0,)}
     assert {j.shots for j in jobs if j.split == "user"} == {(0, 5)}
     assert len({j.key for j in jobs}) == len(jobs)
+    everything, _ = build_plan(
+        dataclasses.replace(config, all_jobs=True), {"mmlu": "a", "gsm8k": "b"}, {"mmlu": False, "gsm8k": True}
+    )
+    assert len(everything) == len(jobs) + 2  # the full-graph ablation on mmlu, known and new users

@@ -33,3 +33,29 @@ def test_user_split_moves_whole_users_and_is_seeded() -> None:
 def test_bad_fraction() -> None:
     with pytest.raises(GmtError, match="--test-frac"):
         split_records(records(), "record", 1.5, seed=0)
+
+
+def shared_query_records():
+    """Seven users asking from twelve texts (some asked by many users, some by one), three records each text."""
+    texts = [f"text {k}" for k in range(12)]
+    return [
+        make_record(f"u{i % 7}", texts[(i * 5) % 12], {"a": 1.0, "b": 0.0}, conversation=f"c{i}") for i in range(84)
+    ]
+
+
+def test_query_split_holds_out_whole_texts_and_keeps_the_rest_as_history() -> None:
+    data = shared_query_records()
+    train, test = split_records(data, "query", 0.25, seed=4)
+    assert not {r.query for r in train} & {r.query for r in test}  # no test text in training, for anyone
+    assert sorted(map(id, train + test)) == sorted(map(id, data))  # nothing dropped
+    held = {r.query for r in test}
+    for user in {r.user for r in test}:  # a test user's other records all stay in training, as history
+        assert [r for r in train if r.user == user] == [r for r in data if r.user == user and r.query not in held]
+    assert 0.2 <= len(test) / len(data) <= 0.35
+    assert split_records(data, "query", 0.25, seed=4) == (train, test)
+    assert split_records(data, "query", 0.25, seed=5) != (train, test)
+
+
+def test_query_split_needs_two_texts() -> None:
+    with pytest.raises(GmtError, match="two distinct query texts"):
+        split_records([make_record(f"u{i}", "same", {"a": 1.0, "b": 0.0}) for i in range(5)], "query", 0.2, seed=0)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from gmtrouter.baselines.graphrouter import GraphRouterRouter
+from gmtrouter.baselines.graphrouter import GraphRouter
 from gmtrouter.baselines.knn import KNNRouter
 from gmtrouter.baselines.mf import MFRouter
 from gmtrouter.baselines.mlp import MLPRouter
 from gmtrouter.baselines.personalized_mlp import PersonalizedMLPRouter
-from gmtrouter.baselines.personalizedrouter import PersonalizedRouterRouter
+from gmtrouter.baselines.personalizedrouter import PersonalizedRouter
+from gmtrouter.baselines.query_winrate import QueryWinrateRouter, UserQueryWinrateRouter
 from gmtrouter.baselines.random_router import RandomRouter
 from gmtrouter.baselines.winrate import GlobalWinrateRouter, UserWinrateRouter
 
@@ -15,23 +16,27 @@ BASELINES = [
     RandomRouter,
     GlobalWinrateRouter,
     UserWinrateRouter,
+    QueryWinrateRouter,
+    UserQueryWinrateRouter,
     KNNRouter,
     MLPRouter,
     MFRouter,
-    GraphRouterRouter,
+    GraphRouter,
     PersonalizedMLPRouter,
-    PersonalizedRouterRouter,
+    PersonalizedRouter,
 ]
 
 __all__ = [
     "BASELINES",
     "GlobalWinrateRouter",
-    "GraphRouterRouter",
+    "GraphRouter",
     "KNNRouter",
     "MFRouter",
     "MLPRouter",
     "PersonalizedMLPRouter",
-    "PersonalizedRouterRouter",
+    "PersonalizedRouter",
+    "QueryWinrateRouter",
     "RandomRouter",
+    "UserQueryWinrateRouter",
     "UserWinrateRouter",
 ]

@@ -74,7 +74,7 @@ class GraphRouterNet(torch.nn.Module):
         return self.head(q[:, None, :].expand(-1, len(m), -1), m[None, :, :].expand(len(q), -1, -1))
 
 
-class GraphRouterRouter(QueryEncoding, BaselineRouter):
+class GraphRouter(QueryEncoding, BaselineRouter):
     """GraphRouter: query-LLM edge prediction on a task-query-LLM graph of observed outcomes."""
 
     name = "graphrouter"

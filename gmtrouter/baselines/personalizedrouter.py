@@ -82,7 +82,7 @@ class PersonalizedRouterNet(torch.nn.Module):
         return self.head(q[:, None].expand(-1, k, -1), u[:, None].expand(-1, k, -1), m[None].expand(n, -1, -1))
 
 
-class PersonalizedRouterRouter(QueryEncoding, BaselineRouter):
+class PersonalizedRouter(QueryEncoding, BaselineRouter):
     """PersonalizedRouter: a user-task-query-LLM interaction graph, homogeneous GNN, per-user scores."""
 
     name = "personalizedrouter"
@@ -290,7 +290,7 @@ class PersonalizedRouterRouter(QueryEncoding, BaselineRouter):
 class PersonalizedRouterContext(BaselineContext):
     """The history as graph material, kept so that scoring only adds the target query nodes."""
 
-    router: PersonalizedRouterRouter
+    router: PersonalizedRouter
 
     def refresh(self) -> None:
         self.users = {u: i for i, u in enumerate(dict.fromkeys(r.user for r in self.history))}

@@ -1,4 +1,5 @@
-"""Training the neural baselines: the pairwise logistic loss, and AdamW with early stopping on validation AUC."""
+"""Training the neural baselines: the pairwise logistic loss, and AdamW with early stopping on validation AUC
+(the loop GMTRouter's training shares, `gmtrouter.early_stopping`)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from gmtrouter.early_stopping import EarlyStopping
 
 
 def pairwise_loss(diff: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -36,7 +39,8 @@ def train_early_stopping(
     """
     rng = np.random.default_rng(seed)
     optimizer = torch.optim.AdamW(module.parameters(), lr=lr, weight_decay=weight_decay)
-    best_auc, best_state, best_step, stale, step = None, None, 0, 0, 0
+    stopping = EarlyStopping(module, patience)
+    step = 0
     for step in range(1, steps + 1):
         module.train()
         loss = step_loss(rng)
@@ -49,14 +53,8 @@ def train_early_stopping(
         module.eval()
         with torch.no_grad():
             auc = validate()
-        if best_auc is None or auc > best_auc + 1e-4:
-            best_auc, best_step, stale = auc, step, 0
-            best_state = {k: v.detach().clone() for k, v in module.state_dict().items()}
-        else:
-            stale += 1
-            if stale >= patience:
-                break
-    if best_state is not None:
-        module.load_state_dict(best_state)
+        if stopping.check(step, auc):
+            break
+    stopping.restore()
     module.eval()
-    return best_auc, {"steps": step, "best_step": best_step or step}
+    return stopping.best_score, {"steps": step, "best_step": stopping.best_step or step}

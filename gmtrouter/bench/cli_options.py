@@ -27,6 +27,7 @@ from gmtrouter.bench.plan import (
 from gmtrouter.errors import GmtError
 
 FULL_ABLATION_SEEDS = (0, 1, 2)
+FULL_USERS, QUICK_USERS = 100, 40
 DEFAULT_REPORT = Path("docs/results.md")
 
 
@@ -70,7 +71,7 @@ def bench_config(
     chatbot_arena: Path | None,
     out: Path,
     report: Path | None,
-    users: int,
+    users: int | None,
     records_per_user: int,
     encoder: str | None,
     settings: Sequence[str],
@@ -78,6 +79,7 @@ def bench_config(
     workers: int,
     threads: int,
     retry_failed: bool,
+    all_jobs: bool = False,
 ) -> tuple[BenchConfig, Path, list[str]]:
     """(config, report path, the full plan's router names) from the command line's values."""
     names = _datasets(datasets, chatbot_arena)
@@ -106,6 +108,8 @@ def bench_config(
     else:
         ablation = tuple(s for s in seed_list if s in FULL_ABLATION_SEEDS) or seed_list[:1]
     shot_list = parse_int_list(shots, "--shots") if shots is not None else (QUICK_SHOTS if quick else FULL_SHOTS)
+    if users is None:  # quick: fewer synthetic users, so a first run on a cold cache encodes less than half the texts
+        users = QUICK_USERS if quick else FULL_USERS
     for value, option in ((users, "--users"), (records_per_user, "--records-per-user"), (workers, "--workers")):
         if value < 1:
             raise GmtError(f"{option} must be at least 1, got {value}")
@@ -133,6 +137,7 @@ def bench_config(
         threads=threads,
         retry_failed=retry_failed,
         quick=quick,
+        all_jobs=all_jobs,
     )
     report_path = report or (out / "quick" / "results.md" if quick else DEFAULT_REPORT)
     return config, report_path, full_routers

@@ -15,6 +15,7 @@ from typing import Any
 from gmtrouter.atomic import atomic_write
 from gmtrouter.bench.plan import ARENA, BenchConfig
 from gmtrouter.data.schema import Interaction
+from gmtrouter.data.sim_users import TASK_ARCHETYPES
 from gmtrouter.errors import GmtError
 
 SOURCES = {
@@ -23,8 +24,18 @@ SOURCES = {
     "gsm8k": "synthetic users (`gmtrouter data simulate`) over the GSM8K matrix (`data prepare gsm8k`)",
     "mmlu": "synthetic users (`gmtrouter data simulate`) over the MMLU matrix (`data prepare mmlu`)",
     "llmrouter": "synthetic users (`gmtrouter data simulate`) over the LLMRouter matrix (`data prepare llmrouter`)",
+    "llmrouter-task": "synthetic users whose taste depends on the task (`data simulate --archetypes "
+    "specialist,task-critic`) over the LLMRouter matrix",
 }
-UPSTREAM_DIRS = {"mt-bench": "mt_bench", "gsm8k": "gsm8k", "mmlu": "mmlu", "llmrouter": "llmrouter"}
+UPSTREAM_DIRS = {
+    "mt-bench": "mt_bench",
+    "gsm8k": "gsm8k",
+    "mmlu": "mmlu",
+    "llmrouter": "llmrouter",
+    "llmrouter-task": "llmrouter",
+}
+# A dataset variant: (the matrix it simulates users over, the archetypes of its users); others use the defaults.
+TASTE_VARIANTS = {"llmrouter-task": ("llmrouter", ",".join(TASK_ARCHETYPES))}
 
 
 @dataclass(frozen=True)
@@ -57,13 +68,16 @@ def _load(name: str, config: BenchConfig) -> tuple[list[Interaction], str]:
     folder = config.data_dir / UPSTREAM_DIRS[name]
     if not folder.exists():
         raise GmtError(f"{folder}: not found; point --data-dir at the shared data folder (it holds {folder.name}/)")
-    loaded = prepare(name, folder)
+    matrix, archetypes = TASTE_VARIANTS.get(name, (name, None))
+    loaded = prepare(matrix, folder)
     if name == "mt-bench":
         return list(loaded), f"{name}.jsonl"
     from gmtrouter.data.sim_config import SimConfig
     from gmtrouter.data.simulate import simulate
 
-    sim = SimConfig(users=config.users, records_per_user=config.records_per_user, seed=config.sim_seed)
+    sim = SimConfig(
+        users=config.users, records_per_user=config.records_per_user, seed=config.sim_seed, archetypes=archetypes
+    )
     records = simulate(loaded, sim).records  # type: ignore[arg-type]
     return records, f"{name}-{config.users}x{config.records_per_user}-seed{config.sim_seed}.jsonl"
 

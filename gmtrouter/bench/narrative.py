@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from gmtrouter.bench.aggregate import Estimate, Results
 
 MAIN = "gmtrouter"
-USER_AWARE_ROUTERS = {"user-winrate", "personalized-mlp", "personalizedrouter", "gmtrouter"}
+USER_AWARE_ROUTERS = {"user-winrate", "user-query-winrate", "personalized-mlp", "personalizedrouter", "gmtrouter"}
 ACCURACY = "evaluations.0.accuracy"
 
 
@@ -107,6 +107,21 @@ def new_users(results: Results, dataset: str, shots: Sequence[int]) -> list[str]
 
             gain = estimate([last[s] - first[s] for s in common])
             lines.append(f"GMTRouter's accuracy at k = {high} minus at k = {low}: {_diff_text(gain)}.")
+    return lines
+
+
+def new_queries(results: Results, dataset: str) -> list[str]:
+    """Sentences on the new-query split: the best router, and GMTRouter against it."""
+    ranked = _ranked(results, dataset, "query", ACCURACY, results.variants(dataset, "query"))
+    if not ranked:
+        return []
+    lines = [f"New queries: best is {ranked[0][0]} ({ranked[0][1].format()})."]
+    if MAIN in dict(ranked) and ranked[0][0] != MAIN:
+        diff = results.paired(dataset, "query", MAIN, ranked[0][0], ACCURACY)
+        lines.append(f"GMTRouter minus {ranked[0][0]} on new queries: {_diff_text(diff)}.")
+    elif MAIN in dict(ranked) and len(ranked) > 1:
+        diff = results.paired(dataset, "query", MAIN, ranked[1][0], ACCURACY)
+        lines.append(f"GMTRouter minus the next router ({ranked[1][0]}): {_diff_text(diff)}.")
     return lines
 
 

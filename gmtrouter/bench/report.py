@@ -51,6 +51,7 @@ KNOWN_COLUMNS = (
     Column("per-user AUC p10", "evaluations.0.per_user.auc.p10"),
     Column("ms / route (median)", "latency.median_ms", higher_is_better=False, digits=2),
 )
+QUERY_COLUMNS = KNOWN_COLUMNS[:3]
 RESOURCE_COLUMNS = (
     Column("train s", "train_seconds", higher_is_better=False, digits=1),
     Column("route ms median", "latency.median_ms", higher_is_better=False, digits=2),
@@ -107,6 +108,33 @@ def known_table(results: Results, dataset: str) -> list[str]:
         cells = [f"*{e.format()}*" if e is not None else "–" for e in oracle]
         lines.append(f"| *oracle: the simulator's true utilities* | {cells[0]} | {cells[1]} | – | – |")
     return lines
+
+
+def new_query_table(results: Results, dataset: str) -> list[str]:
+    lines = metric_table(results, dataset, "query", QUERY_COLUMNS)
+    oracle = [results.shared(dataset, "query", f"evaluations.0.oracle.{m}") for m in ("accuracy", "auc")]
+    if oracle[0] is not None:
+        cells = [f"*{e.format()}*" if e is not None else "–" for e in oracle]
+        lines.append(f"| *oracle: the simulator's true utilities* | {cells[0]} | {cells[1]} | – |")
+    return lines
+
+
+def left_out_text(results: Results, dataset: str) -> str:
+    """How many new users the k-shot curve leaves out (too few records to score after the largest k)."""
+    found = {}
+    for variant in results.variants(dataset, "user"):
+        for seed, result in results.ok(dataset, "user", variant).items():
+            if "users_left_out" in result:
+                found[seed] = (result["users_left_out"], result.get("score_after"))
+    if not found:
+        return ""
+    left = [n for n, _ in found.values()]
+    after = next(iter(found.values()))[1]
+    count = str(left[0]) if min(left) == max(left) else f"{min(left)}–{max(left)}"
+    return (
+        f"Every k scores the same records: each test user's records after their first {after}. "
+        f"Users with {after} records or fewer are left out: {count} per seed."
+    )
 
 
 def kshot_table(results: Results, dataset: str, shots: Sequence[int], metric: str = "accuracy") -> list[str]:
@@ -231,7 +259,11 @@ def plan_text(
         "user keeps at least one training record); the training records are the history the router scores from.",
         f"- **New users**: split by user (20% of users to test, seeded); each router is trained once per split and "
         f"evaluated at k = {', '.join(map(str, config.shots))}: each test user's first k records (file order) are "
-        "shown as history, without retraining, and the rest are scored.",
+        f"shown as history, without retraining; every k scores the same records, each test user's records after "
+        f"their first {max(config.shots)}.",
+        "- **New queries**: split by query text (whole query texts to test until about 20% of the records are "
+        "there, seeded): no test query is in training for any user; the test users' other records are their "
+        "history.",
         f"- **Seeds** {seeds}: the seed is both the split's and the router's. Tables give the mean and the 95% "
         "t-interval over seeds (mean ± t(0.975, n-1) · sd / √n). Differences between two routers are paired by "
         "seed; one whose interval includes 0 is called not separable.",
@@ -265,7 +297,12 @@ def headline(results: Results, datasets: Sequence[str], shots: Sequence[int]) ->
     rows = []
     for name in datasets:
         row = [name]
-        for split, path in (("record", "evaluations.0.accuracy"), ("user", f"evaluations.{k}.accuracy")):
+        settings = (
+            ("record", "evaluations.0.accuracy"),
+            ("user", f"evaluations.{k}.accuracy"),
+            ("query", "evaluations.0.accuracy"),
+        )
+        for split, path in settings:
             found = [(v, results.estimate(name, split, v, path)) for v in results.variants(name, split)]
             found = [(v, e) for v, e in found if e is not None]
             best = max(found, key=lambda item: item[1].mean, default=None)
@@ -273,6 +310,7 @@ def headline(results: Results, datasets: Sequence[str], shots: Sequence[int]) ->
             row += [f"{best[0]} {best[1].format()}" if best else "–", mine.format() if mine else "–"]
         rows.append(row)
     header = ["dataset", "best, known users", "gmtrouter, known users", f"best, new users k={k}", f"gmtrouter, k={k}"]
+    header += ["best, new queries", "gmtrouter, new queries"]
     return ["", "## Summary: pairwise accuracy", "", *_table(header, rows)]
 
 
@@ -285,13 +323,19 @@ def dataset_section(
         narrative.known_users(results, name, routers),
         narrative.ablations(results, name, [v.name for v in variants if v.ablation], config.shots),
         narrative.new_users(results, name, config.shots),
+        narrative.new_queries(results, name),
         narrative.failures(results, name),
     ]
     lines += [f"- {' '.join(part)}" for part in parts if part]
     lines += ["", f"### {SPLIT_NAMES['record'].capitalize()}", ""]
     lines += known_table(results, name)
     lines += ["", f"### {SPLIT_NAMES['user'].capitalize()}: pairwise accuracy by k shots", ""]
+    left_out = left_out_text(results, name)
+    lines += [left_out, ""] if left_out else []
     lines += kshot_table(results, name, config.shots)
+    if results.variants(name, "query"):
+        lines += ["", f"### {SPLIT_NAMES['query'].capitalize()}", ""]
+        lines += new_query_table(results, name)
     figures = _figures(name, config, results, report_dir, img_dir)
     trade = tradeoff_table(results, name)
     if trade:
@@ -357,8 +401,9 @@ def failures_section(results: Results) -> list[str]:
 DEFINITIONS = """
 ## Definitions
 
-- **Pairwise accuracy** (DESIGN.md contract): over every pair of responses in a held-out record whose ratings
-  differ, the share where the router's score order matches the rating order; a predicted tie counts as wrong.
+- **Pairwise accuracy** (the contract in docs/architecture.md): over every pair of responses in a held-out
+  record whose ratings differ, the share where the router's score order matches the rating order; a
+  predicted tie counts as wrong.
 - **AUC**: ROC-AUC of the score difference against the label 1[rating_i > rating_j], pairs in record order.
 - **Per-user AUC p10**: the 10th percentile, over users with at least 5 held-out pairs, of each user's AUC:
   how well the router serves its worst-served users.

@@ -22,6 +22,7 @@ class BenchOutcome:
     report: Path
     summary: RunSummary
     jobs: int
+    wall_seconds: float  # the whole run, data and embeddings included: the figure the report gives
 
 
 def reduction_notes(config: BenchConfig, full_routers: Sequence[str]) -> list[str]:
@@ -100,4 +101,4 @@ def run_bench(
     )
     with console.status("writing the report"):
         path = write_report(report, config, info, data, jobs, list(config.variants), skipped)
-    return BenchOutcome(path, summary, len(jobs))
+    return BenchOutcome(path, summary, len(jobs), info.wall_seconds)

@@ -32,9 +32,10 @@ from gmtrouter.data.schema import Interaction, read_records
 from gmtrouter.data.split import split_records
 from gmtrouter.data.stats import UTILITY_KEY
 from gmtrouter.errors import GmtError
-from gmtrouter.evaluate import score_split, split_metrics
+from gmtrouter.evaluate import score_split, split_metrics, users_left_out
 from gmtrouter.metrics import auc, per_user_values, rated_pairs
-from gmtrouter.routers import PreferenceRouter, make_router
+from gmtrouter.registry import make_router
+from gmtrouter.routers import PreferenceRouter
 
 with contextlib.suppress(ImportError):  # the default encoder's library: imported here, it costs no job seconds
     import sentence_transformers  # noqa: F401
@@ -77,9 +78,14 @@ def oracle(records: Sequence[Interaction]) -> dict[str, float] | None:
     return {"accuracy": float(pairs.correct.mean()) if len(pairs.label) else None, "auc": auc(pairs.label, pairs.diff)}
 
 
-def evaluate_k(router: PreferenceRouter, train: list[Interaction], test: list[Interaction], k: int) -> dict[str, Any]:
-    """Contract metrics at k shots, plus the per-user values behind their summaries and the oracle's metrics."""
-    split = score_split(router, train, test, k)
+def evaluate_k(
+    router: PreferenceRouter, train: list[Interaction], test: list[Interaction], k: int, score_after: int | None = None
+) -> dict[str, Any]:
+    """Contract metrics at k shots, plus the per-user values behind their summaries and the oracle's metrics.
+
+    `score_after` (the curve's largest k) makes every k score the same records: each user's after that many.
+    """
+    split = score_split(router, train, test, k, score_after)
     result = split_metrics(router, split, k)
     users = per_user_values(rated_pairs(split.scored, split.scores))
     result["per_user_values"] = {"accuracy": [a for a, _ in users.values()], "auc": [u for _, u in users.values()]}
@@ -147,6 +153,10 @@ def run_job(job: dict[str, Any], options: dict[str, Any], conn: Any = None) -> N
         records = read_records(options["data"])
         train, test = split_records(records, job["split"], job["test_frac"], job["seed"])
         result.update(train_records=len(train), test_records=len(test))
+        score_after = max(shots) if job["split"] == "user" else None
+        if score_after is not None:
+            result["score_after"] = score_after
+            result["users_left_out"] = users_left_out(test, score_after)
         phase(0)
         router = make_router(job["router"], **job["settings"])
         fit_started = time.perf_counter()
@@ -159,7 +169,7 @@ def run_job(job: dict[str, Any], options: dict[str, Any], conn: Any = None) -> N
         for index, k in enumerate(shots, start=1):
             phase(index)
             try:
-                evaluation = evaluate_k(router, train, test, k)
+                evaluation = evaluate_k(router, train, test, k, score_after)
             except GmtError as error:  # no records left to score after k shots: that k has no number
                 evaluations[str(k)] = {"error": str(error)}
                 continue

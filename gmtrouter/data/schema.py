@@ -1,4 +1,4 @@
-"""The canonical interaction record (DESIGN.md contract) and its JSONL reader and writer.
+"""The canonical interaction record (docs/architecture.md contract) and its JSONL reader and writer.
 
 One record is one user turn in which one or more LLM responses were shown and rated. Records keep the
 source's response order: the AUC metric pairs responses in record order, so sorting them would leak labels.

@@ -23,6 +23,7 @@ class Archetype:
     weights: tuple[float, float, float, float]  # quality, cost, length, rare
     loyalty: float = 0.0  # extra utility of the user's favourite LLM (drawn uniformly per user)
     description: str = ""
+    task_loyalty: float = 0.0  # extra utility of the user's favourite LLM *for the query's task* (one per task)
 
 
 ARCHETYPES: dict[str, Archetype] = {
@@ -33,8 +34,12 @@ ARCHETYPES: dict[str, Archetype] = {
         Archetype("concise", (1.5, 0.0, -1.5, -0.5), 0.0, "short answers in plain words"),
         Archetype("detail", (1.5, 0.0, 1.5, 0.5), 0.0, "long, detailed answers, technical vocabulary welcome"),
         Archetype("loyal", (1.0, 0.0, 0.0, 0.0), 2.5, "sticks to one favourite LLM"),
+        Archetype("specialist", (1.0, 0.0, 0.0, 0.0), 0.0, "a favourite LLM for each task", task_loyalty=2.5),
+        Archetype("task-critic", (1.5, 0.0, 0.0, 0.0), 0.0, "avoids one LLM for each task", task_loyalty=-2.5),
     ]
 }
+DEFAULT_ARCHETYPES = ("quality", "budget", "concise", "detail", "loyal")  # global taste: the default mix
+TASK_ARCHETYPES = ("specialist", "task-critic")  # taste that depends on the query's task (matrix category)
 
 
 @dataclass(frozen=True)
@@ -46,12 +51,13 @@ class Users:
     weights: np.ndarray  # [N, F]
     affinity: np.ndarray  # [N, M] personal utility offset per LLM
     interests: np.ndarray  # [N, C] probability of starting a conversation in each category
+    task_affinity: np.ndarray | None = None  # [N, C, M] utility offset per task and LLM; None: no task taste
 
 
 def parse_archetypes(names: str | None) -> list[Archetype]:
-    """The archetypes named in a comma-separated list (all of them when `names` is empty)."""
+    """The archetypes named in a comma-separated list (the five of global taste when `names` is empty)."""
     if not names:
-        return list(ARCHETYPES.values())
+        return [ARCHETYPES[name] for name in DEFAULT_ARCHETYPES]
     chosen = [name.strip() for name in names.split(",") if name.strip()]
     unknown = [name for name in chosen if name not in ARCHETYPES]
     if unknown or not chosen:
@@ -73,7 +79,9 @@ def draw_users(
 
     weights = archetype weights + spread * N(0, 1) per feature;
     affinity[llm] = affinity_sd * N(0, 1), plus the archetype's loyalty on one favourite LLM;
-    interests ~ Dirichlet(interest_concentration) over the categories.
+    interests ~ Dirichlet(interest_concentration) over the categories;
+    task_affinity[c, llm] = the archetype's task loyalty on one favourite LLM per category c (drawn last, and
+    only when some archetype has task taste, so the other draws stay as they were).
     """
     centre = np.asarray([a.weights for a in archetypes], dtype=float)  # [A, F]
     loyalty = np.asarray([a.loyalty for a in archetypes], dtype=float)
@@ -83,4 +91,11 @@ def draw_users(
     favourite = rng.integers(0, n_llms, size=n_users)
     affinity[np.arange(n_users), favourite] += loyalty[kind]
     interests = rng.dirichlet(np.full(n_categories, interest_concentration), size=n_users)
-    return Users(kind, [a.name for a in archetypes], weights, affinity, interests)
+    task_loyalty = np.asarray([a.task_loyalty for a in archetypes], dtype=float)
+    task_affinity = None
+    if task_loyalty.any():
+        task_favourite = rng.integers(0, n_llms, size=(n_users, n_categories))
+        task_affinity = np.zeros((n_users, n_categories, n_llms))
+        users, tasks = np.meshgrid(np.arange(n_users), np.arange(n_categories), indexing="ij")
+        task_affinity[users, tasks, task_favourite] = task_loyalty[kind][:, None]
+    return Users(kind, [a.name for a in archetypes], weights, affinity, interests, task_affinity)

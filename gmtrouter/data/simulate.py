@@ -7,7 +7,7 @@ utility. docs/simulator.md gives every formula and default. Everything is drawn 
 matrix, settings and seed give the same file, byte for byte.
 
 utility(user, query, llm) = w_quality * perceived_quality + w_cost * cost + w_length * length
-                            + w_rare * rare + affinity[llm]
+                            + w_rare * rare + affinity[llm] + task_affinity[task of the query, llm]
 perceived_quality = realism * score + (1 - realism) * the LLM's mean score on the query's category
 """
 
@@ -141,21 +141,30 @@ def plan(tables: FeatureTables, queries: Sequence[str], config: SimConfig) -> tu
     keys[~tables.available[row]] = np.inf
     llm = np.argsort(keys, axis=1, kind="stable")[:, :k]
 
-    utility = utilities(tables, users, user, row, llm, config.realism)
+    utility = utilities(tables, users, user, row, llm, config.realism, categories[local])
     rating = _choose(utility, config, choice_rng)
     return Plan(user, conversation.ravel(), turn.ravel(), row, llm, utility, rating), users
 
 
 def utilities(
-    tables: FeatureTables, users: Users, user: np.ndarray, row: np.ndarray, llm: np.ndarray, realism: float
+    tables: FeatureTables,
+    users: Users,
+    user: np.ndarray,
+    row: np.ndarray,
+    llm: np.ndarray,
+    realism: float,
+    task: np.ndarray | None = None,
 ) -> np.ndarray:
-    """[N, K] utility of each shown response (formula in the module docstring)."""
+    """[N, K] utility of each shown response (formula in the module docstring); `task`: [N] category index."""
     rows = row[:, None]
     features = tables.values[:, rows, llm].copy()  # [F, N, K]
     q = FEATURES.index("quality")
     features[q] = realism * features[q] + (1 - realism) * tables.expected_quality[rows, llm]
     weights = users.weights[user]  # [N, F]
-    return np.einsum("nf,fnk->nk", weights, features) + users.affinity[user[:, None], llm]
+    utility = np.einsum("nf,fnk->nk", weights, features) + users.affinity[user[:, None], llm]
+    if users.task_affinity is not None and task is not None:
+        utility += users.task_affinity[user[:, None], task[:, None], llm]
+    return utility
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Seeded train/test splits: by record (the test users are known) or by user (the test users are new)."""
+"""Seeded train/test splits: by record (known users), by user (new users) or by query text (new queries)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np
 from gmtrouter.data.schema import Interaction
 from gmtrouter.errors import GmtError
 
-SplitBy = Literal["record", "user"]
+SplitBy = Literal["record", "user", "query"]
 MIN_VALID_RECORDS = 20
 VALID_SEED_OFFSET = 7919
 
@@ -46,11 +46,30 @@ def split_records(
             n_test = int(wanted) + int(rng.random() < wanted - int(wanted))
             n_test = min(n_test, len(indices) - 1)
             test.update(rng.permutation(indices)[:n_test].tolist())
+    elif by == "query":
+        test = _query_test_indices(records, test_frac, rng)
     else:
-        raise GmtError(f"--by must be 'record' or 'user', got '{by}'")
+        raise GmtError(f"--by must be 'record', 'user' or 'query', got '{by}'")
     train = [r for i, r in enumerate(records) if i not in test]
     held = [r for i, r in enumerate(records) if i in test]
     return train, held
+
+
+def _query_test_indices(records: Sequence[Interaction], test_frac: float, rng: np.random.Generator) -> set[int]:
+    """Indices of the records whose query text is held out (whole texts, about `test_frac` of the records)."""
+    by_query: dict[str, list[int]] = defaultdict(list)
+    for index, record in enumerate(records):
+        by_query[record.query].append(index)
+    texts = sorted(by_query)
+    if len(texts) < 2:
+        raise GmtError("a split by query needs at least two distinct query texts")
+    wanted = test_frac * len(records)
+    test: set[int] = set()
+    for position in rng.permutation(len(texts))[: len(texts) - 1]:  # one text at least stays in training
+        if len(test) >= wanted:
+            break
+        test.update(by_query[texts[position]])
+    return test
 
 
 def holdout_split(
