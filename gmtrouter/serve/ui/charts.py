@@ -1,0 +1,142 @@
+"""Charts as inline SVG, drawn on the server: no JavaScript chart library, nothing to fetch, readable on a phone.
+
+Each function returns one `<svg>` element with a viewBox, so it scales to the width of its container; text is
+escaped here. Colours come from CSS classes (static/console.css), so the charts follow the page's theme.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from html import escape
+
+from markupsafe import Markup
+
+from gmtrouter.serve.ui.insights import HOUR, Activity, Taste
+
+
+def _svg(width: int, height: int, body: list[str], label: str) -> Markup:
+    return Markup(
+        f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" aria-label="{escape(label)}" '
+        f'preserveAspectRatio="xMinYMin meet">{"".join(body)}</svg>'
+    )
+
+
+def _nice_max(value: float) -> float:
+    """The axis top: 1, 2 or 5 times a power of ten, at least `value`."""
+    if value <= 0:
+        return 1.0
+    power = 10 ** len(str(int(value))) / 10
+    for step in (1, 2, 5, 10):
+        if step * power >= value:
+            return step * power
+    return 10 * power
+
+
+def activity_chart(data: Activity) -> Markup:
+    """Routes and feedback per hour or per day, side by side."""
+    width, height, left, bottom = 720, 220, 44, 28
+    plot_w, plot_h = width - left - 8, height - bottom - 10
+    top = _nice_max(max([*data.routes, *data.feedback, 0]))
+    n = max(1, len(data.starts))
+    slot = plot_w / n
+    body = [f'<line class="axis" x1="{left}" y1="{10 + plot_h}" x2="{width - 8}" y2="{10 + plot_h}"/>']
+    for frac in (0.5, 1.0):
+        y = 10 + plot_h * (1 - frac)
+        body.append(f'<line class="grid" x1="{left}" y1="{y:.1f}" x2="{width - 8}" y2="{y:.1f}"/>')
+        body.append(f'<text class="tick" x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">{top * frac:g}</text>')
+    bar = max(1.0, slot / 2 - 1)
+    every = max(1, n // 8)
+    for i, start in enumerate(data.starts):
+        x = left + i * slot
+        for j, (name, values) in enumerate((("routes", data.routes), ("feedback", data.feedback))):
+            value = values[i] if i < len(values) else 0
+            h = plot_h * value / top
+            body.append(
+                f'<rect class="bar {name}" x="{x + j * bar:.1f}" y="{10 + plot_h - h:.1f}" width="{bar:.1f}" '
+                f'height="{h:.1f}"><title>{value} {name}</title></rect>'
+            )
+        if i % every == 0:
+            stamp = time.strftime("%H:%M" if data.bucket <= HOUR else "%m-%d", time.gmtime(start))
+            body.append(
+                f'<text class="tick" x="{x + slot / 2:.1f}" y="{height - 10}" text-anchor="middle">{stamp}</text>'
+            )
+    unit = "hour" if data.bucket <= HOUR else "day"
+    return _svg(width, height, body, f"routes and feedback per {unit} (UTC)")
+
+
+def bar_chart(items: Sequence[tuple[str, float]], unit: str = "", digits: int = 0) -> Markup:
+    """Horizontal bars, one labelled row each (shares of traffic, spend by policy)."""
+    width, row, label_w = 720, 26, 210
+    height = max(row, row * len(items)) + 6
+    top = max([v for _, v in items] + [0.0]) or 1.0
+    body = []
+    for i, (label, value) in enumerate(items):
+        y = 3 + i * row
+        w = (width - label_w - 110) * value / top
+        shown = f"{value:,.{digits}f}{unit}"
+        body.append(
+            f'<text class="label" x="{label_w - 8}" y="{y + 17}" text-anchor="end">{escape(label)}</text>'
+            f'<rect class="bar routes" x="{label_w}" y="{y + 4}" width="{w:.1f}" height="{row - 8}">'
+            f"<title>{escape(label)}: {shown}</title></rect>"
+            f'<text class="value" x="{label_w + w + 6:.1f}" y="{y + 17}">{shown}</text>'
+        )
+    return _svg(width, height, body, "bar chart")
+
+
+def taste_chart(items: Sequence[Taste]) -> Markup:
+    """A user's win rate per LLM (dot, 95% interval) against the population's (tick), on a 0..1 axis."""
+    width, row, label_w = 720, 28, 210
+    plot_w = width - label_w - 24
+    height = row * max(1, len(items)) + 30
+    body = []
+    for frac in (0.0, 0.5, 1.0):
+        x = label_w + plot_w * frac
+        body.append(f'<line class="grid" x1="{x:.1f}" y1="0" x2="{x:.1f}" y2="{height - 24}"/>')
+        body.append(f'<text class="tick" x="{x:.1f}" y="{height - 8}" text-anchor="middle">{frac:.0%}</text>')
+    for i, t in enumerate(items):
+        y = i * row + row / 2
+        body.append(f'<text class="label" x="{label_w - 8}" y="{y + 5:.1f}" text-anchor="end">{escape(t.llm)}</text>')
+        if t.population is not None:
+            x = label_w + plot_w * t.population
+            body.append(
+                f'<line class="population" x1="{x:.1f}" y1="{y - 9:.1f}" x2="{x:.1f}" y2="{y + 9:.1f}">'
+                f"<title>population: {t.population:.0%}</title></line>"
+            )
+        if t.rate is not None:
+            x0, x1, x = (label_w + plot_w * v for v in (t.low, t.high, t.rate))
+            body.append(
+                f'<line class="interval" x1="{x0:.1f}" y1="{y:.1f}" x2="{x1:.1f}" y2="{y:.1f}"/>'
+                f'<circle class="dot" cx="{x:.1f}" cy="{y:.1f}" r="5"><title>{escape(t.llm)}: won {t.wins} of '
+                f"{t.n} ({t.rate:.0%}, 95% interval {t.low:.0%}-{t.high:.0%})</title></circle>"
+            )
+    return _svg(width, height, body, "win rate per LLM, this user against the population")
+
+
+def step_chart(points: Sequence[tuple[float, int]], base: int) -> Markup:
+    """History size over time: a step line from the records that came with the model."""
+    width, height, left, bottom = 720, 180, 44, 26
+    plot_w, plot_h = width - left - 8, height - bottom - 10
+    if not points:
+        return _svg(width, 40, [f'<text class="label" x="8" y="24">{base} records, none stored since</text>'], "")
+    t0, t1 = points[0][0], max(points[-1][0], points[0][0] + 1)
+    top = _nice_max(points[-1][1])
+
+    def xy(t: float, size: int) -> tuple[float, float]:
+        return left + plot_w * (t - t0) / (t1 - t0), 10 + plot_h * (1 - size / top)
+
+    x, y = xy(t0, base)
+    path = [f"M{x:.1f} {y:.1f}"]
+    for t, size in points:
+        x, y = xy(t, size)
+        path.append(f"H{x:.1f} V{y:.1f}")
+    body = [
+        f'<line class="axis" x1="{left}" y1="{10 + plot_h}" x2="{width - 8}" y2="{10 + plot_h}"/>',
+        f'<text class="tick" x="{left - 6}" y="14" text-anchor="end">{top:g}</text>',
+        f'<text class="tick" x="{left - 6}" y="{10 + plot_h}" text-anchor="end">0</text>',
+        f'<path class="line" d="{" ".join(path)}"/>',
+    ]
+    for t, anchor, x in ((t0, "start", left), (t1, "end", width - 8)):
+        stamp = time.strftime("%Y-%m-%d %H:%M", time.gmtime(t))
+        body.append(f'<text class="tick" x="{x}" y="{height - 6}" text-anchor="{anchor}">{stamp}</text>')
+    return _svg(width, height, body, "history size over time")

@@ -1,0 +1,150 @@
+"""The console's store queries and the numbers it derives, over a real SQLite store."""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gmtrouter.costs import cost_adjusted
+from gmtrouter.data.schema import Interaction, Response
+from gmtrouter.serve.auth import Principal
+from gmtrouter.serve.store import RouteRow, Store
+from gmtrouter.serve.ui import insights, queries
+
+ADMIN = Principal("admin", admin=True)
+COSTS = {"gpt-4": 0.03, "claude-v1": 0.01, "vicuna": 0.001}
+
+
+def ranking(scores: dict[str, float], weight: float) -> list[dict]:
+    llms = list(scores)
+    adjusted = cost_adjusted(np.array([scores[m] for m in llms]), [COSTS[m] for m in llms], weight)
+    rows = [
+        {"llm": m, "score": scores[m], "expected_cost": COSTS[m], "adjusted": float(a)}
+        for m, a in zip(llms, adjusted, strict=True)
+    ]
+    return sorted(rows, key=lambda r: -r["adjusted"])
+
+
+def route(route_id: str, user: str, choice: str, created: float, weight: float = 0.0) -> RouteRow:
+    ranks = ranking({"gpt-4": 1.0, "claude-v1": 0.5, "vicuna": -0.5}, weight)
+    return RouteRow(route_id, user, f"query {route_id}", [r["llm"] for r in ranks], choice, ranks, created)
+
+
+def record(user: str, route_id: str, ratings: dict[str, float]) -> Interaction:
+    responses = [Response(llm=m, rating=v) for m, v in ratings.items()]
+    return Interaction(
+        user=user, conversation=f"route/{route_id}", turn=1, query=f"query {route_id}", responses=responses
+    )
+
+
+@pytest.fixture()
+def store(tmp_path: Path) -> Store:
+    opened = Store(f"sqlite:///{tmp_path / 'console.db'}")
+    now = time.time()
+    opened.add_routes(
+        [
+            route("r1", "alice", "gpt-4", now - 30),
+            route("r2", "alice", "claude-v1", now - 20),
+            route("r3", "bob", "gpt-4", now - 10),
+            route("r4", "acme/eve", "vicuna", now - 5),
+            route("r5", "acme_x", "gpt-4", now - 1),
+        ]
+    )
+    opened.add_feedback("route:r1", "alice", "pairwise", record("alice", "r1", {"gpt-4": 1, "claude-v1": 0}), "r1")
+    opened.add_feedback("route:r2", "alice", "thumbs", record("alice", "r2", {"claude-v1": 0}), "r2")
+    opened.add_feedback("route:r3", "bob", "rating", record("bob", "r3", {"gpt-4": 0.5}), "r3")
+    opened.add_feedback("record:x", "acme/eve", "record", record("acme/eve", "x", {"gpt-4": 1, "vicuna": 0}))
+    yield opened
+    opened.close()
+
+
+def test_scope_admin_user_and_tenant(store: Store) -> None:
+    assert set(queries.user_counts(store, ADMIN)) == {"alice", "bob", "acme/eve", "acme_x"}
+    assert set(queries.user_counts(store, Principal("k", False, ("alice",)))) == {"alice"}
+    assert set(queries.user_counts(store, Principal("k", False, ("acme/*",)))) == {"acme/eve"}
+    # '_' and '%' in a tenant prefix are literal, not SQL wildcards
+    assert set(queries.user_counts(store, Principal("k", False, ("acme_*",)))) == {"acme_x"}
+    assert queries.user_counts(store, Principal("k", False, ("a%*",))) == {}
+
+
+def test_counts_choices_and_recent_routes(store: Store) -> None:
+    counts = queries.user_counts(store, ADMIN)
+    assert counts["alice"]["feedback"] == 2 and counts["alice"]["routes"] == 2
+    assert counts["acme/eve"] == {"feedback": 1, "routes": 1, "last": pytest.approx(counts["acme/eve"]["last"])}
+    assert queries.choice_counts(store, ADMIN) == {"gpt-4": 3, "claude-v1": 1, "vicuna": 1}
+    assert queries.choice_counts(store, Principal("k", False, ("bob",))) == {"gpt-4": 1}
+    assert [r.id for r in queries.recent_routes(store, ADMIN, limit=3)] == ["r5", "r4", "r3"]
+    assert [r.id for r in queries.recent_routes(store, ADMIN, user="alice")] == ["r2", "r1"]
+    assert [r.id for r in queries.recent_routes(store, Principal("k", False, ("bob",)))] == ["r3"]
+    after = queries.feedback_on(store, ["r1", "r4"])
+    assert list(after) == ["r1"] and after["r1"][0].kind == "pairwise"
+    assert queries.route_view(store, "nope") is None
+    assert len(queries.user_feedback_times(store, "alice")) == 2
+
+
+def test_agreement_counts_only_feedback_that_says(store: Store) -> None:
+    pairs = queries.routed_feedback(store, ADMIN)
+    assert len(pairs) == 3  # the record feedback has no route
+    # r1: gpt-4 chosen and won -> agree; r2: thumbs down on the choice -> disagree; r3: rating at the middle -> unsaid
+    result = insights.agreement(pairs, (0.0, 1.0))
+    assert (result.agreed, result.judged) == (1, 2)
+    assert (
+        insights.agreed("gpt-4", {"responses": [{"llm": "gpt-4", "rating": 1}, {"llm": "x", "rating": 1}]}, (0, 1))
+        is None
+    )
+
+
+def test_spend_against_fixed_policies(store: Store) -> None:
+    rows = queries.rankings(store, ADMIN)
+    spent = insights.spend(rows, "gpt-4", COSTS)
+    assert spent.priced == 5
+    assert spent.routed == pytest.approx(3 * 0.03 + 0.01 + 0.001)
+    assert spent.favourite == pytest.approx(5 * 0.03)
+    assert spent.cheapest == pytest.approx(5 * 0.001)
+    unknown = insights.spend([("a", [{"llm": "a", "expected_cost": None}])], None, {})
+    assert unknown.priced == 0 and unknown.favourite is None
+
+
+@pytest.mark.parametrize("weight", [0.0, 0.25, 1.0, 3.5])
+def test_cost_weight_is_recovered_from_a_stored_ranking(weight: float) -> None:
+    ranks = ranking({"gpt-4": 0.3, "claude-v1": 1.2, "vicuna": -2.0}, weight)
+    assert insights.cost_weight_of(ranks) == pytest.approx(weight, abs=1e-6)
+    equal = [
+        {"llm": "a", "score": 1, "adjusted": 1, "expected_cost": 0.01},
+        {"llm": "b", "score": 0, "adjusted": 0, "expected_cost": 0.01},
+    ]
+    assert insights.cost_weight_of(equal) is None
+
+
+def test_tastes_interval_narrows_with_history() -> None:
+    def rec(i: int, winner: str) -> Interaction:
+        loser = "b" if winner == "a" else "a"
+        return Interaction(
+            user="u",
+            conversation=f"c{i}",
+            turn=1,
+            query="q",
+            responses=[Response(llm=winner, rating=1), Response(llm=loser, rating=0)],
+        )
+
+    population = {"a": (50, 100), "b": (50, 100)}
+    few = {t.llm: t for t in insights.tastes([rec(i, "a") for i in range(3)], population)}
+    many = {t.llm: t for t in insights.tastes([rec(i, "a") for i in range(30)], population)}
+    assert few["a"].rate == many["a"].rate == 1.0 and few["a"].population == 0.5
+    assert many["a"].high - many["a"].low < few["a"].high - few["a"].low
+    assert few["a"].low <= 1.0 <= few["a"].high
+    low, high = insights.wilson(5, 10)
+    assert low < 0.5 < high and math.isclose(low + high, 1.0)
+
+
+def test_activity_bins_hourly_then_daily() -> None:
+    now = 1_700_000_000.0
+    recent = insights.activity({"routes": [now - 10, now - 20, now - 4000], "feedback": [now - 5]}, now)
+    assert recent.bucket == insights.HOUR and len(recent.starts) == 48
+    assert sum(recent.routes) == 3 and recent.routes[-1] == 2 and sum(recent.feedback) == 1
+    older = insights.activity({"routes": [now - 5 * insights.DAY, now], "feedback": []}, now)
+    assert older.bucket == insights.DAY and sum(older.routes) == 2
