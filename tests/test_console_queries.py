@@ -141,10 +141,13 @@ def test_tastes_interval_narrows_with_history() -> None:
     assert low < 0.5 < high and math.isclose(low + high, 1.0)
 
 
-def test_activity_bins_hourly_then_daily() -> None:
+def test_activity_bins_follow_the_span_of_the_data() -> None:
     now = 1_700_000_000.0
-    recent = insights.activity({"routes": [now - 10, now - 20, now - 4000], "feedback": [now - 5]}, now)
-    assert recent.bucket == insights.HOUR and len(recent.starts) == 48
+    recent = insights.activity({"routes": [now - 10, now - 20, now - 400], "feedback": [now - 5]}, now)
+    assert recent.bucket == 300 and len(recent.starts) == 24
     assert sum(recent.routes) == 3 and recent.routes[-1] == 2 and sum(recent.feedback) == 1
+    hours = insights.activity({"routes": [now - 10 * insights.HOUR, now], "feedback": []}, now)
+    assert hours.bucket == insights.HOUR and len(hours.starts) == 48 and sum(hours.routes) == 2
     older = insights.activity({"routes": [now - 5 * insights.DAY, now], "feedback": []}, now)
     assert older.bucket == insights.DAY and sum(older.routes) == 2
+    assert insights.activity({"routes": [now - 40 * insights.DAY], "feedback": []}, now).routes == [0] * 14

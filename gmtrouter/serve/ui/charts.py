@@ -12,13 +12,14 @@ from html import escape
 
 from markupsafe import Markup
 
-from gmtrouter.serve.ui.insights import HOUR, Activity, Taste
+from gmtrouter.serve.ui.insights import DAY, HOUR, Activity, Taste
 
 
-def _svg(width: int, height: int, body: list[str], label: str) -> Markup:
+def _svg(width: int, height: int, body: list[str], label: str, wide: bool = True) -> Markup:
+    """A chart element; a wide one keeps a minimum width on a phone (its card scrolls sideways instead)."""
     return Markup(
-        f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" aria-label="{escape(label)}" '
-        f'preserveAspectRatio="xMinYMin meet">{"".join(body)}</svg>'
+        f'<svg class="chart{" wide" if wide else ""}" viewBox="0 0 {width} {height}" role="img" '
+        f'aria-label="{escape(label)}" preserveAspectRatio="xMinYMin meet">{"".join(body)}</svg>'
     )
 
 
@@ -35,7 +36,7 @@ def _nice_max(value: float) -> float:
 
 def activity_chart(data: Activity) -> Markup:
     """Routes and feedback per hour or per day, side by side."""
-    width, height, left, bottom = 720, 220, 44, 28
+    width, height, left, bottom = 860, 230, 44, 28
     plot_w, plot_h = width - left - 8, height - bottom - 10
     top = _nice_max(max([*data.routes, *data.feedback, 0]))
     n = max(1, len(data.starts))
@@ -57,23 +58,23 @@ def activity_chart(data: Activity) -> Markup:
                 f'height="{h:.1f}"><title>{value} {name}</title></rect>'
             )
         if i % every == 0:
-            stamp = time.strftime("%H:%M" if data.bucket <= HOUR else "%m-%d", time.gmtime(start))
+            stamp = time.strftime("%H:%M" if data.bucket < DAY else "%m-%d", time.gmtime(start))
             body.append(
                 f'<text class="tick" x="{x + slot / 2:.1f}" y="{height - 10}" text-anchor="middle">{stamp}</text>'
             )
-    unit = "hour" if data.bucket <= HOUR else "day"
+    unit = {300.0: "5 minutes", HOUR: "hour"}.get(data.bucket, "day")
     return _svg(width, height, body, f"routes and feedback per {unit} (UTC)")
 
 
 def bar_chart(items: Sequence[tuple[str, float]], unit: str = "", digits: int = 0) -> Markup:
     """Horizontal bars, one labelled row each (shares of traffic, spend by policy)."""
-    width, row, label_w = 720, 26, 210
+    width, row, label_w = 540, 26, 170
     height = max(row, row * len(items)) + 6
     top = max([v for _, v in items] + [0.0]) or 1.0
     body = []
     for i, (label, value) in enumerate(items):
         y = 3 + i * row
-        w = (width - label_w - 110) * value / top
+        w = (width - label_w - 90) * value / top
         shown = f"{value:,.{digits}f}{unit}"
         body.append(
             f'<text class="label" x="{label_w - 8}" y="{y + 17}" text-anchor="end">{escape(label)}</text>'
@@ -81,45 +82,45 @@ def bar_chart(items: Sequence[tuple[str, float]], unit: str = "", digits: int = 
             f"<title>{escape(label)}: {shown}</title></rect>"
             f'<text class="value" x="{label_w + w + 6:.1f}" y="{y + 17}">{shown}</text>'
         )
-    return _svg(width, height, body, "bar chart")
+    return _svg(width, height, body, "bar chart", wide=False)
 
 
 def taste_chart(items: Sequence[Taste]) -> Markup:
-    """A user's win rate per LLM (dot, 95% interval) against the population's (tick), on a 0..1 axis."""
-    width, row, label_w = 720, 28, 210
-    plot_w = width - label_w - 24
-    height = row * max(1, len(items)) + 30
-    body = []
-    for frac in (0.0, 0.5, 1.0):
-        x = label_w + plot_w * frac
-        body.append(f'<line class="grid" x1="{x:.1f}" y1="0" x2="{x:.1f}" y2="{height - 24}"/>')
-        body.append(f'<text class="tick" x="{x:.1f}" y="{height - 8}" text-anchor="middle">{frac:.0%}</text>')
-    for i, t in enumerate(items):
-        y = i * row + row / 2
-        body.append(f'<text class="label" x="{label_w - 8}" y="{y + 5:.1f}" text-anchor="end">{escape(t.llm)}</text>')
+    """A user's win rate per LLM (dot, 95% interval) against the population's (tick), on a 0..100% track.
+
+    HTML rather than SVG: the rows reflow to any width, and the text keeps its size on a phone.
+    """
+    rows = []
+    for t in items:
+        marks = []
         if t.population is not None:
-            x = label_w + plot_w * t.population
-            body.append(
-                f'<line class="population" x1="{x:.1f}" y1="{y - 9:.1f}" x2="{x:.1f}" y2="{y + 9:.1f}">'
-                f"<title>population: {t.population:.0%}</title></line>"
+            marks.append(
+                f'<span class="pop" style="left:{100 * t.population:.1f}%" '
+                f'title="population: {t.population:.0%}"></span>'
             )
         if t.rate is not None:
-            x0, x1, x = (label_w + plot_w * v for v in (t.low, t.high, t.rate))
-            body.append(
-                f'<line class="interval" x1="{x0:.1f}" y1="{y:.1f}" x2="{x1:.1f}" y2="{y:.1f}"/>'
-                f'<circle class="dot" cx="{x:.1f}" cy="{y:.1f}" r="5"><title>{escape(t.llm)}: won {t.wins} of '
-                f"{t.n} ({t.rate:.0%}, 95% interval {t.low:.0%}-{t.high:.0%})</title></circle>"
+            marks.append(
+                f'<span class="interval" style="left:{100 * t.low:.1f}%;width:{100 * (t.high - t.low):.1f}%"></span>'
+                f'<span class="dot" style="left:{100 * t.rate:.1f}%"></span>'
             )
-    return _svg(width, height, body, "win rate per LLM, this user against the population")
+        shown = f"{t.rate:.0%} of {t.n}" if t.rate is not None else "no comparison"
+        title = f"won {t.wins} of {t.n}; 95% interval {t.low:.0%}-{t.high:.0%}" if t.n else "no comparison yet"
+        rows.append(
+            f'<div class="taste" title="{escape(title)}"><span class="llm">{escape(t.llm)}</span>'
+            f'<span class="track">{"".join(marks)}</span><span class="val">{shown}</span></div>'
+        )
+    ticks = "<i>0%</i><i>50%</i><i>100%</i>"
+    axis = f'<div class="taste axis"><span></span><span class="track">{ticks}</span><span></span></div>'
+    return Markup(f'<div class="tastes" role="img" aria-label="win rate per LLM">{"".join(rows)}{axis}</div>')
 
 
-def step_chart(points: Sequence[tuple[float, int]], base: int) -> Markup:
-    """History size over time: a step line from the records that came with the model."""
-    width, height, left, bottom = 720, 180, 44, 26
+def step_chart(points: Sequence[tuple[float, int]], base: int, now: float) -> Markup:
+    """History size over time: a step line from the records that came with the model, up to now."""
+    width, height, left, bottom = 860, 190, 44, 26
     plot_w, plot_h = width - left - 8, height - bottom - 10
     if not points:
         return _svg(width, 40, [f'<text class="label" x="8" y="24">{base} records, none stored since</text>'], "")
-    t0, t1 = points[0][0], max(points[-1][0], points[0][0] + 1)
+    t0, t1 = points[0][0], max(now, points[-1][0], points[0][0] + 1)
     top = _nice_max(points[-1][1])
 
     def xy(t: float, size: int) -> tuple[float, float]:
@@ -130,6 +131,7 @@ def step_chart(points: Sequence[tuple[float, int]], base: int) -> Markup:
     for t, size in points:
         x, y = xy(t, size)
         path.append(f"H{x:.1f} V{y:.1f}")
+    path.append(f"H{width - 8}")
     body = [
         f'<line class="axis" x1="{left}" y1="{10 + plot_h}" x2="{width - 8}" y2="{10 + plot_h}"/>',
         f'<text class="tick" x="{left - 6}" y="14" text-anchor="end">{top:g}</text>',

@@ -29,11 +29,10 @@ class Activity:
 
 
 def activity(times: dict[str, list[float]], now: float, days: float = 14.0) -> Activity:
-    """Hourly bins over the last two days when that is all there is, else daily bins over the last `days`."""
+    """Bins sized to what is there: 5 minutes over the last two hours, hours over two days, else days."""
     earliest = min((t for ts in times.values() for t in ts), default=now)
-    hourly = now - earliest <= 2 * DAY
-    bucket = HOUR if hourly else DAY
-    count = 48 if hourly else int(days)
+    span = now - earliest
+    bucket, count = (300.0, 24) if span <= 2 * HOUR else (HOUR, 48) if span <= 2 * DAY else (DAY, int(days))
     end = (math.floor(now / bucket) + 1) * bucket
     edges = end - bucket * np.arange(count, -1, -1)
     counts = {name: np.histogram(np.asarray(ts, dtype=float), bins=edges)[0].tolist() for name, ts in times.items()}

@@ -256,7 +256,7 @@ async def user_page(request: Request, user: str) -> Response:
         user=user,
         data=data,
         taste_chart=charts.taste_chart(data["tastes"]),
-        history_chart=charts.step_chart(data["curve"], data["base"]),
+        history_chart=charts.step_chart(data["curve"], data["base"], time.time()),
     )
 
 

@@ -68,11 +68,11 @@
       li.textContent = "No past interaction to point to.";
       why.append(li);
     }
-    form.dataset.ranked = String(latest);
   }
 
   async function rank() {
     const ticket = ++latest;
+    form.dataset.state = "busy"; // "done" once the latest request has answered
     const data = new FormData(form);
     const request = {
       user: data.get("user") || "",
@@ -80,10 +80,10 @@
       cost_weight: Number(data.get("cost_weight")),
       candidates: data.getAll("candidates"),
     };
-    if (!request.query.trim()) return;
-    if (!request.candidates.length) {
-      errorLine.textContent = "tick at least one candidate";
+    if (!request.query.trim() || !request.candidates.length) {
+      errorLine.textContent = request.query.trim() ? "tick at least one candidate" : "type a query";
       errorLine.hidden = false;
+      form.dataset.state = "done";
       return;
     }
     const response = await fetch("/ui/api/try", {
@@ -94,6 +94,7 @@
     });
     const answer = await response.json();
     if (ticket !== latest) return; // a newer request is on its way
+    form.dataset.state = "done";
     if (!response.ok) {
       errorLine.textContent = answer.detail || "the request failed (" + response.status + ")";
       errorLine.hidden = false;
