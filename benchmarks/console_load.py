@@ -22,6 +22,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -32,16 +33,19 @@ PAGES = ("/ui", "/ui/users", "/ui/users/{user}", "/ui/decisions", "/ui/decisions
 
 
 async def fill(url: str, users: list[str], questions: list[str], events: int, clients: int = 8) -> list[str]:
-    """Route and give feedback `events` times through the API; returns the route ids."""
+    """Route `events` requests through the API, then give feedback on each (thumbs, pairwise, rating in turn);
+    returns the route ids. Feedback comes after all routes, so that no route waits for a fold of feedback."""
     headers = {"Authorization": f"Bearer {ADMIN}"}
-    route_ids: list[str] = []
-    counter = iter(range(events))
+    routes: list[tuple[int, dict]] = []
 
-    async def client_loop(http: httpx.AsyncClient) -> None:
-        for n in counter:
+    async def route_loop(http: httpx.AsyncClient, numbers: Iterator[int]) -> None:
+        for n in numbers:
             user, question = users[n % len(users)], questions[(n * 7) % len(questions)]
             body = {"user": user, "messages": [{"role": "user", "content": question}], "cost_weight": (n % 4) * 0.5}
-            route = (await http.post("/v1/route", json=body)).raise_for_status().json()
+            routes.append((n, (await http.post("/v1/route", json=body)).raise_for_status().json()))
+
+    async def feedback_loop(http: httpx.AsyncClient, todo: Iterator[tuple[int, dict]]) -> None:
+        for n, route in todo:
             ranked = [r["llm"] for r in route["ranking"]]
             kind = ("thumbs", "pairwise", "rating")[n % 3]
             feedback = {"route_id": route["route_id"], "kind": kind}
@@ -52,11 +56,13 @@ async def fill(url: str, users: list[str], questions: list[str], events: int, cl
             else:
                 feedback["rating"] = (n % 11) / 10
             (await http.post("/v1/feedback", json=feedback)).raise_for_status()
-            route_ids.append(route["route_id"])
 
-    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=120) as http:
-        await asyncio.gather(*(client_loop(http) for _ in range(clients)))
-    return route_ids
+    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=300) as http:
+        numbers = iter(range(events))
+        await asyncio.gather(*(route_loop(http, numbers) for _ in range(clients)))
+        todo = iter(sorted(routes, key=lambda item: item[0]))
+        await asyncio.gather(*(feedback_loop(http, todo) for _ in range(clients)))
+    return [route["route_id"] for _, route in sorted(routes, key=lambda item: item[0])]
 
 
 def time_pages(url: str, paths: list[str], repeat: int) -> dict[str, dict[str, float]]:
@@ -123,13 +129,15 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=10_000, help="routes, each with one feedback")
     parser.add_argument("--repeat", type=int, default=20)
     parser.add_argument("--browser-repeat", type=int, default=5)
+    parser.add_argument("--reuse", action="store_true", help="time the pages over the database of the last run")
     args = parser.parse_args()
     workdir = Path(args.out)
     workdir.mkdir(parents=True, exist_ok=True)
     model, records, _layer = prepare_model(args, workdir)
     users = sorted({r.user for r in records})
     questions = sorted({r.query for r in records})
-    for stale in workdir.glob("console.db*"):
+    reuse = args.reuse and (workdir / "console.db").is_file()
+    for stale in [] if reuse else workdir.glob("console.db*"):
         stale.unlink()
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -150,12 +158,19 @@ def main() -> None:
                 raise SystemExit("the server did not start")
             time.sleep(0.5)
         started = time.perf_counter()
-        route_ids = asyncio.run(fill(url, users, questions, args.events))
+        if reuse:
+            with httpx.Client(base_url=url, timeout=60) as client:
+                client.post("/ui/login", data={"key": ADMIN})
+                last = client.get("/ui/decisions").text.split('href="/ui/decisions/', 1)[1].split('"', 1)[0]
+            route_ids = [last]
+        else:
+            route_ids = asyncio.run(fill(url, users, questions, args.events))
         filled = time.perf_counter() - started
         health = httpx.get(f"{url}/healthz", timeout=30).json()
         paths = [p.format(user=users[0], route=route_ids[-1]) for p in PAGES]
         results = {
             "events": args.events,
+            "reused_database": reuse,
             "fill_seconds": round(filled, 1),
             "history_records": health["history_records"],
             "load_average": [round(x, 2) for x in os.getloadavg()],

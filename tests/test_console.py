@@ -189,3 +189,15 @@ def test_forget_needs_the_user_id_typed_again(app_client: TestClient, db_url: st
     assert done.status_code == 303 and store.count("feedback", "gone") == 0
     assert "Forgot" in client.get(done.headers["location"]).text
     store.close()
+
+
+def test_serve_refuses_a_missing_report_in_one_line(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from tests.serve_support import child_env
+
+    args = [sys.executable, "-m", "gmtrouter", "serve", "--model", str(tmp_path), "--report", str(tmp_path / "x.md")]
+    result = subprocess.run(args, cwd=REPO, env=child_env(), capture_output=True, text=True, timeout=120)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1 and "no such benchmark report" in lines[0], result.stderr

@@ -14,6 +14,7 @@ from gmtrouter.data.schema import Interaction, Response
 from gmtrouter.serve.auth import Principal
 from gmtrouter.serve.store import RouteRow, Store
 from gmtrouter.serve.ui import insights, queries
+from gmtrouter.serve.ui.tally import Tally
 
 ADMIN = Principal("admin", admin=True)
 COSTS = {"gpt-4": 0.03, "claude-v1": 0.01, "vicuna": 0.001}
@@ -75,8 +76,6 @@ def test_counts_choices_and_recent_routes(store: Store) -> None:
     counts = queries.user_counts(store, ADMIN)
     assert counts["alice"]["feedback"] == 2 and counts["alice"]["routes"] == 2
     assert counts["acme/eve"] == {"feedback": 1, "routes": 1, "last": pytest.approx(counts["acme/eve"]["last"])}
-    assert queries.choice_counts(store, ADMIN) == {"gpt-4": 3, "claude-v1": 1, "vicuna": 1}
-    assert queries.choice_counts(store, Principal("k", False, ("bob",))) == {"gpt-4": 1}
     assert [r.id for r in queries.recent_routes(store, ADMIN, limit=3)] == ["r5", "r4", "r3"]
     assert [r.id for r in queries.recent_routes(store, ADMIN, user="alice")] == ["r2", "r1"]
     assert [r.id for r in queries.recent_routes(store, Principal("k", False, ("bob",)))] == ["r3"]
@@ -86,27 +85,51 @@ def test_counts_choices_and_recent_routes(store: Store) -> None:
     assert len(queries.user_feedback_times(store, "alice")) == 2
 
 
-def test_agreement_counts_only_feedback_that_says(store: Store) -> None:
-    pairs = queries.routed_feedback(store, ADMIN)
-    assert len(pairs) == 3  # the record feedback has no route
-    # r1: gpt-4 chosen and won -> agree; r2: thumbs down on the choice -> disagree; r3: rating at the middle -> unsaid
-    result = insights.agreement(pairs, (0.0, 1.0))
-    assert (result.agreed, result.judged) == (1, 2)
+def totals(tally: Tally, who: Principal = ADMIN, favourite: str | None = "gpt-4") -> object:
+    return tally.totals(who.may_act_as, favourite, COSTS)
+
+
+def test_totals_spend_agreement_and_scope(store: Store) -> None:
+    tally = Tally()
+    tally.refresh(store, (0.0, 1.0))
+    every = totals(tally)
+    assert every.routes == 5 and every.feedback == 4
+    assert len(every.route_times) == 5 and len(every.feedback_times) == 4  # the activity chart's input
+    assert every.choices == {"gpt-4": 3, "claude-v1": 1, "vicuna": 1}
+    assert every.spend.priced == 5
+    assert every.spend.routed == pytest.approx(3 * 0.03 + 0.01 + 0.001)
+    assert every.spend.favourite == pytest.approx(5 * 0.03)
+    assert every.spend.cheapest == pytest.approx(5 * 0.001)
+    # r1: gpt-4 chosen and won -> agrees; r2: thumbs down on the choice -> disagrees; r3: a rating at the middle
+    # of the scale says nothing; the record feedback has no route
+    assert (every.agreement.agreed, every.agreement.judged) == (1, 2)
+    bob = totals(tally, Principal("k", False, ("bob",)))
+    assert (bob.routes, bob.feedback, bob.choices) == (1, 1, {"gpt-4": 1})
+    tenant = totals(tally, Principal("k", False, ("acme/*",)))
+    assert (tenant.routes, tenant.feedback, tenant.agreement.judged) == (1, 1, 0)
+    assert totals(tally, favourite=None).spend.favourite is None
     assert (
         insights.agreed("gpt-4", {"responses": [{"llm": "gpt-4", "rating": 1}, {"llm": "x", "rating": 1}]}, (0, 1))
         is None
     )
 
 
-def test_spend_against_fixed_policies(store: Store) -> None:
-    rows = queries.rankings(store, ADMIN)
-    spent = insights.spend(rows, "gpt-4", COSTS)
-    assert spent.priced == 5
-    assert spent.routed == pytest.approx(3 * 0.03 + 0.01 + 0.001)
-    assert spent.favourite == pytest.approx(5 * 0.03)
-    assert spent.cheapest == pytest.approx(5 * 0.001)
-    unknown = insights.spend([("a", [{"llm": "a", "expected_cost": None}])], None, {})
-    assert unknown.priced == 0 and unknown.favourite is None
+def test_totals_follow_new_rows_late_rows_and_forgets(store: Store) -> None:
+    tally = Tally()
+    tally.refresh(store, (0.0, 1.0))
+    now = time.time()
+    store.add_routes([route("r6", "bob", "vicuna", now), route("late", "bob", "claude-v1", now - 60)])
+    store.add_feedback("route:r6", "bob", "thumbs", record("bob", "r6", {"vicuna": 1}), "r6")
+    tally.refresh(store, (0.0, 1.0))
+    tally.refresh(store, (0.0, 1.0))  # nothing new: nothing counted twice
+    fresh = Tally()
+    fresh.refresh(store, (0.0, 1.0))
+    assert vars(totals(tally)) == vars(totals(fresh))
+    assert totals(tally).routes == 7 and totals(tally).agreement.agreed == 2
+    store.forget("alice")
+    tally.refresh(store, (0.0, 1.0))
+    after = totals(tally)
+    assert (after.routes, after.feedback) == (5, 3) and "alice" not in tally.users
 
 
 @pytest.mark.parametrize("weight", [0.0, 0.25, 1.0, 3.5])
@@ -150,4 +173,4 @@ def test_activity_bins_follow_the_span_of_the_data() -> None:
     assert hours.bucket == insights.HOUR and len(hours.starts) == 48 and sum(hours.routes) == 2
     older = insights.activity({"routes": [now - 5 * insights.DAY, now], "feedback": []}, now)
     assert older.bucket == insights.DAY and sum(older.routes) == 2
-    assert insights.activity({"routes": [now - 40 * insights.DAY], "feedback": []}, now).routes == [0] * 14
+    assert sum(insights.activity({"routes": [now - 40 * insights.DAY], "feedback": []}, now).routes) == 0

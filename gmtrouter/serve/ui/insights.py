@@ -29,8 +29,9 @@ class Activity:
 
 
 def activity(times: dict[str, list[float]], now: float, days: float = 14.0) -> Activity:
-    """Bins sized to what is there: 5 minutes over the last two hours, hours over two days, else days."""
-    earliest = min((t for ts in times.values() for t in ts), default=now)
+    """Bins sized to what is there: 5 minutes over the last two hours, hours over two days, else days (the last
+    `days` of them)."""
+    earliest = min((t for ts in times.values() for t in ts if t >= now - days * DAY), default=now)
     span = now - earliest
     bucket, count = (300.0, 24) if span <= 2 * HOUR else (HOUR, 48) if span <= 2 * DAY else (DAY, int(days))
     end = (math.floor(now / bucket) + 1) * bucket
@@ -121,7 +122,8 @@ def favourite(population: dict[str, tuple[int, int]]) -> str | None:
 
 @dataclass(frozen=True)
 class Spend:
-    """Expected spend of the stored routes against two fixed policies (USD; None where costs are unknown)."""
+    """Expected spend of the stored routes whose candidates all have a known cost (`priced` of `routes`): the
+    routed choices, always `favourite_llm`, and always the cheapest candidate (USD; None where unknown)."""
 
     routes: int
     priced: int
@@ -129,25 +131,6 @@ class Spend:
     favourite_llm: str | None
     favourite: float | None
     cheapest: float
-
-
-def spend(
-    rows: Sequence[tuple[str, list[dict[str, Any]]]], favourite_llm: str | None, costs: dict[str, float]
-) -> Spend:
-    """Sum, over routes whose every candidate has a known cost, the expected cost of the choice, of always
-    `favourite_llm`, and of always the cheapest candidate."""
-    routed = cheapest = fav = 0.0
-    priced = 0
-    fav_cost = costs.get(favourite_llm) if favourite_llm else None
-    for choice, ranking in rows:
-        prices = {r["llm"]: r.get("expected_cost") for r in ranking}
-        if not prices or any(p is None for p in prices.values()):
-            continue
-        priced += 1
-        routed += prices.get(choice) or 0.0
-        cheapest += min(prices.values())
-        fav += fav_cost or 0.0
-    return Spend(len(rows), priced, routed, favourite_llm, fav if fav_cost is not None else None, cheapest)
 
 
 @dataclass(frozen=True)
@@ -176,11 +159,6 @@ def agreed(choice: str, record: dict[str, Any], scale: tuple[float, float]) -> b
     if len(winners) == len(ratings):
         return None
     return winners == [choice]
-
-
-def agreement(pairs: Iterable[tuple[str, dict[str, Any]]], scale: tuple[float, float]) -> Agreement:
-    verdicts = [v for v in (agreed(choice, record, scale) for choice, record in pairs) if v is not None]
-    return Agreement(sum(verdicts), len(verdicts))
 
 
 def cost_weight_of(ranking: Sequence[dict[str, Any]]) -> float | None:

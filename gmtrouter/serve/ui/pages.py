@@ -8,6 +8,7 @@ API). Pages read the store and the live router; the only writes are the API's ow
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import parse_qs, quote
@@ -28,6 +29,7 @@ from gmtrouter.serve.service import Service
 from gmtrouter.serve.store import parsed_safe
 from gmtrouter.serve.ui import charts, insights, queries, session
 from gmtrouter.serve.ui.report import read_report
+from gmtrouter.serve.ui.tally import Tally
 
 HERE = Path(__file__).resolve().parent
 templates = Jinja2Templates(directory=str(HERE / "templates"))
@@ -36,7 +38,6 @@ templates.env.filters["when"] = lambda t: time.strftime("%Y-%m-%d %H:%M:%S", tim
 templates.env.filters["usd"] = lambda v: "–" if v is None else f"${v:,.4f}"
 templates.env.filters["pct"] = lambda v: "–" if v is None else f"{v:.0%}"
 router = APIRouter(prefix="/ui", include_in_schema=False)
-population = insights.PopulationCache()
 NEW_USER = "(new user)"  # Try it without a user: routed by the population's preferences
 LIST_LIMIT = 200
 
@@ -46,6 +47,18 @@ LIST_LIMIT = 200
 
 def _service(request: Request) -> Service:
     return request.app.state.service
+
+
+@dataclass
+class Caches:
+    """What the console keeps between page loads, one per app (each app has its own store and router)."""
+
+    population: insights.PopulationCache = field(default_factory=insights.PopulationCache)
+    tally: Tally = field(default_factory=Tally)
+
+
+def _caches(request: Request) -> Caches:
+    return request.app.state.console
 
 
 def page(request: Request, name: str, who: Principal | None, status: int = 200, **context: Any) -> HTMLResponse:
@@ -61,10 +74,12 @@ def to_login(request: Request) -> RedirectResponse:
     return RedirectResponse(f"/ui/login?next={quote(request.url.path, safe='')}", status_code=303)
 
 
-def _visible_users(service: Service, who: Principal) -> tuple[dict[str, dict[str, float]], dict[str, int]]:
+def _visible_users(
+    service: Service, caches: Caches, who: Principal
+) -> tuple[dict[str, dict[str, float]], dict[str, int]]:
     """Users the key may see: their stored counts and their history sizes."""
     counts = queries.user_counts(service.store, who)
-    _, sizes = population.get(service.engine.router.context.history)
+    _, sizes = caches.population.get(service.engine.router.context.history)
     sizes = sizes if who.admin else {u: n for u, n in sizes.items() if who.may_act_as(u)}
     for user in who.users:
         if not user.endswith("*"):
@@ -105,29 +120,26 @@ async def logout() -> RedirectResponse:
 # ------------------------------------------------------------------------------------------------- overview
 
 
-def overview_data(service: Service, who: Principal) -> dict[str, Any]:
+def overview_data(service: Service, caches: Caches, who: Principal) -> dict[str, Any]:
     """Everything the Overview shows, as plain data (also served as JSON at /ui/api/overview)."""
-    store, engine = service.store, service.engine
+    store, engine, tally = service.store, service.engine, caches.tally
     live = engine.router
-    counts, _users = population.get(live.context.history)
+    counts, _users = caches.population.get(live.context.history)
     now = time.time()
-    act = insights.activity(queries.created_times(store, who, now - 14 * insights.DAY), now)
-    choices = queries.choice_counts(store, who)
-    total = sum(choices.values())
-    fav = insights.favourite(counts)
-    spent = insights.spend(queries.rankings(store, who), fav, live.costs)
-    agree = insights.agreement(queries.routed_feedback(store, who), rating_scale(live.model))
-    meta = model_meta(engine.model_dir)
+    tally.refresh(store, rating_scale(live.model))
+    sums = tally.totals(who.may_act_as, insights.favourite(counts), live.costs)
+    act = insights.activity({"routes": sums.route_times, "feedback": sums.feedback_times}, now)
     health: dict[str, Any] = {
         "schema_version": store.schema_version(),
-        "routes": total,
-        "feedback": sum(int(c["feedback"]) for c in queries.user_counts(store, who).values()),
+        "routes": sums.routes,
+        "feedback": sums.feedback,
         "pending_changes": engine.pending(),
         "history_records": len(live.context.history),
-        "last_write": queries.last_write(store) if who.admin else None,
+        "last_write": tally.last_write if who.admin else None,
     }
     if who.admin:
         health["database"] = parsed_safe(store.url)
+    by_share = sorted(sums.choices.items(), key=lambda kv: -kv[1])
     return {
         "activity": {
             "bucket_seconds": act.bucket,
@@ -135,10 +147,10 @@ def overview_data(service: Service, who: Principal) -> dict[str, Any]:
             "routes": act.routes,
             "feedback": act.feedback,
         },
-        "traffic": {llm: n / total for llm, n in sorted(choices.items(), key=lambda kv: -kv[1])} if total else {},
-        "spend": vars(spent),
-        "agreement": {"agreed": agree.agreed, "judged": agree.judged, "rate": agree.rate},
-        "model": meta,
+        "traffic": {llm: n / sums.routes for llm, n in by_share} if sums.routes else {},
+        "spend": vars(sums.spend),
+        "agreement": {"agreed": sums.agreement.agreed, "judged": sums.agreement.judged, "rate": sums.agreement.rate},
+        "model": model_meta(engine.model_dir),
         "store": health,
     }
 
@@ -155,7 +167,7 @@ async def overview(request: Request) -> Response:
     who = await session.signed_in(request)
     if who is None:
         return to_login(request)
-    data = await run_in_threadpool(overview_data, _service(request), who)
+    data = await run_in_threadpool(overview_data, _service(request), _caches(request), who)
     act = insights.Activity(
         data["activity"]["starts"],
         data["activity"]["bucket_seconds"],
@@ -186,7 +198,7 @@ async def overview_json(request: Request) -> JSONResponse:
         raise HTTPException(
             401, "missing or unknown API key; send 'Authorization: Bearer KEY'", {"WWW-Authenticate": "Bearer"}
         )
-    return JSONResponse(await run_in_threadpool(overview_data, _service(request), who))
+    return JSONResponse(await run_in_threadpool(overview_data, _service(request), _caches(request), who))
 
 
 # ---------------------------------------------------------------------------------------------------- users
@@ -198,7 +210,7 @@ async def users(request: Request, q: str = "", forgot: str = "") -> Response:
     if who is None:
         return to_login(request)
     service = _service(request)
-    counts, sizes = await run_in_threadpool(_visible_users, service, who)
+    counts, sizes = await run_in_threadpool(_visible_users, service, _caches(request), who)
     needle = q.strip().lower()
     names = [u for u in set(counts) | set(sizes) if needle in u.lower()]
     zero = {"feedback": 0, "routes": 0, "last": 0.0}
@@ -218,10 +230,10 @@ async def users(request: Request, q: str = "", forgot: str = "") -> Response:
     )
 
 
-def user_data(service: Service, user: str) -> dict[str, Any]:
+def user_data(service: Service, caches: Caches, user: str) -> dict[str, Any]:
     live = service.engine.router
     records = live.history(user)
-    counts, _ = population.get(live.context.history)
+    counts, _ = caches.population.get(live.context.history)
     times = queries.user_feedback_times(service.store, user)
     base = max(0, len(records) - len(times))
     recent = queries.recent_routes(service.store, Principal("console", admin=True), 20, user=user)
@@ -247,7 +259,7 @@ async def user_page(request: Request, user: str) -> Response:
         return refused(request, who, 403, f"this API key may not act for user '{user}'")
     service = _service(request)
     await service.engine.caught_up(user)
-    data = await run_in_threadpool(user_data, service, user)
+    data = await run_in_threadpool(user_data, service, _caches(request), user)
     return page(
         request,
         "user.html",
@@ -369,7 +381,7 @@ async def try_page(request: Request, user: str = "") -> Response:
     if who is None:
         return to_login(request)
     service = _service(request)
-    counts, sizes = await run_in_threadpool(_visible_users, service, who)
+    counts, sizes = await run_in_threadpool(_visible_users, service, _caches(request), who)
     known = sorted(set(counts) | set(sizes))[:2000]
     live = service.engine.router
     return page(request, "try.html", who, title="Try it", users=known, user=user, llms=live.llms, costs=live.costs)
@@ -418,7 +430,7 @@ async def model_page(request: Request) -> Response:
     service = _service(request)
     engine = service.engine
     live = engine.router
-    counts, _ = population.get(live.context.history)
+    counts, _ = _caches(request).population.get(live.context.history)
     llms = [
         {
             "llm": m,

@@ -58,36 +58,38 @@ class FeedbackView:
     created: float
 
 
-def created_times(store: Store, who: Principal, since: float) -> dict[str, list[float]]:
-    """Creation times of routes and of feedback since a time: the activity chart bins them."""
-    out: dict[str, list[float]] = {}
+def table_counts(store: Store) -> tuple[int, int]:
+    """(stored routes, stored feedback): what the running totals must add up to."""
     with store.engine.connect() as conn:
-        for name, table in (("routes", routes), ("feedback", feedback)):
-            query = _where(sa.select(table.c.created).where(table.c.created >= since), scope_of(who, table.c.user))
-            out[name] = [row[0] for row in conn.execute(query)]
-    return out
+        return (
+            int(conn.execute(sa.select(sa.func.count()).select_from(routes)).scalar_one()),
+            int(conn.execute(sa.select(sa.func.count()).select_from(feedback)).scalar_one()),
+        )
 
 
-def choice_counts(store: Store, who: Principal) -> dict[str, int]:
-    """How many stored routes chose each LLM."""
-    query = _where(sa.select(routes.c.choice, sa.func.count()).group_by(routes.c.choice), scope_of(who, routes.c.user))
+def routes_since(store: Store, since: float | None) -> list[tuple[str, str, str, str, float]]:
+    """(id, user, choice, ranking JSON, created) of the routes created since a time (all when None)."""
+    query = sa.select(routes.c.id, routes.c.user, routes.c.choice, routes.c.ranking, routes.c.created)
+    if since is not None:
+        query = query.where(routes.c.created >= since)
     with store.engine.connect() as conn:
-        return {choice: int(n) for choice, n in conn.execute(query)}
+        return [tuple(row) for row in conn.execute(query)]
 
 
-def rankings(store: Store, who: Principal) -> list[tuple[str, list[dict[str, Any]]]]:
-    """(choice, ranking) of every stored route: what spend is computed from."""
-    query = _where(sa.select(routes.c.choice, routes.c.ranking), scope_of(who, routes.c.user))
+def feedback_since(store: Store, since: float | None) -> list[tuple[int, str, float, str | None, str | None]]:
+    """(id, user, created, record JSON, the route's choice) of the feedback created since a time (all when None);
+    the record and choice are None for feedback not given on a stored route."""
+    query = sa.select(
+        feedback.c.id,
+        feedback.c.user,
+        feedback.c.created,
+        sa.case((routes.c.choice.is_not(None), feedback.c.record)),
+        routes.c.choice,
+    ).outerjoin(routes, routes.c.id == feedback.c.route_id)
+    if since is not None:
+        query = query.where(feedback.c.created >= since)
     with store.engine.connect() as conn:
-        return [(choice, json.loads(ranking)) for choice, ranking in conn.execute(query)]
-
-
-def routed_feedback(store: Store, who: Principal) -> list[tuple[str, dict[str, Any]]]:
-    """(the route's choice, the feedback's record) for every feedback given on a stored route."""
-    query = sa.select(routes.c.choice, feedback.c.record).join(routes, routes.c.id == feedback.c.route_id)
-    query = _where(query, scope_of(who, feedback.c.user))
-    with store.engine.connect() as conn:
-        return [(choice, json.loads(record)) for choice, record in conn.execute(query)]
+        return [tuple(row) for row in conn.execute(query)]
 
 
 def user_counts(store: Store, who: Principal) -> dict[str, dict[str, float]]:
@@ -112,12 +114,17 @@ def _feedback_view(row: Any) -> FeedbackView:
 
 
 def recent_routes(store: Store, who: Principal, limit: int = 50, user: str | None = None) -> list[RouteView]:
-    """The latest stored routes, newest first (of one user, if given)."""
-    columns = (routes.c.id, routes.c.user, routes.c.query, routes.c.choice, routes.c.ranking, routes.c.created)
-    query = _where(sa.select(*columns), scope_of(who, routes.c.user))
+    """The latest stored routes, newest first (of one user, if given).
+
+    The newest ids are found first and only their rows read: sorting whole rows (query and ranking texts) was
+    most of the time of this read.
+    """
+    newest = _where(sa.select(routes.c.id), scope_of(who, routes.c.user))
     if user is not None:
-        query = query.where(routes.c.user == user)
-    query = query.order_by(routes.c.created.desc()).limit(limit)
+        newest = newest.where(routes.c.user == user)
+    newest = newest.order_by(routes.c.created.desc()).limit(limit)
+    columns = (routes.c.id, routes.c.user, routes.c.query, routes.c.choice, routes.c.ranking, routes.c.created)
+    query = sa.select(*columns).where(routes.c.id.in_(newest.scalar_subquery())).order_by(routes.c.created.desc())
     with store.engine.connect() as conn:
         return [_route_view(row) for row in conn.execute(query)]
 
@@ -156,11 +163,3 @@ def user_feedback_times(store: Store, user: str) -> list[float]:
     query = sa.select(feedback.c.created).where(feedback.c.user == user).order_by(feedback.c.created)
     with store.engine.connect() as conn:
         return [row[0] for row in conn.execute(query)]
-
-
-def last_write(store: Store) -> float | None:
-    """When the newest route or feedback was stored (None for an empty store)."""
-    with store.engine.connect() as conn:
-        times = [conn.execute(sa.select(sa.func.max(t.c.created))).scalar() for t in (routes, feedback)]
-    known = [t for t in times if t is not None]
-    return max(known) if known else None
