@@ -63,26 +63,32 @@ def store(tmp_path: Path) -> Store:
     opened.close()
 
 
+def users_of(store: Store, who: Principal) -> set[str]:
+    return {r.user for r in queries.recent_routes(store, who)}
+
+
 def test_scope_admin_user_and_tenant(store: Store) -> None:
-    assert set(queries.user_counts(store, ADMIN)) == {"alice", "bob", "acme/eve", "acme_x"}
-    assert set(queries.user_counts(store, Principal("k", False, ("alice",)))) == {"alice"}
-    assert set(queries.user_counts(store, Principal("k", False, ("acme/*",)))) == {"acme/eve"}
+    assert users_of(store, ADMIN) == {"alice", "bob", "acme/eve", "acme_x"}
+    assert users_of(store, Principal("k", False, ("alice",))) == {"alice"}
+    assert users_of(store, Principal("k", False, ("acme/*",))) == {"acme/eve"}
     # '_' and '%' in a tenant prefix are literal, not SQL wildcards
-    assert set(queries.user_counts(store, Principal("k", False, ("acme_*",)))) == {"acme_x"}
-    assert queries.user_counts(store, Principal("k", False, ("a%*",))) == {}
+    assert users_of(store, Principal("k", False, ("acme_*",))) == {"acme_x"}
+    assert users_of(store, Principal("k", False, ("a%*",))) == set()
+    assert users_of(store, Principal("k", False, ("bob", "acme/*"))) == {"bob", "acme/eve"}
 
 
-def test_counts_choices_and_recent_routes(store: Store) -> None:
-    counts = queries.user_counts(store, ADMIN)
-    assert counts["alice"]["feedback"] == 2 and counts["alice"]["routes"] == 2
-    assert counts["acme/eve"] == {"feedback": 1, "routes": 1, "last": pytest.approx(counts["acme/eve"]["last"])}
+def test_recent_routes_and_feedback(store: Store) -> None:
     assert [r.id for r in queries.recent_routes(store, ADMIN, limit=3)] == ["r5", "r4", "r3"]
     assert [r.id for r in queries.recent_routes(store, ADMIN, user="alice")] == ["r2", "r1"]
     assert [r.id for r in queries.recent_routes(store, Principal("k", False, ("bob",)))] == ["r3"]
+    assert queries.recent_routes(store, ADMIN)[0].ranking[0]["llm"] == "gpt-4"
     after = queries.feedback_on(store, ["r1", "r4"])
     assert list(after) == ["r1"] and after["r1"][0].kind == "pairwise"
+    assert after["r1"][0].record["responses"][0] == {"llm": "gpt-4", "rating": 1.0}
     assert queries.route_view(store, "nope") is None
     assert len(queries.user_feedback_times(store, "alice")) == 2
+    assert [f.kind for f in queries.user_feedback(store, "alice")] == ["thumbs", "pairwise"]  # newest first
+    assert queries.table_counts(store) == (5, 4)
 
 
 def totals(tally: Tally, who: Principal = ADMIN, favourite: str | None = "gpt-4") -> object:
@@ -108,6 +114,8 @@ def test_totals_spend_agreement_and_scope(store: Store) -> None:
     tenant = totals(tally, Principal("k", False, ("acme/*",)))
     assert (tenant.routes, tenant.feedback, tenant.agreement.judged) == (1, 1, 0)
     assert totals(tally, favourite=None).spend.favourite is None
+    rows = tally.per_user(Principal("k", False, ("alice", "acme/*")).may_act_as)
+    assert set(rows) == {"alice", "acme/eve"} and (rows["alice"]["routes"], rows["alice"]["feedback"]) == (2, 2)
     assert (
         insights.agreed("gpt-4", {"responses": [{"llm": "gpt-4", "rating": 1}, {"llm": "x", "rating": 1}]}, (0, 1))
         is None

@@ -78,7 +78,8 @@ def _visible_users(
     service: Service, caches: Caches, who: Principal
 ) -> tuple[dict[str, dict[str, float]], dict[str, int]]:
     """Users the key may see: their stored counts and their history sizes."""
-    counts = queries.user_counts(service.store, who)
+    caches.tally.refresh(service.store, rating_scale(service.engine.router.model))
+    counts = caches.tally.per_user(who.may_act_as)
     _, sizes = caches.population.get(service.engine.router.context.history)
     sizes = sizes if who.admin else {u: n for u, n in sizes.items() if who.may_act_as(u)}
     for user in who.users:

@@ -92,19 +92,6 @@ def feedback_since(store: Store, since: float | None) -> list[tuple[int, str, fl
         return [tuple(row) for row in conn.execute(query)]
 
 
-def user_counts(store: Store, who: Principal) -> dict[str, dict[str, float]]:
-    """Per user: stored feedback, stored routes and the last time either was stored."""
-    out: dict[str, dict[str, float]] = {}
-    with store.engine.connect() as conn:
-        for name, table in (("feedback", feedback), ("routes", routes)):
-            query = sa.select(table.c.user, sa.func.count(), sa.func.max(table.c.created)).group_by(table.c.user)
-            for user, n, last in conn.execute(_where(query, scope_of(who, table.c.user))):
-                entry = out.setdefault(user, {"feedback": 0, "routes": 0, "last": 0.0})
-                entry[name] = int(n)
-                entry["last"] = max(entry["last"], float(last or 0.0))
-    return out
-
-
 def _route_view(row: Any) -> RouteView:
     return RouteView(row.id, row.user, row.query, row.choice, json.loads(row.ranking), row.created)
 

@@ -136,6 +136,19 @@ class Tally:
             feedback_times = [x for t in chosen for x in t.feedback_times]
             return Totals(spend.routes, dict(choices), spend, feedback, agreement, route_times, feedback_times)
 
+    def per_user(self, visible: Callable[[str], bool]) -> dict[str, dict[str, float]]:
+        """Stored routes, stored feedback and the last time either was stored, of each visible user."""
+        with self._lock:
+            return {
+                user: {
+                    "routes": t.routes,
+                    "feedback": t.feedback,
+                    "last": max(t.route_times[-1:] + t.feedback_times[-1:], default=0.0),
+                }
+                for user, t in self.users.items()
+                if visible(user) and (t.routes or t.feedback)
+            }
+
     @property
     def last_write(self) -> float | None:
         """When the newest route or feedback counted so far was stored."""
