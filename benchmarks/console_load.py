@@ -3,12 +3,12 @@
     HF_HUB_OFFLINE=1 python -m benchmarks.console_load --data-dir ../shared/data --out runs/console-bench
 
 Trains (once) the model of benchmarks/serve_load.py (MT-Bench, the default text encoder, --steps steps), starts
-`gmtrouter serve` as a child process with a fresh SQLite file, and fills it through the API: --events routes of
-MT-Bench users and questions, each followed by feedback (thumbs, pairwise and rating in turn), from 8 concurrent
-clients. Then, for each console page, it times --repeat sequential requests from a signed-in client (the full
-response over loopback, after one warm-up) and, where Chromium is installed, --browser-repeat browser loads
-(navigation start to the load event, headless Chromium through Playwright). Results print as JSON and as a
-Markdown table.
+`gmtrouter serve` as a child process with a fresh SQLite file, and fills it through the API from 8 concurrent
+clients: --events routes of MT-Bench users and questions, then feedback on each (thumbs, pairwise and rating in
+turn); it waits until all of it is live in the router. Then, for each console page, it times --repeat sequential
+requests from a signed-in client (the full response over loopback, after one warm-up) and, where Chromium is
+installed, --browser-repeat browser loads (navigation start to the load event, headless Chromium through
+Playwright). Results print as JSON and as a Markdown table.
 """
 
 from __future__ import annotations
@@ -166,12 +166,15 @@ def main() -> None:
         else:
             route_ids = asyncio.run(fill(url, users, questions, args.events))
         filled = time.perf_counter() - started
-        health = httpx.get(f"{url}/healthz", timeout=30).json()
+        while (health := httpx.get(f"{url}/healthz", timeout=30).json())["pending_changes"]:
+            time.sleep(1)  # time the pages once every feedback is live in the router, as in service use
+        folded = time.perf_counter() - started - filled
         paths = [p.format(user=users[0], route=route_ids[-1]) for p in PAGES]
         results = {
             "events": args.events,
             "reused_database": reuse,
             "fill_seconds": round(filled, 1),
+            "fold_wait_seconds": round(folded, 1),
             "history_records": health["history_records"],
             "load_average": [round(x, 2) for x in os.getloadavg()],
             "pages": time_pages(url, paths, args.repeat),

@@ -40,6 +40,8 @@ templates.env.filters["pct"] = lambda v: "–" if v is None else f"{v:.0%}"
 router = APIRouter(prefix="/ui", include_in_schema=False)
 NEW_USER = "(new user)"  # Try it without a user: routed by the population's preferences
 LIST_LIMIT = 200
+USER_WAIT_S = 2.0  # a user page waits this long for the user's acknowledged feedback to be live, then says so
+TRY_WAIT_S = 10.0  # Try it waits as /v1/route does (which waits up to two minutes), but not as long
 
 
 # --------------------------------------------------------------------------------------------------- helpers
@@ -259,8 +261,9 @@ async def user_page(request: Request, user: str) -> Response:
     if not who.may_act_as(user):
         return refused(request, who, 403, f"this API key may not act for user '{user}'")
     service = _service(request)
-    await service.engine.caught_up(user)
+    live = await service.engine.caught_up(user, timeout=USER_WAIT_S)
     data = await run_in_threadpool(user_data, service, _caches(request), user)
+    data["folding"] = not live
     return page(
         request,
         "user.html",
@@ -405,7 +408,7 @@ async def try_route(body: TryRequest, request: Request) -> TryResponse:
             413, f"the query holds {len(body.query)} characters; the limit is {limit} (max_query_chars)"
         )
     candidates = check_candidates(service, body.candidates)
-    await service.engine.caught_up(user)
+    live = await service.engine.caught_up(user, timeout=TRY_WAIT_S)
     decision, explanation = await run_in_threadpool(
         service.engine.preview, user, body.query, candidates, body.cost_weight
     )
@@ -416,7 +419,7 @@ async def try_route(body: TryRequest, request: Request) -> TryResponse:
         cost_weight=decision.cost_weight,
         ranking=[vars(r) for r in decision.ranking],
         explanation=explanation,
-        notes=decision.notes,
+        notes=decision.notes + ([] if live else [f"feedback of '{user}' is still being folded in; not shown here"]),
     )
 
 
