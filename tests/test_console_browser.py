@@ -128,6 +128,7 @@ def test_every_page_signed_in_as_admin(browser, live: dict) -> None:
     page = tab.page
     assert page.locator("h1").inner_text() == "Overview"
     assert page.locator("svg.chart rect.bar.routes").count() > 0
+    assert page.locator(".hbars .fill").count() >= 3  # traffic per LLM and spend
     tab.shot("overview")
 
     tab.open("/ui/users")

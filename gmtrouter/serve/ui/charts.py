@@ -1,7 +1,8 @@
-"""Charts as inline SVG, drawn on the server: no JavaScript chart library, nothing to fetch, readable on a phone.
+"""Charts drawn on the server: no JavaScript chart library, nothing to fetch, readable on a phone.
 
-Each function returns one `<svg>` element with a viewBox, so it scales to the width of its container; text is
-escaped here. Colours come from CSS classes (static/console.css), so the charts follow the page's theme.
+Time axes are inline SVG with a viewBox, so they scale to their container; rows of bars and intervals are plain
+HTML, so they reflow to any width with text at its normal size. Text is escaped here; colours come from CSS
+classes (static/console.css), so the charts follow the page's theme.
 """
 
 from __future__ import annotations
@@ -15,10 +16,10 @@ from markupsafe import Markup
 from gmtrouter.serve.ui.insights import DAY, HOUR, Activity, Taste
 
 
-def _svg(width: int, height: int, body: list[str], label: str, wide: bool = True) -> Markup:
-    """A chart element; a wide one keeps a minimum width on a phone (its card scrolls sideways instead)."""
+def _svg(width: int, height: int, body: list[str], label: str) -> Markup:
+    """A chart element; it keeps a minimum width on a phone (its card scrolls sideways instead)."""
     return Markup(
-        f'<svg class="chart{" wide" if wide else ""}" viewBox="0 0 {width} {height}" role="img" '
+        f'<svg class="chart wide" viewBox="0 0 {width} {height}" role="img" '
         f'aria-label="{escape(label)}" preserveAspectRatio="xMinYMin meet">{"".join(body)}</svg>'
     )
 
@@ -67,22 +68,17 @@ def activity_chart(data: Activity) -> Markup:
 
 
 def bar_chart(items: Sequence[tuple[str, float]], unit: str = "", digits: int = 0) -> Markup:
-    """Horizontal bars, one labelled row each (shares of traffic, spend by policy)."""
-    width, row, label_w = 540, 26, 170
-    height = max(row, row * len(items)) + 6
+    """Horizontal bars, one labelled row each (shares of traffic, spend by policy); HTML, so it reflows."""
     top = max([v for _, v in items] + [0.0]) or 1.0
-    body = []
-    for i, (label, value) in enumerate(items):
-        y = 3 + i * row
-        w = (width - label_w - 90) * value / top
+    rows = []
+    for label, value in items:
         shown = f"{value:,.{digits}f}{unit}"
-        body.append(
-            f'<text class="label" x="{label_w - 8}" y="{y + 17}" text-anchor="end">{escape(label)}</text>'
-            f'<rect class="bar routes" x="{label_w}" y="{y + 4}" width="{w:.1f}" height="{row - 8}">'
-            f"<title>{escape(label)}: {shown}</title></rect>"
-            f'<text class="value" x="{label_w + w + 6:.1f}" y="{y + 17}">{shown}</text>'
+        rows.append(
+            f'<div class="hbar"><span class="label">{escape(label)}</span><span class="track">'
+            f'<span class="fill" style="width:{100 * value / top:.1f}%"></span></span>'
+            f'<span class="val">{shown}</span></div>'
         )
-    return _svg(width, height, body, "bar chart", wide=False)
+    return Markup(f'<div class="hbars" role="img" aria-label="bar chart">{"".join(rows)}</div>')
 
 
 def taste_chart(items: Sequence[Taste]) -> Markup:
