@@ -49,9 +49,15 @@ def _browser_or_skip() -> None:
 
 
 @pytest.fixture(scope="module")
-def live(served_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:  # noqa: F811
-    """A served model with stored routes and feedback of eight users; a user key for taste-1."""
+def chromium() -> str:
+    """The browser, checked before anything is trained or started."""
     _browser_or_skip()
+    return CHROMIUM
+
+
+@pytest.fixture(scope="module")
+def live(chromium: str, served_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:  # noqa: F811
+    """A served model with stored routes and feedback of eight users; a user key for taste-1."""
     folder = tmp_path_factory.mktemp("console-browser")
     config = folder / "serve.toml"
     config.write_text(f'report = "{REPO / "docs" / "results.md"}"\n', encoding="utf-8")
@@ -84,11 +90,11 @@ def live(served_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
 
 
 @pytest.fixture(scope="module")
-def browser(live: dict) -> Iterator:
+def browser(chromium: str, live: dict) -> Iterator:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as driver:
-        launched = driver.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        launched = driver.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu"])
         yield launched
         launched.close()
 
