@@ -518,21 +518,26 @@ def serve(
     port: Annotated[int | None, typer.Option("--port", help="Port to listen on (default 8000).")] = None,
     config: Annotated[Path | None, typer.Option("--config", help="Settings file: TOML, YAML or JSON.")] = None,
     log_level: Annotated[str, typer.Option("--log-level", help="uvicorn log level.")] = "info",
+    report: Annotated[
+        Path | None, typer.Option("--report", help="A 'gmtrouter bench' report (results.md) for the console.")
+    ] = None,
 ) -> None:
     """Serve routing, feedback and an OpenAI-compatible endpoint over HTTP."""
     if ctx.invoked_subcommand is not None:
         return
     from gmtrouter.serve.config import load_config
 
-    settings = load_config(config, model=model, db=db, host=host, port=port)
+    settings = load_config(config, model=model, db=db, host=host, port=port, report=report)
     if settings.model is None:
         raise GmtError("give the model folder: --model DIR (or 'model' in the config file)")
+    if settings.report is not None and not settings.report.is_file():
+        raise GmtError(f"{settings.report}: no such benchmark report; give the results.md of 'gmtrouter bench'")
     import uvicorn
 
     from gmtrouter.serve.app import create_app
 
     application = create_app(settings)
-    err.print(f"serving {settings.model} on http://{settings.host}:{settings.port} (docs at /docs)")
+    err.print(f"serving {settings.model} on http://{settings.host}:{settings.port} (console at /ui, docs at /docs)")
     uvicorn.run(application, host=settings.host, port=settings.port, log_level=log_level, access_log=False)
 
 

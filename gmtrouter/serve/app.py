@@ -21,6 +21,7 @@ from gmtrouter.serve import admin, chat, routes
 from gmtrouter.serve.config import ServeConfig
 from gmtrouter.serve.service import Service, build_service
 from gmtrouter.serve.store import FeedbackConflict
+from gmtrouter.serve.ui import mount as mount_console
 from gmtrouter.serve.upstream import UpstreamError
 
 log = logging.getLogger("gmtrouter.serve")
@@ -170,4 +171,5 @@ def create_app(config: ServeConfig, service: Service | None = None) -> FastAPI:
     _install_error_handlers(app)
     for module in (routes, chat, admin):
         app.include_router(module.router)
+    mount_console(app)  # the web console at /ui
     return app

@@ -78,6 +78,7 @@ class ServeConfig(BaseModel):
         5.0, description="How often feedback and forgets stored by other replicas are folded in (0: never)."
     )
     sqlite_synchronous: str = Field("FULL", pattern="^(FULL|NORMAL|EXTRA)$")
+    report: Path | None = Field(None, description="A 'gmtrouter bench' report (results.md) for the console.")
     upstreams: dict[str, Upstream] = Field(default_factory=dict, description="LLM name -> its upstream endpoint.")
     rate_requests_per_minute: PerMinute = Field(
         600, description="Requests one user or tenant key may make per minute (0: no limit); admins are exempt."

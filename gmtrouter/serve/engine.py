@@ -260,6 +260,23 @@ class Engine:
             job.answer(routed)
         self.on_batch(len(batch), encoded)
 
+    def preview(
+        self, user: str, query: str, candidates: list[str] | None, cost_weight: float
+    ) -> tuple[RouteDecision, list[dict[str, Any]]]:
+        """What `route` would answer, and why, without storing anything (the console's Try it; blocking)."""
+        with self._router_lock:
+            router = self.router
+            encoder = getattr(router.model, "text_encoder", None)
+            if encoder is not None and isinstance(encoder(), ServiceEncoder):
+                encoder().encode_queries([query])
+            decision = router.route(user, query, candidates, cost_weight)
+            return decision, explanation_of(router, user, query, decision.llm)
+
+    def explain(self, user: str, query: str, llm: str) -> list[dict[str, Any]]:
+        """The user's past interactions that weigh most for `llm` on `query`, by the live router (blocking)."""
+        with self._router_lock:
+            return explanation_of(self.router, user, query, llm)
+
     # ------------------------------------------------------------------------------------------ folding
 
     def _submit(self, op: _Op, users: Sequence[str] = ()) -> int:
