@@ -134,10 +134,11 @@ def tune_backbone(router: GMTRouter, table: InteractionTable, train_ids: np.ndar
     def grid(setting: float | None, values: list[float]) -> list[float]:
         return [setting] if setting is not None else values
 
-    folds = _folds(table.rec_user[train_ids], TUNING_FOLDS, np.random.default_rng(router.seed))
-    splits = [(train_ids[folds != fold], train_ids[folds == fold]) for fold in range(TUNING_FOLDS)]
+    rng = np.random.default_rng(router.seed)
+    folds = _folds(table.rec_user[train_ids], TUNING_FOLDS, rng)
+    by_record = [(train_ids[folds != fold], train_ids[folds == fold]) for fold in range(TUNING_FOLDS)]
 
-    def best(candidates: list[Priors]) -> Priors:
+    def best(candidates: list[Priors], splits: list[tuple[np.ndarray, np.ndarray]] = by_record) -> Priors:
         loss = np.zeros(len(candidates))
         for shown, held in splits:
             comparisons = Comparisons.of(table, held)
@@ -155,7 +156,11 @@ def tune_backbone(router: GMTRouter, table: InteractionTable, train_ids: np.ndar
     )
     topical = bool(len(router.topics_))
     task_grid = grid(router.task_prior, TOPIC_PRIOR_GRID) if topical else [math.inf]
-    chosen = best([Priors(chosen.user, chosen.query, math.inf, task) for task in task_grid])
+    # The task deviation is what carries a query's neighbours' verdicts to a query never seen, so it is judged
+    # on folds of whole queries: held-out records of seen queries would let the query deviation answer instead.
+    query_folds = rng.integers(TUNING_FOLDS, size=len(table.query_vocab))[table.rec_query[train_ids]]
+    by_query = [(train_ids[query_folds != fold], train_ids[query_folds == fold]) for fold in range(TUNING_FOLDS)]
+    chosen = best([Priors(chosen.user, chosen.query, math.inf, task) for task in task_grid], by_query)
     topic_grid = grid(router.topic_prior, TOPIC_PRIOR_GRID) if topical else [math.inf]
     router.priors_ = best([Priors(chosen.user, chosen.query, topic, chosen.task) for topic in topic_grid])
     return {
