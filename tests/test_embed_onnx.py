@@ -49,7 +49,7 @@ def test_onnx_vectors_agree_with_pytorch_on_mt_bench_questions(questions, export
 
 
 def test_a_texts_vector_does_not_depend_on_the_others_in_its_call(questions, export_dir) -> None:
-    encoder = OnnxEncoder(cache_dir=export_dir)
+    encoder = OnnxEncoder(cache_dir=export_dir, threads=3)  # three texts at a time
     together = encoder.encode(questions[:12])
     alone = np.concatenate([encoder.encode([q]) for q in questions[:12]])
     np.testing.assert_array_equal(together, alone)
@@ -95,6 +95,10 @@ def test_backend_setting_selects_and_caches_apart(monkeypatch, export_dir, tmp_p
     assert default.cache.path != exact.cache.path  # int8 and float vectors never share a cache file
     monkeypatch.setenv(BACKEND_ENV, "fast")
     with pytest.raises(GmtError, match=f"{BACKEND_ENV}='fast' is not a backend; use one of: auto, onnx, torch"):
+        get_encoder("all-MiniLM-L6-v2", cache_dir=export_dir)
+    monkeypatch.setenv(BACKEND_ENV, "onnx")
+    monkeypatch.setenv("GMTROUTER_ENCODER_THREADS", "two")
+    with pytest.raises(GmtError, match="GMTROUTER_ENCODER_THREADS='two' is not a positive whole number"):
         get_encoder("all-MiniLM-L6-v2", cache_dir=export_dir)
 
 
