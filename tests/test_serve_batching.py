@@ -13,6 +13,7 @@ import pytest
 from gmtrouter.api import Router
 from gmtrouter.checkpoint import save_router
 from gmtrouter.data.loaders import prepare
+from gmtrouter.embed import get_encoder
 from gmtrouter.routers import make_router
 from tests.serve_support import ADMIN, server
 
@@ -30,6 +31,8 @@ def minilm_model(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> tu
     users = [user for user, _ in Counter(r.user for r in records).most_common(4)]
     records = [r for r in records if r.user in users]
     model = make_router("gmtrouter", encoder="all-MiniLM-L6-v2", steps=20, eval_every=10, progress=False, seed=0)
+    # the folder the tests' GMTROUTER_CACHE_DIR names (conftest), so the server finds the export made here
+    model.use_text_encoder(get_encoder("all-MiniLM-L6-v2", cache_dir=tmp_path_factory.getbasetemp() / "cache"))
     model.fit(records)
     folder = save_router(model, tmp_path_factory.mktemp("minilm") / "model", records)
     return folder, users, sorted({r.query for r in records})
