@@ -18,6 +18,7 @@ from gmtrouter.checkpoint import load_router
 from gmtrouter.costs import cost_adjusted, mean_costs
 from gmtrouter.data.schema import Interaction
 from gmtrouter.errors import GmtError
+from gmtrouter.querycache import QueryCacheEncoder
 from gmtrouter.routers import PreferenceRouter, RoutingContext
 
 Message = Mapping[str, Any]
@@ -74,10 +75,17 @@ def query_of(messages: str | Sequence[Message]) -> str:
 
 
 class Router:
-    """A trained preference router bound to the interactions users have shown so far."""
+    """A trained preference router bound to the interactions users have shown so far.
 
-    def __init__(self, model: PreferenceRouter, history: Sequence[Interaction]) -> None:
+    Routed queries are embedded once and kept in a bounded in-memory LRU (`query_cache` entries), as the service
+    does: a repeated query skips the encoder, and routed texts never grow the on-disk embedding cache.
+    """
+
+    def __init__(self, model: PreferenceRouter, history: Sequence[Interaction], query_cache: int = 10_000) -> None:
         self.model = model
+        encoder = getattr(model, "text_encoder", None)
+        if encoder is not None and hasattr(model, "use_text_encoder") and not isinstance(encoder(), QueryCacheEncoder):
+            model.use_text_encoder(QueryCacheEncoder(encoder(), query_cache))
         self.costs = mean_costs(history)
         self.context: RoutingContext = model.context(history)
 
@@ -105,6 +113,9 @@ class Router:
         llms = list(dict.fromkeys(candidates)) if candidates else self.llms
         if not llms:
             raise GmtError("no candidate LLMs; name at least one")
+        encoder = getattr(self.model, "text_encoder", None)
+        if encoder is not None and isinstance(encoder(), QueryCacheEncoder):
+            encoder().encode_queries([query])  # into the LRU (a no-op when it is there already)
         scores = self.context.score(user, query, llms)
         costs = [self.costs.get(m) for m in llms]
         adjusted = cost_adjusted(scores, costs, cost_weight)

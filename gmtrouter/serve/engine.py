@@ -1,10 +1,11 @@
 """The router behind the API: one thread routes, another folds feedback in; the live router is swapped, never mutated.
 
 Routing reads a `Router` that no other thread changes. The route worker takes whatever requests are waiting (up to
-`batch_max`), embeds their new queries in one encoder call, scores each, stores the batch's routes in one
-transaction, and answers them. Feedback is committed by the API first; the fold thread then builds a new `Router`
-over the history plus the new records (one graph refresh for however many arrived meanwhile) and swaps it in, so
-routing never waits for a refresh. A route for a user whose acknowledged feedback is not yet live waits for the
+`batch_max`; when one of them has a query not yet embedded, it waits up to `batch_wait_ms` for more), embeds their
+new queries in one encoder call, scores each, stores the batch's routes in one transaction, and answers them.
+Feedback is committed by the API first; the fold thread then builds a new `Router` over the history plus the new
+records (one graph refresh for however many arrived meanwhile) and swaps it in, so routing never waits for a
+refresh. A route for a user whose acknowledged feedback is not yet live waits for the
 fold that contains it: the next route of that user reflects the feedback. Reloading a model and forgetting a user
 go through the same fold thread, so every change to the history happens in one order.
 """
@@ -100,6 +101,7 @@ class Engine:
         store: Store,
         model_dir: str | Path,
         batch_max: int = 64,
+        batch_wait_ms: float = 2.0,
         query_cache: int = 100_000,
         sync_seconds: float = 5.0,
         torch_threads: int = 1,
@@ -108,6 +110,7 @@ class Engine:
     ) -> None:
         self.store = store
         self.batch_max = batch_max
+        self.batch_wait = max(0.0, batch_wait_ms) / 1000
         self.query_cache = max(query_cache, 4 * batch_max)
         self.sync_seconds = sync_seconds
         self.on_batch = on_batch or (lambda size, encoded: None)
@@ -198,17 +201,38 @@ class Engine:
             job = self._routes.get()
             if job is None:
                 return
-            batch = [job]
-            while len(batch) < self.batch_max:
-                try:
+            self._route_batch(self._gather(job))
+
+    def _gather(self, first: _RouteJob) -> list[_RouteJob]:
+        """The requests waiting now; if one needs its query embedded, up to `batch_wait` s more for others.
+
+        One encoder call for many queries costs far less than one call each, so a fresh query waits a few
+        milliseconds for company; a batch of cached queries never waits.
+        """
+        batch = [first]
+        deadline: float | None = None
+        while len(batch) < self.batch_max:
+            try:
+                if deadline is None:
                     more = self._routes.get_nowait()
-                except queue.Empty:
-                    break
-                if more is None:
-                    self._routes.put(None)
-                    break
-                batch.append(more)
-            self._route_batch(batch)
+                else:
+                    more = self._routes.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                if deadline is None and self.batch_wait and self._needs_encoding(batch):
+                    deadline = time.monotonic() + self.batch_wait
+                    continue
+                break
+            if more is None:
+                self._routes.put(None)
+                break
+            batch.append(more)
+        return batch
+
+    def _needs_encoding(self, batch: list[_RouteJob]) -> bool:
+        encoder = getattr(self.router.model, "text_encoder", None)
+        if encoder is None or not isinstance(encoder(), ServiceEncoder):
+            return False
+        return not all(encoder().has(job.query) for job in batch)
 
     def _route_batch(self, batch: list[_RouteJob]) -> None:
         with self._router_lock:

@@ -44,6 +44,7 @@ def build_service(config: ServeConfig) -> Service:
         store,
         config.model,
         batch_max=config.batch_max,
+        batch_wait_ms=config.batch_wait_ms,
         query_cache=config.query_cache,
         sync_seconds=config.sync_seconds,
         torch_threads=config.torch_threads,

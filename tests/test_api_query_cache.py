@@ -1,0 +1,56 @@
+"""`Router.route` in Python keeps routed queries' embeddings in a bounded LRU, as the service does."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from gmtrouter.api import Router
+from gmtrouter.embed import HashingEncoder
+from gmtrouter.model.gmtrouter import GMTRouter
+from tests.test_gmtrouter import FAST, taste_records
+
+
+class CountingEncoder(HashingEncoder):
+    """The real hashing encoder (the model's own), recording each text it embeds."""
+
+    def __init__(self) -> None:
+        super().__init__(64)
+        self.seen: list[str] = []
+
+    def encode(self, texts):
+        self.seen.extend(texts)
+        return super().encode(texts)
+
+
+@pytest.fixture(scope="module")
+def trained() -> tuple[GMTRouter, list]:
+    train = taste_records(12, 8, seed=1)
+    return GMTRouter(**FAST).fit(train), train
+
+
+def test_a_repeated_query_is_embedded_once_and_routes_the_same(trained) -> None:
+    model, history = trained
+    counting = CountingEncoder()
+    model.use_text_encoder(counting)
+    router = Router(model, history)
+    first = router.route("u0", "how long do I boil pasta?", ["a", "b", "c"])
+    counting.seen.clear()
+    again = router.route("u0", "how long do I boil pasta?", ["a", "b", "c"])
+    assert counting.seen == []
+    assert [r.llm for r in again.ranking] == [r.llm for r in first.ranking]
+    np.testing.assert_allclose([r.score for r in again.ranking], [r.score for r in first.ranking], rtol=1e-6)
+
+
+def test_the_query_cache_is_bounded(trained) -> None:
+    model, history = trained
+    counting = CountingEncoder()
+    model.use_text_encoder(counting)
+    router = Router(model, history, query_cache=2)
+    for query in ("first query", "second query", "third query"):
+        router.route("u1", query)
+    counting.seen.clear()
+    router.route("u1", "third query")
+    assert counting.seen == []
+    router.route("u1", "first query")  # the oldest of three in a cache of two: embedded again
+    assert counting.seen == ["first query"]
