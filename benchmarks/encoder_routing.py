@@ -30,7 +30,7 @@ from gmtrouter.embed import CachedEncoder, TextEncoder, model_encoder
 from gmtrouter.evaluate import evaluate_router
 from gmtrouter.metrics import evaluate_scores
 from gmtrouter.querycache import QueryCacheEncoder
-from gmtrouter.routers import make_router
+from gmtrouter.registry import make_router
 
 
 def route_scores(model, history: list[Interaction], test: list[Interaction], queries: TextEncoder) -> dict:

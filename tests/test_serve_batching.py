@@ -14,7 +14,7 @@ from gmtrouter.api import Router
 from gmtrouter.checkpoint import save_router
 from gmtrouter.data.loaders import prepare
 from gmtrouter.embed import get_encoder
-from gmtrouter.routers import make_router
+from gmtrouter.registry import make_router
 from tests.serve_support import ADMIN, server
 
 pytestmark = pytest.mark.slow
