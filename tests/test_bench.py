@@ -251,8 +251,8 @@ def test_plan_leaves_out_what_cannot_differ_or_is_slow_and_runs_ablations_on_the
         ("mmlu", "gmtrouter-full-graph"),
     ]
     per_seed = {seed: sum(j.seed == seed for j in jobs) for seed in (0, 1)}
-    # gmtrouter in 3 settings on both datasets; ablations (2 on mmlu, 4 on gsm8k) on seed 0, known and new users
-    assert per_seed == {0: 2 * 3 + (2 + 4) * 2, 1: 2 * 3}
+    # gmtrouter in 3 settings on both datasets; ablations (4 on mmlu, 6 on gsm8k) on seed 0, known and new users
+    assert per_seed == {0: 2 * 3 + (4 + 6) * 2, 1: 2 * 3}
     assert {j.split for j in jobs if j.variant != "gmtrouter"} == {"record", "user"}
     assert {j.shots for j in jobs if j.split in ("record", "query")} == {(0,)}
     assert {j.shots for j in jobs if j.split == "user"} == {(0, 5)}

@@ -6,6 +6,7 @@ one line that says what to fix, and a refused request stores nothing.
 """
 
 import logging
+import re
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -106,11 +107,15 @@ def _one_line(error: RequestValidationError) -> tuple[int, str]:
     return 422, f"{where}: {message}{more}"
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
 def error_response(
     request: Request, status_code: int, detail: str, headers: dict[str, str] | None = None
 ) -> JSONResponse:
     """`{"detail": ...}`; on the OpenAI-compatible path also OpenAI's `{"error": {"message": ...}}`, which its
     clients read."""
+    detail = _CONTROL.sub(lambda match: repr(match.group())[1:-1], detail)  # one line, whatever a client sent
     body: dict[str, Any] = {"detail": detail}
     if request.url.path.startswith("/v1/chat/"):
         kind = "invalid_request_error" if status_code < 500 else "upstream_error"
