@@ -1,6 +1,6 @@
 """A tiny OpenAI-compatible chat completions server that echoes: the upstream LLM in the proxy tests.
 
-Run as `python tests/echo_upstream.py PORT`. The answer is "<model> says: <last user message>", so a test can
+Run as `python tests/echo_upstream.py --port PORT`. The answer is "<model> says: <last user message>", so a test can
 tell which upstream model a request reached; with `stream: true` it sends the answer word by word as SSE chunks.
 A whole answer also says what reached the upstream (`received`: the request's fields, and its `max_tokens`).
 Requests without 'Authorization: Bearer upstream-secret' are refused, as a real provider would.
@@ -8,8 +8,8 @@ Requests without 'Authorization: Bearer upstream-secret' are refused, as a real 
 
 from __future__ import annotations
 
+import argparse
 import json
-import sys
 import time
 
 import uvicorn
@@ -73,4 +73,6 @@ async def completions(request: Request):
 
 
 if __name__ == "__main__":
-    uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, required=True)
+    uvicorn.run(app, host="127.0.0.1", port=parser.parse_args().port, log_level="warning")

@@ -160,11 +160,11 @@ def server(model: Path, db: str, config: Path | None = None, env: dict[str, str]
 
 
 @contextlib.contextmanager
-def echo_upstream() -> Iterator[str]:
-    """The OpenAI-compatible echo server (tests/echo_upstream.py) as a child process; yields its /v1 URL."""
+def upstream_process(args: list[str]) -> Iterator[str]:
+    """An OpenAI-compatible server started by `args` plus `--port PORT` on a free port; yields its /v1 URL."""
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, str(Path(__file__).with_name("echo_upstream.py")), str(port)],
+        [*args, "--port", str(port)],
         cwd=REPO,
         env=child_env(),
         stdout=subprocess.PIPE,
@@ -176,6 +176,11 @@ def echo_upstream() -> Iterator[str]:
         yield f"http://127.0.0.1:{port}/v1"
     finally:
         stop(process)
+
+
+def echo_upstream() -> contextlib.AbstractContextManager[str]:
+    """The OpenAI-compatible echo server (tests/echo_upstream.py) as a child process; yields its /v1 URL."""
+    return upstream_process([sys.executable, str(Path(__file__).with_name("echo_upstream.py"))])
 
 
 def long_values_are_refused(base: str, store: object) -> None:

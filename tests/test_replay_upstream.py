@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -15,29 +13,15 @@ import openai
 import pytest
 
 from tests.conftest import REPO
-from tests.serve_support import ADMIN, child_env, free_port, served_model, server, stop, wait_ready  # noqa: F401
+from tests.serve_support import ADMIN, served_model, server, upstream_process  # noqa: F401
 
 pytestmark = pytest.mark.slow
 
 
-@contextlib.contextmanager
-def replay(data_dir: Path) -> Iterator[str]:
+def replay(data_dir: Path) -> contextlib.AbstractContextManager[str]:
     """`gmtrouter serve replay-upstream` on a free port; yields its /v1 URL."""
-    port = free_port()
     args = [sys.executable, "-m", "gmtrouter", "serve", "replay-upstream", "--data-dir", str(data_dir / "mt_bench")]
-    process = subprocess.Popen(
-        [*args, "--port", str(port)],
-        cwd=REPO,
-        env=child_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        wait_ready(f"http://127.0.0.1:{port}/healthz", process, timeout=60)
-        yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        stop(process)
+    return upstream_process(args)
 
 
 def recorded(data_dir: Path, model: str, question_id: int) -> list[str]:
