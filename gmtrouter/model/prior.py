@@ -1,6 +1,8 @@
 """The Bradley-Terry backbone of GMTRouter: what the simple rules know, computed from the graph's records.
 
-A score is  θ_m + δ_{u,m} + γ_{q,m} + (the network's residual), where
+A score is  θ_m + τ_{t,m} + δ_{u,m} + δ_{u,t,m} + γ_{q,m} + (the network's residual), with t the query's topic
+(its nearest k-means centroid of the training queries' embeddings), τ_t everybody's deviation on that topic
+(which LLM is good at what) and δ_{u,t} the user's own on it (taste that depends on the task); and
 
 - θ are the population strengths (one Bradley-Terry fit over every training comparison),
 - δ_u is user u's deviation, fitted on the comparisons u shows in the graph with a Gaussian prior of
