@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 from gmtrouter.data.schema import Interaction
 from gmtrouter.data.split import holdout_split
 from gmtrouter.early_stopping import EarlyStopping
-from gmtrouter.graph.sample import sample_step
+from gmtrouter.graph.sample import sample_step, shuffled_ranks
 from gmtrouter.graph.table import InteractionTable
 from gmtrouter.metrics import evaluate_scores
 from gmtrouter.model.loss import preference_loss
@@ -197,14 +197,9 @@ def as_thumbs(shown: np.ndarray, thumbs: np.ndarray, rate: float, rng: np.random
 def _folds(record_users: np.ndarray, folds: int, rng: np.random.Generator) -> np.ndarray:
     """A fold id for every record, dealt round-robin within each user in random order; -1 (never held out)
     for a user's last record, so every user shows something in every fold."""
-    n = len(record_users)
-    order = np.lexsort((rng.random(n), record_users))
-    sorted_users = record_users[order]
-    starts = np.flatnonzero(np.r_[True, sorted_users[1:] != sorted_users[:-1]])
-    sizes = np.diff(np.r_[starts, n])
-    rank = np.arange(n) - np.repeat(starts, sizes)
+    order, sizes, rank = shuffled_ranks(record_users, rng)
     fold = np.where(rank < np.repeat(sizes, sizes) - 1, (rank + rng.integers(folds)) % folds, -1)
-    out = np.empty(n, dtype=np.int64)
+    out = np.empty(len(record_users), dtype=np.int64)
     out[order] = fold
     return out
 

@@ -20,6 +20,17 @@ class SamplingConfig:
     cold_user_rate: float = 0.1  # share of users that show nothing in a step (trains the population prior)
 
 
+def shuffled_ranks(record_users: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(order, sizes, rank): positions sorted by user with each user's records in random order, each user's
+    record count (in user order), and each sorted position's rank within its user."""
+    n = len(record_users)
+    order = np.lexsort((rng.random(n), record_users))
+    sorted_users = record_users[order]
+    starts = np.flatnonzero(np.r_[True, sorted_users[1:] != sorted_users[:-1]])
+    sizes = np.diff(np.r_[starts, n])
+    return order, sizes, np.arange(n) - np.repeat(starts, sizes)
+
+
 def sample_step(
     record_users: np.ndarray, config: SamplingConfig, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -28,12 +39,7 @@ def sample_step(
     Each user shows a uniform 1..max_visible of their records (never all of them), except cold users, who
     show none; targets are drawn from the records nobody showed.
     """
-    n = len(record_users)
-    order = np.lexsort((rng.random(n), record_users))
-    sorted_users = record_users[order]
-    starts = np.flatnonzero(np.r_[True, sorted_users[1:] != sorted_users[:-1]])
-    sizes = np.diff(np.r_[starts, n])
-    rank = np.arange(n) - np.repeat(starts, sizes)
+    order, sizes, rank = shuffled_ranks(record_users, rng)
     upper = np.minimum(config.max_visible, sizes - 1)
     shown = np.where(upper >= 1, rng.integers(1, np.maximum(upper, 1) + 1), 0)
     shown[rng.random(len(sizes)) < config.cold_user_rate] = 0
