@@ -3,6 +3,7 @@
     python -m benchmarks.mtbench_accuracy --seeds 0,1,2,3,4
     python -m benchmarks.mtbench_accuracy --seeds 0,1 --routers all-baselines
     python -m benchmarks.mtbench_accuracy --routers query-winrate --question-rate 5
+    python -m benchmarks.mtbench_accuracy --routers gmtrouter --set residual=false
 
 Each seed splits the votes by record (test 20%, every user keeps training records), trains both routers on
 the training part and scores the test part with the training part as the users' history. Prints a table,
@@ -28,6 +29,7 @@ from benchmarks.common import DEFAULT_DATA, OUT, mt_bench, save_json
 from gmtrouter.baselines import BASELINES
 from gmtrouter.baselines.base import RecordTable
 from gmtrouter.baselines.knn import win_counts
+from gmtrouter.cli import parse_settings
 from gmtrouter.data.split import split_records
 from gmtrouter.evaluate import evaluate_router
 from gmtrouter.metrics import evaluate_scores
@@ -42,6 +44,7 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1,2,3,4")
     parser.add_argument("--routers", default=",".join(ROUTERS))
     parser.add_argument("--question-rate", type=float, default=None, metavar="K")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a gmtrouter setting")
     args = parser.parse_args()
     records = mt_bench(args.data_dir)
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -58,7 +61,7 @@ def main() -> None:
                 {"seed": seed, "accuracy": result["accuracy"], "auc": result["auc"], "fit_seconds": 0.0}
             )
         for name in names:
-            settings = {"progress": False} if name == "gmtrouter" else {}
+            settings = {"progress": False, **parse_settings(args.set)} if name == "gmtrouter" else {}
             started = time.perf_counter()
             router = make_router(name, seed=seed, **settings).fit(train)
             seconds = time.perf_counter() - started

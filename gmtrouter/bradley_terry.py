@@ -1,21 +1,41 @@
-"""L2-regularised Bradley-Terry strengths for many groups at once (one per user, or one for everybody).
+"""Regularised Bradley-Terry strengths for many groups at once (one per user, or one for everybody).
 
-For each group g it minimises  sum_pairs logloss(target, offset + θ_g[i] - θ_g[j]) + l2/2 ||θ_g||²  by
+For each group g it minimises  sum_pairs logloss(target, offset + θ_g[i] - θ_g[j]) + penalty(θ_g)  by
 Newton's method with step halving, every group in the same arrays. A tie's target of 0.5 is the same as
 counting half a win for each side. `offset` carries a prior score difference (the global strengths, or a
-network's scores), so θ_g is the group's deviation from that prior and `l2` how strongly it is pulled back.
+network's scores), so θ_g is the group's deviation from that prior and the penalty how strongly it is pulled
+back. The penalty is Gaussian, l2/2 θ², or with a finite `tail` ν a Student-t one, ν/2 log(1 + l2 θ²/ν): as
+stiff as the Gaussian near 0, but its pull fades for large deviations, so a few noisy votes stay shrunk while
+many consistent ones move the strengths freely (the t penalty is minimised through its quadratic majoriser,
+which makes every Newton step a descent step).
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 from scipy.special import expit, log_expit
 
 
-def _objective(theta, group, first, second, target, offset, l2, n_groups) -> np.ndarray:
+def penalty(theta: np.ndarray, l2: float, tail: float) -> np.ndarray:
+    """[groups] the prior's penalty of each group's strengths."""
+    if math.isinf(tail):
+        return 0.5 * l2 * (theta**2).sum(axis=1)
+    return 0.5 * tail * np.log1p(l2 * theta**2 / tail).sum(axis=1)
+
+
+def _curvature(theta: np.ndarray, l2: float, tail: float) -> np.ndarray:
+    """The penalty's gradient is curvature x θ; for the t penalty this curvature majorises it."""
+    if math.isinf(tail):
+        return np.full_like(theta, l2)
+    return l2 / (1 + l2 * theta**2 / tail)
+
+
+def _objective(theta, group, first, second, target, offset, l2, tail, n_groups) -> np.ndarray:
     z = offset + theta[group, first] - theta[group, second]
     loss = -(target * log_expit(z) + (1 - target) * log_expit(-z))
-    return np.bincount(group, weights=loss, minlength=n_groups) + 0.5 * l2 * (theta**2).sum(axis=1)
+    return np.bincount(group, weights=loss, minlength=n_groups) + penalty(theta, l2, tail)
 
 
 def bradley_terry(
@@ -29,23 +49,28 @@ def bradley_terry(
     offset: np.ndarray | float = 0.0,
     iterations: int = 50,
     tol: float = 1e-9,
+    tail: float = math.inf,
 ) -> np.ndarray:
     """[n_groups, n_llms] strengths; a group without pairs stays at 0 (the prior)."""
     if l2 <= 0:
         raise ValueError(f"l2 must be positive, got {l2}")
+    if tail <= 0:
+        raise ValueError(f"tail must be positive, got {tail}")
     group, first, second = (np.asarray(x, dtype=np.int64) for x in (group, first, second))
     target = np.asarray(target, dtype=np.float64)
     offset = np.broadcast_to(np.asarray(offset, dtype=np.float64), target.shape)
     theta = np.zeros((n_groups, n_llms))
-    ridge = l2 * np.eye(n_llms)
-    current = _objective(theta, group, first, second, target, offset, l2, n_groups)
+    diagonal = np.arange(n_llms)
+    current = _objective(theta, group, first, second, target, offset, l2, tail, n_groups)
     for _ in range(iterations):
         p = expit(offset + theta[group, first] - theta[group, second])
         residual, weight = p - target, p * (1 - p)
-        grad = l2 * theta
+        curvature = _curvature(theta, l2, tail)
+        grad = curvature * theta
         np.add.at(grad, (group, first), residual)
         np.add.at(grad, (group, second), -residual)
-        hess = np.repeat(ridge[None], n_groups, axis=0)
+        hess = np.zeros((n_groups, n_llms, n_llms))
+        hess[:, diagonal, diagonal] = curvature
         np.add.at(hess, (group, first, first), weight)
         np.add.at(hess, (group, second, second), weight)
         np.add.at(hess, (group, first, second), -weight)
@@ -54,7 +79,7 @@ def bradley_terry(
         scale = np.ones(n_groups)
         for _ in range(30):  # halve the step of any group whose objective would rise
             candidate = theta - scale[:, None] * step
-            value = _objective(candidate, group, first, second, target, offset, l2, n_groups)
+            value = _objective(candidate, group, first, second, target, offset, l2, tail, n_groups)
             worse = value > current + 1e-12
             if not worse.any():
                 break

@@ -257,7 +257,7 @@ def data_validate(file: Annotated[Path, typer.Argument(help="Records or matrix J
     err.print(f"{file}: {good} valid {'records' if is_records else 'matrix rows'}")
 
 
-def _parse_settings(pairs: list[str]) -> dict[str, object]:
+def parse_settings(pairs: list[str]) -> dict[str, object]:
     """`--set key=value` pairs; values are JSON where they parse as JSON (numbers, booleans), else strings."""
     settings: dict[str, object] = {}
     for pair in pairs:
@@ -312,7 +312,7 @@ def train(
     if from_db is not None:
         records = _with_stored_feedback(records, from_db)
     valid_records = read_records(valid) if valid else None
-    options = _parse_settings(settings or [])
+    options = parse_settings(settings or [])
     options.setdefault("seed", seed)
     descriptions = _llm_descriptions(llm_info)
     if descriptions is not None:

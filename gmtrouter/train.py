@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -18,13 +19,23 @@ from gmtrouter.graph.sample import sample_step, shuffled_ranks
 from gmtrouter.graph.table import InteractionTable
 from gmtrouter.metrics import evaluate_scores
 from gmtrouter.model.loss import preference_loss
-from gmtrouter.model.prior import Comparisons, Priors, PriorScores, comparison_loss, fit_topics, topic_of
+from gmtrouter.model.prior import (
+    Comparisons,
+    Priors,
+    PriorScores,
+    comparison_loss,
+    fit_topics,
+    responsive,
+    topic_of,
+)
 
 TUNING_FOLDS = 5
-# Candidate prior strengths (a Gaussian prior's precision on a deviation; inf: that deviation off). A user's
-# deviation is never off and its prior at most 4, so that ten consistent votes overturn the model's prediction
-# for that user even where the population prefers the other LLM at 80% (a prior of 8 stops near 75%).
-USER_PRIOR_GRID = [0.25, 0.5, 1.0, 2.0, 4.0]
+# Candidate prior strengths (a prior's precision on a deviation; inf: that deviation off). A user's deviation is
+# never off, and only user priors that keep feedback visible are candidates (`responsive`: three consistent votes
+# against an 80% population preference bring it to 65%, ten overturn it): a Gaussian prior up to 4, a Student-t
+# one (one degree of freedom) up to 16, which holds one or two noisy votes more firmly and lets three through.
+USER_PRIOR_GRID = [0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0]
+USER_TAIL_GRID = [math.inf, 1.0]
 TOPIC_PRIOR_GRID = [math.inf, 0.5, 1.0, 2.0, 4.0, 8.0]
 QUERY_PRIOR_GRID = [0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 64.0, math.inf]
 
@@ -147,10 +158,13 @@ def tune_backbone(router: GMTRouter, table: InteractionTable, train_ids: np.ndar
                 loss[i] += comparison_loss(comparisons, table, prior, query_topic)
         return candidates[int(np.argmin(loss))]
 
+    tails = grid(router.user_tail, USER_TAIL_GRID)
+    users = [(user, tail) for user in grid(router.user_prior, USER_PRIOR_GRID) for tail in tails]
+    users = [(user, tail) for user, tail in users if responsive(user, tail)] or users  # settings fixed by hand stay
     chosen = best(
         [
-            Priors(user, query)
-            for user in grid(router.user_prior, USER_PRIOR_GRID)
+            Priors(user, query, user_tail=tail)
+            for user, tail in users
             for query in grid(router.query_prior, QUERY_PRIOR_GRID)
         ]
     )
@@ -160,12 +174,13 @@ def tune_backbone(router: GMTRouter, table: InteractionTable, train_ids: np.ndar
     # on folds of whole queries: held-out records of seen queries would let the query deviation answer instead.
     query_folds = rng.integers(TUNING_FOLDS, size=len(table.query_vocab))[table.rec_query[train_ids]]
     by_query = [(train_ids[query_folds != fold], train_ids[query_folds == fold]) for fold in range(TUNING_FOLDS)]
-    chosen = best([Priors(chosen.user, chosen.query, math.inf, task) for task in task_grid], by_query)
+    chosen = best([replace(chosen, task=task) for task in task_grid], by_query)
     topic_grid = grid(router.topic_prior, TOPIC_PRIOR_GRID) if topical else [math.inf]
-    router.priors_ = best([Priors(chosen.user, chosen.query, topic, chosen.task) for topic in topic_grid])
+    router.priors_ = best([replace(chosen, topic=topic) for topic in topic_grid])
     return {
         "task_prior": _finite(router.priors_.task),
         "user_prior": _finite(router.priors_.user),
+        "user_tail": _finite(router.priors_.user_tail),
         "query_prior": _finite(router.priors_.query),
         "topic_prior": _finite(router.priors_.topic),
         "topics": len(router.topics_),

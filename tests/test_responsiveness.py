@@ -55,14 +55,23 @@ def p_beats(router: Router, user: str, winner: str, loser: str) -> float:
 
 
 def test_thumbs_up_raises_and_thumbs_down_lowers_that_llm_for_that_user(router) -> None:
+    """Every thumb moves the LLM the right way; five that contradict the population (a thumbs up on an LLM it
+    ranks below average, down on one above) move it visibly. A thumbs down on an LLM everybody dislikes is
+    little news, and a few votes are weak evidence: the user prior holds them near the population."""
     low, high = router.model.rating_range_
+    population = scores(router, "nobody")
+    average = np.mean(list(population.values()))
     for llm in router.model.llms_:
         for thumbs, rating, direction in (("up", high, 1), ("down", low, -1)):
             user = f"thumbs-{thumbs}-{llm}"
-            before = scores(router, user)[llm]
-            router.observe_many([vote(user, 0, {llm: rating})])
-            after = scores(router, user)[llm]
-            assert direction * (after - before) > 0.02, f"thumbs {thumbs} on {llm}: {before:.3f} -> {after:.3f}"
+            curve = [scores(router, user)[llm]]
+            for k in range(5):
+                router.observe_many([vote(user, k, {llm: rating})])
+                curve.append(scores(router, user)[llm])
+            moves = direction * np.diff(curve)
+            assert (moves > 0).all(), f"thumbs {thumbs} on {llm}: {np.round(curve, 3)}"
+            if direction * (population[llm] - average) < 0:
+                assert direction * (curve[-1] - curve[0]) > 0.2, f"thumbs {thumbs} on {llm}: {np.round(curve, 3)}"
             router.forget(user)
 
 

@@ -63,6 +63,7 @@ class GMTRouter(PreferenceRouter):
         residual_margin: float = 0.01,
         thumbs_rate: float = 0.2,
         user_prior: float | None = None,
+        user_tail: float | None = None,
         query_prior: float | None = None,
         topic_prior: float | None = None,
         task_prior: float | None = None,
@@ -97,6 +98,7 @@ class GMTRouter(PreferenceRouter):
         self.residual_margin = residual_margin
         self.thumbs_rate = thumbs_rate
         self.user_prior = user_prior
+        self.user_tail = user_tail
         self.query_prior = query_prior
         self.topic_prior = topic_prior
         self.task_prior = task_prior

@@ -5,8 +5,10 @@ A score is  θ_m + τ_{t,m} + δ_{u,m} + δ_{u,t,m} + γ_{q,m} + (the network's 
 (which LLM is good at what) and δ_{u,t} the user's own on it (taste that depends on the task); and
 
 - θ are the population strengths (one Bradley-Terry fit over every training comparison),
-- δ_u is user u's deviation, fitted on the comparisons u shows in the graph with a Gaussian prior of
-  strength `user_prior` (a MAP estimate: 40 consistent votes move it further than 4),
+- δ_u is user u's deviation, fitted on the comparisons u shows in the graph with a prior of strength
+  `user_prior` (a MAP estimate: 40 consistent votes move it further than 4); the prior may be a Student-t
+  (`user_tail` degrees of freedom), which holds a few noisy votes near 0 as firmly as a strong Gaussian but
+  lets many consistent ones through,
 - γ_q is query q's deviation, fitted on every user's comparisons of answers to the same query text, with a
   prior of strength `query_prior` (what the users thought of the answers to *this* question beyond their
   own taste).
@@ -84,14 +86,19 @@ def population_strengths(table: InteractionTable, records: np.ndarray, l2: float
 
 
 def deviations(
-    groups: np.ndarray, n_groups: int, comparisons: Comparisons, expected: np.ndarray, prior: float
+    groups: np.ndarray,
+    n_groups: int,
+    comparisons: Comparisons,
+    expected: np.ndarray,
+    prior: float,
+    tail: float = math.inf,
 ) -> np.ndarray:
     """[n_groups, LLMs] each group's MAP deviation from what is `expected` of its comparisons.
 
     `groups` [table records] names the group of every record (a user, a query, a user's topic);
     `expected` [C, L + 1] holds, for each comparison, the scores the rest of the model gives every LLM and
     (last column) the virtual average opponent. Groups without comparisons (and every group when `prior` is
-    infinite) stay at 0.
+    infinite) stay at 0. A finite `tail` makes the prior a Student-t with that many degrees of freedom.
     """
     num_llms = expected.shape[1] - 1
     if not np.isfinite(prior) or len(comparisons.record) == 0:
@@ -110,10 +117,27 @@ def deviations(
         offset,
         iterations=20,
         tol=1e-6,
+        tail=tail,
     )
     out = np.zeros((n_groups, num_llms))
     out[present] = fitted[:, :num_llms]
     return out
+
+
+def preference_after(votes: int, prior: float, tail: float, preference: float = 0.8) -> float:
+    """One user's P(B > A) after `votes` consistent votes for B, where the population prefers A at
+    `preference`, under a user prior of precision `prior` and `tail`."""
+    wins = np.ones(votes)
+    index = np.zeros(votes, dtype=np.int64)
+    offset = -math.log(preference / (1 - preference))
+    theta = bradley_terry(index, index + 1, index, wins, 1, 2, prior, offset, tol=1e-6, tail=tail)[0]
+    return float(1 / (1 + math.exp(-(offset + theta[1] - theta[0]))))
+
+
+def responsive(prior: float, tail: float) -> bool:
+    """Whether a user prior keeps feedback visible: against an 80% population preference, three consistent votes
+    bring the user's P(B > A) to at least 0.35 and ten votes past 0.5."""
+    return preference_after(3, prior, tail) >= 0.35 and preference_after(10, prior, tail) > 0.5
 
 
 def fit_topics(query_emb: np.ndarray, seed: int, per_topic: int = 20, most: int = 16) -> np.ndarray:
@@ -141,12 +165,13 @@ def with_average(scores: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Priors:
-    """Precisions of the Gaussian priors on the deviations (inf: that deviation off)."""
+    """Precisions of the priors on the deviations (inf: that deviation off), Gaussian but for the user's."""
 
     user: float
     query: float
     topic: float = math.inf  # the user's deviation on one topic of queries, beyond their overall one
     task: float = math.inf  # everybody's deviation on one topic of queries: which LLM is good at what
+    user_tail: float = math.inf  # degrees of freedom of the user prior's Student-t (inf: Gaussian)
 
 
 @dataclass
@@ -191,7 +216,7 @@ class PriorScores:
         record_topic = query_topic[table.rec_query]
         task = deviations(record_topic, topics, comparisons, expected, priors.task)
         expected = expected + with_average(task[record_topic[comparisons.record]])
-        user = deviations(table.rec_user, num_users, comparisons, expected, priors.user)
+        user = deviations(table.rec_user, num_users, comparisons, expected, priors.user, priors.user_tail)
         expected = expected + with_average(user[table.rec_user[comparisons.record]])
         user_topic = table.rec_user * topics + record_topic
         topic = deviations(user_topic, num_users * topics, comparisons, expected, priors.topic)

@@ -1,0 +1,57 @@
+"""The user prior of the backbone: a few votes stay shrunk, many consistent ones overturn the population."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+from scipy.optimize import minimize
+from scipy.special import log_expit
+
+from gmtrouter.bradley_terry import bradley_terry, penalty
+from gmtrouter.model.prior import preference_after, responsive
+from gmtrouter.train import USER_PRIOR_GRID, USER_TAIL_GRID
+
+
+@pytest.mark.parametrize("tail", USER_TAIL_GRID)
+def test_more_consistent_votes_never_lower_the_users_preference(tail: float) -> None:
+    for prior in USER_PRIOR_GRID:
+        curve = [preference_after(votes, prior, tail) for votes in range(0, 16)]
+        assert all(b >= a - 1e-9 for a, b in itertools.pairwise(curve)), (prior, tail, curve)
+
+
+def test_every_candidate_user_prior_keeps_feedback_visible() -> None:
+    """Tuning only picks among priors under which three votes move an 80% preference to 65% and ten overturn it."""
+    candidates = [(p, t) for p in USER_PRIOR_GRID for t in USER_TAIL_GRID if responsive(p, t)]
+    assert (16.0, 1.0) in candidates and (32.0, 1.0) not in candidates and (8.0, math.inf) not in candidates
+    for prior, tail in candidates:
+        assert preference_after(3, prior, tail) >= 0.35 and preference_after(10, prior, tail) > 0.5
+
+
+def test_a_heavy_tailed_prior_holds_one_vote_and_releases_ten() -> None:
+    """Stiffer than the strongest admissible Gaussian against a little evidence, freer against a lot."""
+    gaussian, student = (4.0, math.inf), (16.0, 1.0)
+    assert preference_after(1, *student) < preference_after(1, *gaussian)
+    assert preference_after(10, *student) > preference_after(10, *gaussian)
+
+
+@pytest.mark.parametrize("tail", [math.inf, 4.0, 1.0])
+def test_fit_is_the_minimum_of_its_objective(tail: float) -> None:
+    rng = np.random.default_rng(0)
+    n, llms = 60, 4
+    first = rng.integers(llms, size=n)
+    second = (first + rng.integers(1, llms, size=n)) % llms
+    target = rng.choice([0.0, 0.5, 1.0], size=n, p=[0.3, 0.1, 0.6])
+    group = np.zeros(n, dtype=np.int64)
+    fitted = bradley_terry(group, first, second, target, 1, llms, 2.0, tail=tail)[0]
+
+    def objective(theta: np.ndarray) -> float:
+        z = theta[first] - theta[second]
+        loss = -(target * log_expit(z) + (1 - target) * log_expit(-z)).sum()
+        return float(loss + penalty(theta[None], 2.0, tail)[0])
+
+    reference = minimize(objective, fitted, method="BFGS").x
+    assert objective(fitted) <= objective(reference) + 1e-6
+    assert np.allclose(fitted, reference, atol=1e-3)
