@@ -737,10 +737,14 @@ def _print_personalised(router, users: list[str], query: str) -> None:
         _print_ranking(decision)
         why = router.context.explain(decision.user, query, decision.llm)
         if why:
-            out.print(f"why: the past interactions of {decision.user} that weighed most", highlight=False)
+            out.print(
+                f"why: the past interactions of {decision.user} that moved {decision.llm} most"
+                f" (+: it did better there than expected, -: worse)",
+                highlight=False,
+            )
             for record, weight in why:
                 verdict = ", ".join(f"{r.llm}={r.rating:g}" for r in record.responses)
-                out.print(f"  {weight:.2f}  {record.query[:70]!r}  ({verdict})", highlight=False, markup=False)
+                out.print(f"  {weight:+.2f}  {record.query[:70]!r}  ({verdict})", highlight=False, markup=False)
 
 
 DEMO_ROUTERS = ("global-winrate", "user-winrate", "knn", "gmtrouter")

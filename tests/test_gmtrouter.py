@@ -170,12 +170,36 @@ def test_ablations_train_and_score(ablation) -> None:
     assert context.knows_user("late0")
 
 
-def test_explanations_name_the_users_own_history(fitted) -> None:
+def test_explanations_name_the_users_own_history_and_which_way_it_pushed(fitted) -> None:
+    """u2 always prefers 'a' and u3 'b': the interactions that explain 'a' push it up for u2, down for u3."""
     router, train = fitted
     context = router.context(train)
-    reasons = context.explain("u2", "question about chess openings", "a", top=3)
-    assert len(reasons) == 3
-    assert all(record.user == "u2" for record, _ in reasons)
-    weights = [w for _, w in reasons]
-    assert weights == sorted(weights, reverse=True) and 0 < sum(weights) <= 1 + 1e-6
+    for user, sign in (("u2", 1), ("u3", -1)):
+        reasons = context.explain(user, "question about chess openings", "a", top=3)
+        assert len(reasons) == 3
+        assert all(record.user == user and "a" in record.llms for record, _ in reasons)
+        weights = [w for _, w in reasons]
+        assert all(sign * w > 0 for w in weights), (user, weights)
+        assert [abs(w) for w in weights] == sorted((abs(w) for w in weights), reverse=True)
     assert context.explain("nobody", "question", "a") == []
+
+
+def test_a_model_that_kept_no_residual_routes_without_the_network_with_the_same_scores() -> None:
+    train = taste_records(8, 6, seed=5)
+    router = GMTRouter(**{**FAST, "residual": False}).fit(train)
+    lean = router.context(train)
+    assert not lean.network and lean.states is None
+    full = router.context(train)
+    full.network = True
+    full.refresh()
+    late = taste_records(2, 3, seed=9, prefix="late")
+    for context in (lean, full):
+        context.observe(late)
+    test = taste_records(8, 2, seed=6)
+    for a, b in zip(lean.score_records(test), full.score_records(test), strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+    for user in ("u1", "late0", "nobody"):
+        for query in ("question about poetry", "question 1 about tax law"):
+            np.testing.assert_allclose(
+                lean.score(user, query, ["a", "b", "c"]), full.score(user, query, ["a", "b", "c"]), atol=1e-5
+            )

@@ -19,7 +19,7 @@ from gmtrouter.graph.build import HeteroGraph, TargetBatch, build_graph, targets
 from gmtrouter.graph.sample import SamplingConfig
 from gmtrouter.graph.table import InteractionTable
 from gmtrouter.model.network import GMTRouterNet, NetConfig
-from gmtrouter.model.prior import Priors, PriorScores, population_strengths, topic_of
+from gmtrouter.model.prior import Priors, PriorScores, population_strengths, record_evidence, topic_of
 from gmtrouter.routers import PreferenceRouter, RoutingContext
 
 TOPICS_KEY = "backbone.topics"  # the checkpoint tensor with the backbone's topic centroids
@@ -221,15 +221,18 @@ class GMTRouter(PreferenceRouter):
         scored: np.ndarray,
         states: dict[str, torch.Tensor] | None = None,
         shown: np.ndarray | None = None,
+        network: bool = True,
     ) -> tuple[torch.Tensor, TargetBatch]:
-        """(scores [B, K], batch) of table records `scored` against `graph`: backbone plus residual."""
-        states = self.net_.encode(graph) if states is None else states
-        prior = self.prior_scores(table, graph, states, shown)
+        """(scores [B, K], batch) of table records `scored` against `graph`: backbone plus residual (the
+        backbone alone without the `network`)."""
+        if network:
+            states = self.net_.encode(graph) if states is None else states
+        prior = self.prior_scores(table, graph, states if network else None, shown)
         batch = targets(table, graph, scored)
         queries = table.rec_query[scored]
         matrix = prior.scores(table.rec_user[scored], queries, self.query_topic(table)[queries], batch.llm.numpy())
         batch.prior = torch.from_numpy(matrix).float()
-        return self.net_.score(states, batch), batch
+        return (self.net_.score(states, batch) if network else batch.prior), batch
 
     # ----------------------------------------------------------------------------------------- state
 
@@ -273,10 +276,13 @@ class GMTRouter(PreferenceRouter):
 
 
 class GMTContext(RoutingContext):
-    """Node states of the history graph, kept so that routing a request only runs the head."""
+    """Node states of the history graph and the backbone's deviations, kept so that routing a request only runs
+    the head. Where training kept no residual (the network adds 0 to every score) the network is skipped
+    altogether: the same scores, without encoding the graph."""
 
     def __init__(self, router: GMTRouter, history: Sequence[Interaction]) -> None:
         self.router = router
+        self.network = not router.net_.adds_nothing()
         super().__init__(history)
 
     def refresh(self) -> None:
@@ -285,13 +291,15 @@ class GMTContext(RoutingContext):
         router.net_.eval()
         self.table = router.table(self.history)
         self.graph = router.graph(self.table, np.arange(self.table.num_records))
-        with torch.no_grad():
-            self.layers = router.net_.encode_layers(self.graph)
+        self.layers: list[dict[str, torch.Tensor]] = []
+        if self.network:
+            with torch.no_grad():
+                self.layers = router.net_.encode_layers(self.graph)
         self.prior = router.prior_scores(self.table, self.graph, self.states)
 
     @property
-    def states(self) -> dict[str, torch.Tensor]:
-        return self.layers[-1]
+    def states(self) -> dict[str, torch.Tensor] | None:
+        return self.layers[-1] if self.layers else None
 
     def observe(self, records: Sequence[Interaction]) -> None:
         """Append the records to the graph and re-encode only the subgraph around their users."""
@@ -301,9 +309,10 @@ class GMTContext(RoutingContext):
         queries_before = self.graph.num_nodes["query"]
         new = self.table.extend(records)
         self.graph.extend(self.table, new)
-        nodes = self.graph.user_nodes(self.table, np.unique(self.table.rec_user[new]))
-        nodes["query"] = torch.arange(queries_before, self.graph.num_nodes["query"])
-        self.layers = self.router.net_.update_layers(self.graph, self.layers, nodes)
+        if self.network:
+            nodes = self.graph.user_nodes(self.table, np.unique(self.table.rec_user[new]))
+            nodes["query"] = torch.arange(queries_before, self.graph.num_nodes["query"])
+            self.layers = self.router.net_.update_layers(self.graph, self.layers, nodes)
         self.prior = self.router.prior_scores(self.table, self.graph, self.states)
 
     def score_records(self, records: Sequence[Interaction]) -> list[np.ndarray]:
@@ -315,35 +324,23 @@ class GMTContext(RoutingContext):
         scored = np.arange(len(self.history), table.num_records)
         graph = router.graph(table, shown, extra_users=table.rec_user[scored])
         with torch.no_grad():
-            scores, batch = router.score_targets(table, graph, scored)
+            scores, batch = router.score_targets(table, graph, scored, network=self.network)
         scores = scores.numpy()
         counts = batch.mask.sum(dim=1).numpy()
         return [scores[i, : counts[i]].astype(float) for i in range(len(records))]
 
     def explain(self, user: str, query: str, llm: str, top: int = 3) -> list[tuple[Interaction, float]]:
-        """The user's past interactions with the most attention from the user node in the last layer.
-
-        The weight of an interaction is the summed attention over its turns; it says which history shaped the
-        user's state, the same for every query and candidate.
-        """
+        """The user's past interactions that moved `llm` most for them, each with its signed weight: how much
+        better (+) or worse (-) `llm` did in it than the model expected (`prior.record_evidence`); these
+        surprises are what set the user's deviation for `llm`."""
         user_id = self.table.user_vocab.get(user, -1)
-        if user_id < 0:
+        llm_id = {m: i for i, m in enumerate(self.router.llms_)}.get(llm, -1)
+        if user_id < 0 or llm_id < 0:
             return []
-        node = int(self.graph.user_node(np.array([user_id]))[0])
-        around = self.graph.user_nodes(self.table, [user_id])
-        turns = around["response"]
-        weights = self.router.net_.user_attention(self.layers, node, turns)
-        if weights is None:
-            return []
-        response_ids = np.flatnonzero(self.graph.response_local >= 0)
-        turn_to_response = np.empty(self.graph.num_nodes["response"], dtype=np.int64)
-        turn_to_response[self.graph.response_local[response_ids]] = response_ids
-        records = self.table.resp_record[turn_to_response[turns.numpy()]]
-        totals: dict[int, float] = {}
-        for record, weight in zip(records.tolist(), weights.tolist(), strict=True):
-            totals[record] = totals.get(record, 0.0) + weight
-        best = sorted(totals.items(), key=lambda item: -item[1])[:top]
-        return [(self.table.records[record], weight) for record, weight in best]
+        records = np.flatnonzero(self.table.rec_user == user_id)
+        weights = record_evidence(self.table, records, self.prior, self.router.query_topic(self.table), llm_id)
+        best = [i for i in np.argsort(-np.abs(weights), kind="stable")[:top] if weights[i] != 0]
+        return [(self.table.records[records[i]], float(weights[i])) for i in best]
 
     def score(self, user: str, query: str, llms: Sequence[str]) -> np.ndarray:
         router = self.router
@@ -351,19 +348,20 @@ class GMTContext(RoutingContext):
         llm_index = {m: i for i, m in enumerate(router.llms_)}
         user_id = self.table.user_vocab.get(user, -1)
         query_id = self.table.query_vocab.get(query, -1)
-        query_x = torch.from_numpy(router.text_encoder().encode([query]))
+        query_x = router.text_encoder().encode([query])
+        llm = np.array([[llm_index[m] for m in llms]])
+        prior = self.prior.scores(np.array([user_id]), np.array([query_id]), topic_of(query_x, router.topics_), llm)
+        if not self.network:
+            return prior[0].astype(float)
         node = int(self.graph.query_local[query_id]) if query_id >= 0 else -1
         batch = TargetBatch(
             user=torch.from_numpy(self.graph.user_node(np.array([user_id]))),
-            query_x=query_x,
+            query_x=torch.from_numpy(query_x),
             query_node=torch.tensor([node]),
-            llm=torch.tensor([[llm_index[m] for m in llms]]),
+            llm=torch.from_numpy(llm),
             mask=torch.ones(1, len(llms), dtype=torch.bool),
             rating=torch.zeros(1, len(llms)),
+            prior=torch.from_numpy(prior).float(),
         )
-        topic = topic_of(query_x.numpy(), router.topics_)
-        batch.prior = torch.from_numpy(
-            self.prior.scores(np.array([user_id]), np.array([query_id]), topic, batch.llm.numpy())
-        ).float()
         with torch.no_grad():
             return router.net_.score(self.states, batch)[0].numpy().astype(float)

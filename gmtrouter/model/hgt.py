@@ -250,20 +250,6 @@ class HGTLayer(nn.Module):
         return m.view(q.size(0), self.out_channels)
 
     @torch.no_grad()
-    def attention(self, x_dst: Tensor, x_src: Tensor, edge_type: EdgeType) -> Tensor:
-        """Attention weights [S, heads] of ONE destination node (x_dst [F]) over its S sources of one relation.
-
-        Valid as the node's full attention when that relation is its only incoming one (a user's turns).
-        """
-        r = self.edge_types.index(tuple(edge_type))
-        src_type, _, dst_type = edge_type
-        heads, dim = self.heads, self.out_channels // self.heads
-        q = self.q_lin[dst_type](x_dst).view(heads, dim)  # [H, D]
-        k = self.k_lin[src_type](x_src).view(-1, heads, dim)  # [S, H, D]
-        k = torch.einsum("shd,hde->she", k, self.k_rel[r])
-        scores = (k * q).sum(-1) * self.p_rel[r] / math.sqrt(dim)  # [S, H]
-        return torch.softmax(scores, dim=0)
-
     def _check_plan(self, plan: HGTPlan, x_dict: Mapping[str, Tensor]) -> None:
         if plan.heads != self.heads or plan.edge_types != tuple(self.edge_types):
             raise ValueError("plan was built for another head count or metadata")

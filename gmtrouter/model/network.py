@@ -153,18 +153,11 @@ class GMTRouterNet(nn.Module):
             return None
         return first.plan(edge_index, {kind: x.shape[0] for kind, x in states.items()})
 
-    @torch.no_grad()
-    def user_attention(
-        self, layers: list[dict[str, torch.Tensor]], user: int, turns: torch.Tensor
-    ) -> torch.Tensor | None:
-        """How much each of a user's turns weighs in the user's final state: last layer, mean over heads."""
-        last = self.convs[-1] if len(self.convs) else None
-        if not isinstance(last, HGTLayer) or not len(turns):
-            return None
-        hub = "turn" if self.config.turn_nodes else "response"
-        states = layers[-2]
-        weights = last.attention(states["user"][user], states[hub][turns], (hub, "by", "user"))
-        return weights.mean(dim=1)
+    def adds_nothing(self) -> bool:
+        """Whether the residual is 0 for every input: the head's last layer is still at its zero start (training
+        kept step 0), so routing can skip the network and use the backbone alone, with the same scores."""
+        last = self.head.mlp[-1]
+        return not (last.weight.any() or last.bias.any())
 
     def encode(self, graph: HeteroGraph) -> dict[str, torch.Tensor]:
         """Final node states {type: [n, hidden]}."""

@@ -26,7 +26,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import log_expit
+from scipy.special import expit, log_expit
 from sklearn.cluster import KMeans
 
 from gmtrouter.bradley_terry import bradley_terry
@@ -251,6 +251,25 @@ def comparison_loss(
     z = scores[rows, comparisons.first] - scores[rows, comparisons.second]
     target = comparisons.target
     return float(-(target * log_expit(z) + (1 - target) * log_expit(-z)).sum())
+
+
+def record_evidence(
+    table: InteractionTable, records: np.ndarray, prior: PriorScores, query_topic: np.ndarray, llm: int
+) -> np.ndarray:
+    """[len(records)] how far each record pushes LLM `llm` up (+) or down (-) for its user: over the record's
+    comparisons that `llm` takes part in, the outcome minus the backbone's predicted probability, signed by
+    `llm`'s side. At the fitted deviations these surprises are what holds a user's deviation away from 0, so
+    the records with the largest ones are the ones that explain it."""
+    records = np.asarray(records, dtype=np.int64)
+    comparisons = Comparisons.of(table, records)
+    queries = table.rec_query[comparisons.record]
+    scores = with_average(prior.matrix(table.rec_user[comparisons.record], queries, query_topic[queries]))
+    rows = np.arange(len(comparisons.record))
+    p = expit(scores[rows, comparisons.first] - scores[rows, comparisons.second])
+    side = (comparisons.first == llm).astype(np.float64) - (comparisons.second == llm)
+    position = np.full(table.num_records, -1, dtype=np.int64)
+    position[records] = np.arange(len(records))
+    return np.bincount(position[comparisons.record], weights=side * (comparisons.target - p), minlength=len(records))
 
 
 def _rows(table: np.ndarray, ids: np.ndarray) -> np.ndarray:
