@@ -709,7 +709,7 @@ def demo(
     _print_comparison("held-out MT-Bench votes (known users)", results)
 
     router = Router.load(out_dir / "models" / "gmtrouter")
-    busiest = [user for user, _ in Counter(r.user for r in train).most_common(DEMO_USERS)]
+    busiest = [user for user, _ in Counter(r.user for r in train).most_common()]  # every user, most history first
     for query in DEMO_QUERIES:
         _print_personalised(router, busiest, query)
     err.print(
@@ -729,7 +729,7 @@ def _print_personalised(router, users: list[str], query: str) -> None:
         None,
     )
     if chosen is None:
-        out.print(f"all {len(users)} users with the most history get {decisions[0].llm} for this query")
+        out.print(f"all {len(users)} users get {decisions[0].llm} for this query")
         chosen = (decisions[0],)
     else:
         out.print(f"two users whose histories differ, routed differently ({len(users)} users tried):")
@@ -748,7 +748,6 @@ def _print_personalised(router, users: list[str], query: str) -> None:
 
 
 DEMO_ROUTERS = ("global-winrate", "user-winrate", "knn", "gmtrouter")
-DEMO_USERS = 20
 DEMO_QUERIES = (
     "Write a short poem about the sea, in the style of a pirate shanty.",
     "A train leaves at 3pm at 60 km/h and another at 4pm at 80 km/h. When does the second catch up?",
