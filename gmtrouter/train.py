@@ -155,7 +155,7 @@ def tune_backbone(router: GMTRouter, table: InteractionTable, train_ids: np.ndar
             comparisons = Comparisons.of(table, held)
             for i, priors in enumerate(candidates):
                 prior = PriorScores.of(table, shown, router.strengths_, priors, query_topic, topics)
-                loss[i] += comparison_loss(comparisons, table, prior, query_topic)
+                loss[i] += comparison_loss(comparisons, table, prior)
         return candidates[int(np.argmin(loss))]
 
     tails = grid(router.user_tail, USER_TAIL_GRID)

@@ -208,11 +208,8 @@ class GMTRouter(PreferenceRouter):
             with torch.no_grad():
                 residual[shown] = self.net_.score(states, batch).numpy()
         topics = max(len(self.topics_), 1)
-        return PriorScores.of(table, shown, self.strengths_, self.priors_, self.query_topic(table), topics, residual)
-
-    def query_topic(self, table: InteractionTable) -> np.ndarray:
-        """[table queries] the backbone's topic of every query of `table`."""
-        return topic_of(table.query_emb, self.topics_)
+        query_topic = topic_of(table.query_emb, self.topics_)
+        return PriorScores.of(table, shown, self.strengths_, self.priors_, query_topic, topics, residual)
 
     def score_targets(
         self,
@@ -230,7 +227,7 @@ class GMTRouter(PreferenceRouter):
         prior = self.prior_scores(table, graph, states if network else None, shown)
         batch = targets(table, graph, scored)
         queries = table.rec_query[scored]
-        matrix = prior.scores(table.rec_user[scored], queries, self.query_topic(table)[queries], batch.llm.numpy())
+        matrix = prior.scores(table.rec_user[scored], queries, prior.query_topic[queries], batch.llm.numpy())
         batch.prior = torch.from_numpy(matrix).float()
         return (self.net_.score(states, batch) if network else batch.prior), batch
 
@@ -338,7 +335,7 @@ class GMTContext(RoutingContext):
         if user_id < 0 or llm_id < 0:
             return []
         records = np.flatnonzero(self.table.rec_user == user_id)
-        weights = record_evidence(self.table, records, self.prior, self.router.query_topic(self.table), llm_id)
+        weights = record_evidence(self.table, records, self.prior, llm_id)
         best = [i for i in np.argsort(-np.abs(weights), kind="stable")[:top] if weights[i] != 0]
         return [(self.table.records[records[i]], float(weights[i])) for i in best]
 

@@ -184,6 +184,7 @@ class PriorScores:
     topic: np.ndarray  # [table users * topics, L], row user * topics + topic
     topics: int
     query: np.ndarray  # [table queries, L]
+    query_topic: np.ndarray  # [table queries] the topic of every table query
 
     @classmethod
     def of(
@@ -222,11 +223,19 @@ class PriorScores:
         topic = deviations(user_topic, num_users * topics, comparisons, expected, priors.topic)
         expected = expected + with_average(topic[user_topic[comparisons.record]])
         query = deviations(table.rec_query, num_queries, comparisons, expected, priors.query)
-        return cls(strengths, task, user, topic, topics, query)
+        return cls(strengths, task, user, topic, topics, query, query_topic)
 
     def scores(self, users: np.ndarray, queries: np.ndarray, topics: np.ndarray, llms: np.ndarray) -> np.ndarray:
         """[B, K] backbone scores of LLMs `llms` [B, K] for table users, queries (-1: unknown) and topics [B]."""
         return np.take_along_axis(self.matrix(users, queries, topics), llms, axis=1)
+
+    def margins(self, table: InteractionTable, comparisons: Comparisons) -> np.ndarray:
+        """[C] each comparison's score difference, first minus second (a lone response meets the average)."""
+        queries = table.rec_query[comparisons.record]
+        users = table.rec_user[comparisons.record]
+        scores = with_average(self.matrix(users, queries, self.query_topic[queries]))
+        rows = np.arange(len(comparisons.record))
+        return scores[rows, comparisons.first] - scores[rows, comparisons.second]
 
     def matrix(self, users: np.ndarray, queries: np.ndarray, topics: np.ndarray) -> np.ndarray:
         """[B, L] backbone scores of every LLM for table users, queries (-1: unknown) and topics [B]."""
@@ -241,31 +250,21 @@ class PriorScores:
         )
 
 
-def comparison_loss(
-    comparisons: Comparisons, table: InteractionTable, prior: PriorScores, query_topic: np.ndarray
-) -> float:
+def comparison_loss(comparisons: Comparisons, table: InteractionTable, prior: PriorScores) -> float:
     """Summed logistic loss of `comparisons` under the backbone's scores (a lone response meets the average)."""
-    queries = table.rec_query[comparisons.record]
-    scores = with_average(prior.matrix(table.rec_user[comparisons.record], queries, query_topic[queries]))
-    rows = np.arange(len(comparisons.record))
-    z = scores[rows, comparisons.first] - scores[rows, comparisons.second]
+    z = prior.margins(table, comparisons)
     target = comparisons.target
     return float(-(target * log_expit(z) + (1 - target) * log_expit(-z)).sum())
 
 
-def record_evidence(
-    table: InteractionTable, records: np.ndarray, prior: PriorScores, query_topic: np.ndarray, llm: int
-) -> np.ndarray:
+def record_evidence(table: InteractionTable, records: np.ndarray, prior: PriorScores, llm: int) -> np.ndarray:
     """[len(records)] how far each record pushes LLM `llm` up (+) or down (-) for its user: over the record's
     comparisons that `llm` takes part in, the outcome minus the backbone's predicted probability, signed by
     `llm`'s side. At the fitted deviations these surprises are what holds a user's deviation away from 0, so
     the records with the largest ones are the ones that explain it."""
     records = np.asarray(records, dtype=np.int64)
     comparisons = Comparisons.of(table, records)
-    queries = table.rec_query[comparisons.record]
-    scores = with_average(prior.matrix(table.rec_user[comparisons.record], queries, query_topic[queries]))
-    rows = np.arange(len(comparisons.record))
-    p = expit(scores[rows, comparisons.first] - scores[rows, comparisons.second])
+    p = expit(prior.margins(table, comparisons))
     side = (comparisons.first == llm).astype(np.float64) - (comparisons.second == llm)
     position = np.full(table.num_records, -1, dtype=np.int64)
     position[records] = np.arange(len(records))
