@@ -27,7 +27,7 @@ from pathlib import Path
 
 import httpx
 
-from benchmarks.serve_load import ADMIN, REPO, free_port, percentile, prepare_model
+from benchmarks.serve_load import ADMIN, REPO, free_port, percentile, prepare_model, wait_healthy
 
 PAGES = ("/ui", "/ui/users", "/ui/users/{user}", "/ui/decisions", "/ui/decisions/{route}", "/ui/try", "/ui/model")
 
@@ -147,16 +147,7 @@ def main() -> None:
     command += ["--report", str(REPO / "docs" / "results.md")]
     server = subprocess.Popen(command, cwd=REPO, env=env)
     try:
-        deadline = time.monotonic() + 300
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit("the server did not start")
-            time.sleep(0.5)
+        wait_healthy(url, server)
         started = time.perf_counter()
         if reuse:
             with httpx.Client(base_url=url, timeout=60) as client:

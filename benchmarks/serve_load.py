@@ -178,6 +178,20 @@ def drive(args: argparse.Namespace) -> None:
 # ------------------------------------------------------------------------------------------ the orchestrator
 
 
+def wait_healthy(url: str, server: subprocess.Popen, timeout: float = 300.0) -> None:
+    """Block until the server at `url` answers /healthz; stop the benchmark if it exits or takes too long."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if server.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit("the server did not start")
+        time.sleep(0.5)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -294,16 +308,7 @@ def main() -> None:
         env=env,
     )
     try:
-        deadline = time.monotonic() + 300
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit("the server did not start")
-            time.sleep(0.5)
+        wait_healthy(url, server)
         results: dict[str, object] = {"layer": layer, "steps": args.steps, "concurrency": args.concurrency}
         base = {"url": url, "users": users, "limit": args.seconds, "concurrency": args.concurrency}
         fresh = iter(f"{q} (request {uuid.uuid4().hex[:8]})" for q in questions * 400)
