@@ -102,20 +102,21 @@ def metric_table(results: Results, dataset: str, split: str, columns: Sequence[C
 
 
 def known_table(results: Results, dataset: str) -> list[str]:
-    lines = metric_table(results, dataset, "record", KNOWN_COLUMNS)
-    oracle = [results.shared(dataset, "record", f"evaluations.0.oracle.{m}") for m in ("accuracy", "auc")]
-    if oracle[0] is not None:
-        cells = [f"*{e.format()}*" if e is not None else "–" for e in oracle]
-        lines.append(f"| *oracle: the simulator's true utilities* | {cells[0]} | {cells[1]} | – | – |")
-    return lines
+    return _with_oracle(results, dataset, "record", KNOWN_COLUMNS)
 
 
 def new_query_table(results: Results, dataset: str) -> list[str]:
-    lines = metric_table(results, dataset, "query", QUERY_COLUMNS)
-    oracle = [results.shared(dataset, "query", f"evaluations.0.oracle.{m}") for m in ("accuracy", "auc")]
+    return _with_oracle(results, dataset, "query", QUERY_COLUMNS)
+
+
+def _with_oracle(results: Results, dataset: str, split: str, columns: Sequence[Column]) -> list[str]:
+    """The metric table (accuracy and AUC first) with the simulator oracle's row, where the data has one."""
+    lines = metric_table(results, dataset, split, columns)
+    oracle = [results.shared(dataset, split, f"evaluations.0.oracle.{m}") for m in ("accuracy", "auc")]
     if oracle[0] is not None:
         cells = [f"*{e.format()}*" if e is not None else "–" for e in oracle]
-        lines.append(f"| *oracle: the simulator's true utilities* | {cells[0]} | {cells[1]} | – |")
+        rest = " – |" * (len(columns) - 2)
+        lines.append(f"| *oracle: the simulator's true utilities* | {cells[0]} | {cells[1]} |{rest}")
     return lines
 
 
