@@ -18,18 +18,20 @@ import numpy as np
 from scipy.special import expit, log_expit
 
 
-def penalty(theta: np.ndarray, l2: float, tail: float) -> np.ndarray:
-    """[groups] the prior's penalty of each group's strengths."""
-    if math.isinf(tail):
-        return 0.5 * l2 * (theta**2).sum(axis=1)
-    return 0.5 * tail * np.log1p(l2 * theta**2 / tail).sum(axis=1)
+def penalty(theta: np.ndarray, l2: float, tail: float | np.ndarray) -> np.ndarray:
+    """[groups] the prior's penalty of each group's strengths; `tail` is one ν or one per column (inf: Gaussian)."""
+    tail = np.broadcast_to(np.asarray(tail, dtype=np.float64), theta.shape[-1:])
+    gaussian = np.isinf(tail)
+    nu = np.where(gaussian, 1.0, tail)
+    terms = np.where(gaussian, 0.5 * l2 * theta**2, 0.5 * nu * np.log1p(l2 * theta**2 / nu))
+    return terms.sum(axis=1)
 
 
-def _curvature(theta: np.ndarray, l2: float, tail: float) -> np.ndarray:
+def _curvature(theta: np.ndarray, l2: float, tail: np.ndarray) -> np.ndarray:
     """The penalty's gradient is curvature x θ; for the t penalty this curvature majorises it."""
-    if math.isinf(tail):
-        return np.full_like(theta, l2)
-    return l2 / (1 + l2 * theta**2 / tail)
+    gaussian = np.isinf(tail)
+    nu = np.where(gaussian, 1.0, tail)
+    return np.where(gaussian, l2, l2 / (1 + l2 * theta**2 / nu))
 
 
 def _objective(theta, group, first, second, target, offset, l2, tail, n_groups) -> np.ndarray:
@@ -49,12 +51,14 @@ def bradley_terry(
     offset: np.ndarray | float = 0.0,
     iterations: int = 50,
     tol: float = 1e-9,
-    tail: float = math.inf,
+    tail: float | np.ndarray = math.inf,
 ) -> np.ndarray:
-    """[n_groups, n_llms] strengths; a group without pairs stays at 0 (the prior)."""
+    """[n_groups, n_llms] strengths; a group without pairs stays at 0 (the prior). `tail`: one ν for every
+    column or one per column."""
     if l2 <= 0:
         raise ValueError(f"l2 must be positive, got {l2}")
-    if tail <= 0:
+    tail = np.broadcast_to(np.asarray(tail, dtype=np.float64), (n_llms,))
+    if (tail <= 0).any():
         raise ValueError(f"tail must be positive, got {tail}")
     group, first, second = (np.asarray(x, dtype=np.int64) for x in (group, first, second))
     target = np.asarray(target, dtype=np.float64)

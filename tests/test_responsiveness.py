@@ -75,6 +75,25 @@ def test_thumbs_up_raises_and_thumbs_down_lowers_that_llm_for_that_user(router) 
             router.forget(user)
 
 
+def test_a_thumb_on_one_llm_does_not_undo_the_thumbs_on_another(router) -> None:
+    """Four thumbs down on the population's favourite lower it for the user; a thumbs down on the runner-up
+    afterwards (the LLM the user is now routed to, say) must not give the favourite its place back."""
+    low, _ = router.model.rating_range_
+    population = scores(router, "nobody")
+    top, second = sorted(population, key=population.get, reverse=True)[:2]
+    user = "harsh"
+    for k in range(4):
+        router.observe_many([vote(user, k, {top: low})])
+    lowered = scores(router, user)[top]
+    router.observe_many([vote(user, 4, {second: low})])
+    after = scores(router, user)[top]
+    assert lowered < population[top] - 0.2, (population[top], lowered)
+    assert after < lowered + 0.1, (
+        f"{top}: {population[top]:.3f} -> {lowered:.3f} -> {after:.3f} after a thumb on {second}"
+    )
+    router.forget(user)
+
+
 def population_pair(router: Router) -> tuple[str, str]:
     """(A, B): the pair whose population preference P(A > B) is closest to 75%."""
     s = scores(router, "nobody")

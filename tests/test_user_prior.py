@@ -37,8 +37,8 @@ def test_a_heavy_tailed_prior_holds_one_vote_and_releases_ten() -> None:
     assert preference_after(10, *student) > preference_after(10, *gaussian)
 
 
-@pytest.mark.parametrize("tail", [math.inf, 4.0, 1.0])
-def test_fit_is_the_minimum_of_its_objective(tail: float) -> None:
+@pytest.mark.parametrize("tail", [math.inf, 4.0, 1.0, np.array([1.0, math.inf, 4.0, 1.0])])
+def test_fit_is_the_minimum_of_its_objective(tail: float | np.ndarray) -> None:
     rng = np.random.default_rng(0)
     n, llms = 60, 4
     first = rng.integers(llms, size=n)

@@ -117,7 +117,9 @@ def deviations(
         offset,
         iterations=20,
         tol=1e-6,
-        tail=tail,
+        # The virtual opponent's column (a user's overall rating bias) keeps a Gaussian prior: with a heavy
+        # tail it could take all of a user's thumbs at once, and a thumb on one LLM would undo those on another.
+        tail=np.append(np.full(num_llms, tail), math.inf),
     )
     out = np.zeros((n_groups, num_llms))
     out[present] = fitted[:, :num_llms]
