@@ -297,7 +297,7 @@ class Engine:
             return decision, explanation_of(router, user, query, decision.llm)
 
     def explain(self, user: str, query: str, llm: str) -> list[dict[str, Any]]:
-        """The user's past interactions that weigh most for `llm` on `query`, by the live router (blocking)."""
+        """The user's past interactions that moved `llm` most for them, by the live router (blocking)."""
         with self._router_lock:
             return explanation_of(self.router, user, query, llm)
 
