@@ -43,6 +43,7 @@ class Interaction(BaseModel):
     query: NonEmpty
     responses: Annotated[list[Response], Field(min_length=1)]
     timestamp: FiniteFloat | None = None
+    previous_llm: NonEmpty | None = None  # the LLM that answered the previous turn, when the source knows it
     meta: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("responses")
