@@ -43,6 +43,11 @@ class RoutingContext(ABC):
     def score(self, user: str, query: str, llms: Sequence[str]) -> np.ndarray:
         """Scores of `llms` for one request of `user`."""
 
+    def score_turn(self, user: str, query: str, llms: Sequence[str], previous: str | None) -> np.ndarray:
+        """Scores of `llms` for a turn that follows LLM `previous`'s answer in its conversation (None: a first
+        turn). Routers that do not read the conversation score the query alone."""
+        return self.score(user, query, llms)
+
     def observe(self, records: Sequence[Interaction]) -> None:
         """Add shown interactions to the history (no retraining)."""
         self.history.extend(records)

@@ -37,6 +37,7 @@ TUNING_FOLDS = 5
 USER_PRIOR_GRID = [0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0]
 USER_TAIL_GRID = [math.inf, 1.0]
 TOPIC_PRIOR_GRID = [math.inf, 0.5, 1.0, 2.0, 4.0, 8.0]
+STAY_PRIOR_GRID = [math.inf, 0.5, 1.0, 2.0, 4.0, 8.0]  # a user's stickiness to the previous turn's LLM
 QUERY_PRIOR_GRID = [0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 64.0, math.inf]
 
 if TYPE_CHECKING:
@@ -111,7 +112,7 @@ def train_network(router: GMTRouter, train: list[Interaction], valid: Sequence[I
     bar.close()
     stopping.restore()
     net.eval()
-    router.strengths_ = router.population(table, np.arange(table.num_records))
+    router.fit_population(table, np.arange(table.num_records))
     return {
         "steps": step,
         "best_step": stopping.best_step,
@@ -132,9 +133,10 @@ def tune_backbone(router: GMTRouter, table: InteractionTable, train_ids: np.ndar
     training records (each fold holds out a share of every user's records, shown the rest) by the pairwise
     log-loss of the held-out comparisons: many more held-out records than one validation split, and a smooth
     criterion, so the choice is stable. The user and query priors are chosen together, then the task prior
-    and the topic prior, each given the ones before. Priors fixed in the settings are kept.
+    and the topic prior, each given the ones before; a user's stickiness to the previous turn's LLM is chosen
+    right after the user and query priors. Priors fixed in the settings are kept.
     """
-    router.strengths_ = router.population(table, train_ids)
+    router.fit_population(table, train_ids)
     router.topics_ = fit_topics(table.query_emb[np.unique(table.rec_query[train_ids])], router.seed)
     if not router.backbone:
         router.priors_ = Priors(math.inf, math.inf, math.inf, math.inf)
@@ -154,7 +156,7 @@ def tune_backbone(router: GMTRouter, table: InteractionTable, train_ids: np.ndar
         for shown, held in splits:
             comparisons = Comparisons.of(table, held)
             for i, priors in enumerate(candidates):
-                prior = PriorScores.of(table, shown, router.strengths_, priors, query_topic, topics)
+                prior = PriorScores.of(table, shown, router.strengths_, priors, query_topic, topics, stay=router.stay_)
                 loss[i] += comparison_loss(comparisons, table, prior)
         return candidates[int(np.argmin(loss))]
 
@@ -168,6 +170,8 @@ def tune_backbone(router: GMTRouter, table: InteractionTable, train_ids: np.ndar
             for query in grid(router.query_prior, QUERY_PRIOR_GRID)
         ]
     )
+    if router.conversation:
+        chosen = best([replace(chosen, stay=stay) for stay in grid(router.stay_prior, STAY_PRIOR_GRID)])
     topical = bool(len(router.topics_))
     task_grid = grid(router.task_prior, TOPIC_PRIOR_GRID) if topical else [math.inf]
     # The task deviation is what carries a query's neighbours' verdicts to a query never seen, so it is judged
@@ -183,6 +187,8 @@ def tune_backbone(router: GMTRouter, table: InteractionTable, train_ids: np.ndar
         "user_tail": _finite(router.priors_.user_tail),
         "query_prior": _finite(router.priors_.query),
         "topic_prior": _finite(router.priors_.topic),
+        "stay_prior": _finite(router.priors_.stay),
+        "stay": router.stay_,
         "topics": len(router.topics_),
         "folds": TUNING_FOLDS,
     }

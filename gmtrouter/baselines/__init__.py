@@ -10,6 +10,7 @@ from gmtrouter.baselines.personalized_mlp import PersonalizedMLPRouter
 from gmtrouter.baselines.personalizedrouter import PersonalizedRouter
 from gmtrouter.baselines.query_winrate import QueryWinrateRouter, UserQueryWinrateRouter
 from gmtrouter.baselines.random_router import RandomRouter
+from gmtrouter.baselines.sticky import StickyRouter
 from gmtrouter.baselines.winrate import GlobalWinrateRouter, UserWinrateRouter
 
 BASELINES = [
@@ -24,6 +25,7 @@ BASELINES = [
     GraphRouter,
     PersonalizedMLPRouter,
     PersonalizedRouter,
+    StickyRouter,
 ]
 
 __all__ = [
@@ -37,6 +39,7 @@ __all__ = [
     "PersonalizedRouter",
     "QueryWinrateRouter",
     "RandomRouter",
+    "StickyRouter",
     "UserQueryWinrateRouter",
     "UserWinrateRouter",
 ]

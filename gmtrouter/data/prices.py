@@ -28,6 +28,7 @@ class LLMInfo:
     input_price: float | None = None
     output_price: float | None = None
     description: str = ""
+    cached_input_price: float | None = None  # what a cached prompt prefix costs instead of the input price
 
     def cost(self, input_tokens: int, output_tokens: int) -> float | None:
         if self.input_price is None or self.output_price is None:
@@ -49,6 +50,21 @@ class PriceBook:
 
     def description(self, llm: str) -> str:
         return self.get(llm).description
+
+    def cached_input_prices(self) -> dict[str, tuple[float, float]]:
+        """LLM -> (input price, cached-input price) for every LLM whose prompt cache has a price."""
+        return {
+            name: (info.input_price, info.cached_input_price)
+            for name, info in self.infos.items()
+            if info.input_price is not None and info.cached_input_price is not None
+        }
+
+    @classmethod
+    def read(cls, path: str | Path) -> PriceBook:
+        """One price file of public list prices, {name: {input, output, cached_input?}} in USD per 1M tokens."""
+        book = cls()
+        book._read_list_prices(Path(path))
+        return book
 
     def _merge(self, name: str, **fields: object) -> None:
         old = self.infos.get(name, LLMInfo(name))
@@ -88,8 +104,13 @@ class PriceBook:
                 self._merge(str(entry["model"]).split("/", 1)[-1], **fields)
 
     def _read_list_prices(self, path: Path) -> None:
-        """The file of public list prices {name: {input, output, basis}}; fills prices only."""
+        """The file of public list prices {name: {input, output, cached_input?, basis}}; fills prices only."""
         for name, entry in json.loads(path.read_text(encoding="utf-8")).items():
             if name.startswith("_"):
                 continue
-            self._merge(name, input_price=entry.get("input"), output_price=entry.get("output"))
+            self._merge(
+                name,
+                input_price=entry.get("input"),
+                output_price=entry.get("output"),
+                cached_input_price=entry.get("cached_input"),
+            )

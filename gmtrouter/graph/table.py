@@ -1,8 +1,9 @@
 """Records flattened into arrays once, so every graph and every training step is built by indexing.
 
 An `InteractionTable` holds, for a list of records: who asked (user id), what (query id, deduplicated by
-text), and for every shown response its record, LLM, text embedding, rating features and the response it
-follows on its track (turn t of LLM m follows turn t-1 of LLM m in the same conversation). Vocabularies
+text), which LLM answered the conversation's previous turn (`gmtrouter.data.conversation`), and for every
+shown response its record, LLM, text embedding, rating features and the response it follows on its track
+(turn t of LLM m follows turn t-1 of LLM m in the same conversation). Vocabularies
 keep first-seen order, so `extend` appends new records without renumbering anything already there.
 """
 
@@ -13,6 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from gmtrouter.data.conversation import continued_llm
 from gmtrouter.data.schema import Interaction
 from gmtrouter.embed import TextEncoder
 from gmtrouter.errors import GmtError
@@ -82,6 +84,10 @@ class InteractionTable:
     query_vocab: dict[str, int] = field(default_factory=dict)
     rec_user: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # [R]
     rec_query: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # [R]
+    rec_prev_llm: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # [R] previous turn's LLM, or -1
+    # [R] the table record that previous LLM was read from (its top-rated response), -1 where the record
+    # named it itself or it is unknown: a fit may use the previous LLM only when that record is shown too
+    rec_prev_from: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     query_emb: np.ndarray | None = None  # [Q, E]
     resp_record: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # [N]
     resp_llm: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # [N]
@@ -152,6 +158,9 @@ class InteractionTable:
         self.resp_x = np.concatenate([self.resp_x, self._response_features(records, flat)])
         self.rec_offsets = np.concatenate([self.rec_offsets, first_response + np.cumsum(counts)])
         self.resp_prev = np.concatenate([self.resp_prev, self._track_predecessors(first_record)])
+        prev_llm, prev_from = self._previous_llms(first_record, llm_index)
+        self.rec_prev_llm = np.concatenate([self.rec_prev_llm, prev_llm])
+        self.rec_prev_from = np.concatenate([self.rec_prev_from, prev_from])
         pair_record, first, second = record_pairs(self.rec_offsets[first_record:] - first_response)
         first, second = first + first_response, second + first_response
         self.pair_record = np.concatenate([self.pair_record, pair_record + first_record])
@@ -170,6 +179,20 @@ class InteractionTable:
         emb = vectors[[row.get(t, len(unique)) for t in texts]]
         feats = rating_features(records, *self.rating_range)
         return np.concatenate([emb, feats, has_text[:, None]], axis=1).astype(np.float32)
+
+    def _previous_llms(self, first_record: int, llm_index: dict[str, int]) -> tuple[np.ndarray, np.ndarray]:
+        """(LLM id, source record) of the previous turn's LLM for the records from `first_record` on: the
+        record's own `previous_llm` (source -1), else `continued_llm` of the previous turn's record."""
+        count = self.num_records - first_record
+        llm, source = np.full(count, -1, dtype=np.int64), np.full(count, -1, dtype=np.int64)
+        for i, record in enumerate(self.records[first_record:]):
+            if record.previous_llm is not None:
+                llm[i] = llm_index.get(record.previous_llm, -1)
+                continue
+            before = self._turn_position.get((record.conversation, record.turn - 1))
+            if before is not None:
+                llm[i], source[i] = llm_index[continued_llm(self.records[before])], before
+        return llm, source
 
     def _track_predecessors(self, first_record: int) -> np.ndarray:
         """For the responses of records from `first_record` on, the response of the previous turn on their track.

@@ -19,7 +19,14 @@ from gmtrouter.graph.build import HeteroGraph, TargetBatch, build_graph, targets
 from gmtrouter.graph.sample import SamplingConfig
 from gmtrouter.graph.table import InteractionTable
 from gmtrouter.model.network import GMTRouterNet, NetConfig
-from gmtrouter.model.prior import Priors, PriorScores, population_strengths, record_evidence, topic_of
+from gmtrouter.model.prior import (
+    Priors,
+    PriorScores,
+    population_stay,
+    population_strengths,
+    record_evidence,
+    topic_of,
+)
 from gmtrouter.routers import PreferenceRouter, RoutingContext
 
 TOPICS_KEY = "backbone.topics"  # the checkpoint tensor with the backbone's topic centroids
@@ -64,6 +71,8 @@ class GMTRouter(PreferenceRouter):
         thumbs_rate: float = 0.2,
         user_prior: float | None = None,
         user_tail: float | None = None,
+        conversation: bool = True,
+        stay_prior: float | None = None,
         query_prior: float | None = None,
         topic_prior: float | None = None,
         task_prior: float | None = None,
@@ -99,6 +108,8 @@ class GMTRouter(PreferenceRouter):
         self.thumbs_rate = thumbs_rate
         self.user_prior = user_prior
         self.user_tail = user_tail
+        self.conversation = conversation
+        self.stay_prior = stay_prior
         self.query_prior = query_prior
         self.topic_prior = topic_prior
         self.task_prior = task_prior
@@ -179,11 +190,19 @@ class GMTRouter(PreferenceRouter):
         config = self.net_config_
         return build_graph(table, records, len(self.llms_), config.multi_turn, extra_users, config.turn_nodes)
 
-    def population(self, table: InteractionTable, records: np.ndarray) -> np.ndarray:
-        """[LLMs] the backbone's population strengths from `records` (zeros without the backbone)."""
+    def fit_population(self, table: InteractionTable, records: np.ndarray) -> None:
+        """Set the backbone's population strengths and stickiness from `records` (zeros without the backbone;
+        no stickiness where the router does not read the conversation)."""
         if not self.backbone:
-            return np.zeros(len(self.llms_))
-        return population_strengths(table, records)
+            self.strengths_, self.stay_ = np.zeros(len(self.llms_)), 0.0
+            return
+        self.strengths_ = population_strengths(table, records)
+        self.stay_ = population_stay(table, records, self.strengths_) if self.conversation else 0.0
+
+    def previous(self, table: InteractionTable, records: np.ndarray) -> np.ndarray | None:
+        """[len(records)] the LLM that answered each record's previous turn (-1: none); None where the router
+        routes every turn alone."""
+        return table.rec_prev_llm[records] if self.conversation else None
 
     def prior_scores(
         self,
@@ -209,7 +228,7 @@ class GMTRouter(PreferenceRouter):
                 residual[shown] = self.net_.score(states, batch).numpy()
         topics = max(len(self.topics_), 1)
         query_topic = topic_of(table.query_emb, self.topics_)
-        return PriorScores.of(table, shown, self.strengths_, self.priors_, query_topic, topics, residual)
+        return PriorScores.of(table, shown, self.strengths_, self.priors_, query_topic, topics, residual, self.stay_)
 
     def score_targets(
         self,
@@ -227,7 +246,8 @@ class GMTRouter(PreferenceRouter):
         prior = self.prior_scores(table, graph, states if network else None, shown)
         batch = targets(table, graph, scored)
         queries = table.rec_query[scored]
-        matrix = prior.scores(table.rec_user[scored], queries, prior.query_topic[queries], batch.llm.numpy())
+        previous = self.previous(table, scored)
+        matrix = prior.scores(table.rec_user[scored], queries, prior.query_topic[queries], batch.llm.numpy(), previous)
         batch.prior = torch.from_numpy(matrix).float()
         return (self.net_.score(states, batch) if network else batch.prior), batch
 
@@ -241,6 +261,7 @@ class GMTRouter(PreferenceRouter):
             "rating_range": list(self.rating_range_),
             "net": self.net_config_.to_dict(),
             "strengths": [float(x) for x in self.strengths_],
+            "stay": self.stay_,
             "priors": {name: _json_prior(value) for name, value in asdict(self.priors_).items()},
             "training_log": self.training_log_,
         }
@@ -257,6 +278,7 @@ class GMTRouter(PreferenceRouter):
         router.net_config_ = NetConfig(**config["net"])
         router.training_log_ = config.get("training_log", {})
         router.strengths_ = np.asarray(config["strengths"], dtype=np.float64)
+        router.stay_ = float(config.get("stay", 0.0))
         router.priors_ = Priors(**{name: _prior_of_json(value) for name, value in config["priors"].items()})
         tensors = dict(tensors)
         router.topics_ = tensors.pop(TOPICS_KEY).numpy()
@@ -339,7 +361,12 @@ class GMTContext(RoutingContext):
         best = [i for i in np.argsort(-np.abs(weights), kind="stable")[:top] if weights[i] != 0]
         return [(self.table.records[records[i]], float(weights[i])) for i in best]
 
-    def score(self, user: str, query: str, llms: Sequence[str]) -> np.ndarray:
+    def score_turn(self, user: str, query: str, llms: Sequence[str], previous: str | None) -> np.ndarray:
+        return self.score(user, query, llms, previous)
+
+    def score(self, user: str, query: str, llms: Sequence[str], previous: str | None = None) -> np.ndarray:
+        """Scores of `llms` for a request of `user`; `previous` is the LLM that answered the conversation's
+        previous turn (None: a first turn, or unknown)."""
         router = self.router
         router.check_llms(llms)
         llm_index = {m: i for i, m in enumerate(router.llms_)}
@@ -347,7 +374,9 @@ class GMTContext(RoutingContext):
         query_id = self.table.query_vocab.get(query, -1)
         query_x = router.text_encoder().encode([query])
         llm = np.array([[llm_index[m] for m in llms]])
-        prior = self.prior.scores(np.array([user_id]), np.array([query_id]), topic_of(query_x, router.topics_), llm)
+        after = np.array([llm_index.get(previous, -1) if previous and router.conversation else -1])
+        topic = topic_of(query_x, router.topics_)
+        prior = self.prior.scores(np.array([user_id]), np.array([query_id]), topic, llm, after)
         if not self.network:
             return prior[0].astype(float)
         node = int(self.graph.query_local[query_id]) if query_id >= 0 else -1

@@ -1,8 +1,10 @@
 """The Bradley-Terry backbone of GMTRouter: what the simple rules know, computed from the graph's records.
 
-A score is  θ_m + τ_{t,m} + δ_{u,m} + δ_{u,t,m} + γ_{q,m} + (the network's residual), with t the query's topic
-(its nearest k-means centroid of the training queries' embeddings), τ_t everybody's deviation on that topic
-(which LLM is good at what) and δ_{u,t} the user's own on it (taste that depends on the task); and
+A score is  θ_m + τ_{t,m} + δ_{u,m} + δ_{u,t,m} + γ_{q,m} + [m = p](σ + σ_u) + (the network's residual), with t
+the query's topic (its nearest k-means centroid of the training queries' embeddings), τ_t everybody's deviation
+on that topic (which LLM is good at what), δ_{u,t} the user's own on it (taste that depends on the task), p
+the LLM that answered the conversation's previous turn (if any), σ how much everybody prefers the answer to
+stay with it and σ_u how much more (or less) user u does (their stickiness); and
 
 - θ are the population strengths (one Bradley-Terry fit over every training comparison),
 - δ_u is user u's deviation, fitted on the comparisons u shows in the graph with a prior of strength
@@ -17,7 +19,8 @@ Both deviations are read from the records shown in the graph, never from the rec
 user adapts from their first interaction without retraining, and a scored label never leaks into its own
 prior. A lone rated response (a thumbs up or down) is a comparison against a virtual opponent of average
 strength, with its rating on the training data's global scale as the outcome: a thumb carries direction.
-An infinite prior switches that deviation off.
+An infinite prior switches that deviation off. The previous LLM enters a fit only when the record it was
+read from is shown too (or the record named it itself), so no hidden rating reaches a deviation.
 """
 
 from __future__ import annotations
@@ -46,6 +49,13 @@ class Comparisons:
     first: np.ndarray  # [C] LLM id
     second: np.ndarray  # [C] LLM id, or num_llms for the virtual opponent
     target: np.ndarray  # [C] 1, 0, 0.5 (tie) for pairs; the global-scale rating in [0, 1] for a lone response
+
+    def stay(self, previous: np.ndarray) -> np.ndarray:
+        """[C] +1 where the first side is the LLM that answered the previous turn (`previous` [table records],
+        -1: unknown), -1 where the second is, 0 where neither (the virtual opponent never is)."""
+        prev = previous[self.record]
+        known = prev >= 0
+        return (known & (self.first == prev)).astype(np.float64) - (known & (self.second == prev))
 
     @classmethod
     def of(cls, table: InteractionTable, records: np.ndarray) -> Comparisons:
@@ -83,6 +93,46 @@ def population_strengths(table: InteractionTable, records: np.ndarray, l2: float
         len(table.llms),
         l2,
     )[0]
+
+
+def usable_previous(table: InteractionTable, records: np.ndarray) -> np.ndarray:
+    """[table records] the previous turn's LLM where a fit on `records` may use it: named by the record itself,
+    or read from a record that is among `records` as well; -1 elsewhere."""
+    shown = np.zeros(table.num_records + 1, dtype=bool)
+    shown[np.asarray(records, dtype=np.int64)] = True
+    source = table.rec_prev_from
+    return np.where((source < 0) | shown[np.where(source < 0, -1, source)], table.rec_prev_llm, -1)
+
+
+def stay_deviations(
+    groups: np.ndarray, n_groups: int, comparisons: Comparisons, margin: np.ndarray, stay: np.ndarray, prior: float
+) -> np.ndarray:
+    """[n_groups] each group's MAP preference for staying with the previous turn's LLM, beyond the `margin` [C]
+    the rest of the model gives each comparison (first minus second); `stay` [C] is `Comparisons.stay`.
+
+    It is a Bradley-Terry fit of two options, "stay" and "switch", over the comparisons that put the previous
+    LLM against another: the strength difference is the stickiness (its prior precision is `prior` / 2)."""
+    use = stay != 0
+    if not np.isfinite(prior) or not use.any():
+        return np.zeros(n_groups)
+    present, compact = np.unique(groups[comparisons.record[use]], return_inverse=True)
+    first = (stay[use] < 0).astype(np.int64)  # option 0 is "stay": it is the first side where stay = +1
+    strengths = bradley_terry(
+        compact, first, 1 - first, comparisons.target[use], len(present), 2, prior, margin[use], tol=1e-6
+    )
+    out = np.zeros(n_groups)
+    out[present] = strengths[:, 0] - strengths[:, 1]
+    return out
+
+
+def population_stay(table: InteractionTable, records: np.ndarray, strengths: np.ndarray, l2: float = 1.0) -> float:
+    """Everybody's preference for the previous turn's LLM, beyond the population `strengths`, over `records`."""
+    comparisons = Comparisons.of(table, records)
+    margin = with_average(strengths[None])[0]
+    margin = margin[comparisons.first] - margin[comparisons.second]
+    groups = np.zeros(table.num_records, dtype=np.int64)
+    stay = comparisons.stay(usable_previous(table, records))
+    return float(stay_deviations(groups, 1, comparisons, margin, stay, l2)[0])
 
 
 def deviations(
@@ -174,6 +224,7 @@ class Priors:
     topic: float = math.inf  # the user's deviation on one topic of queries, beyond their overall one
     task: float = math.inf  # everybody's deviation on one topic of queries: which LLM is good at what
     user_tail: float = math.inf  # degrees of freedom of the user prior's Student-t (inf: Gaussian)
+    stay: float = math.inf  # a user's stickiness to the previous turn's LLM, beyond everybody's
 
 
 @dataclass
@@ -187,6 +238,8 @@ class PriorScores:
     topics: int
     query: np.ndarray  # [table queries, L]
     query_topic: np.ndarray  # [table queries] the topic of every table query
+    stay_population: float = 0.0  # everybody's preference for the previous turn's LLM
+    stay: np.ndarray | None = None  # [table users] each user's own, beyond everybody's
 
     @classmethod
     def of(
@@ -198,8 +251,10 @@ class PriorScores:
         query_topic: np.ndarray,
         topics: int,
         residual: np.ndarray | None = None,
+        stay: float = 0.0,
     ) -> PriorScores:
-        """The deviations given the shown `records`; `query_topic` [table queries] is each query's topic.
+        """The deviations given the shown `records`; `query_topic` [table queries] is each query's topic and
+        `stay` everybody's preference for the previous turn's LLM (0: the conversation is not read).
 
         First, every user's verdicts on a topic of queries (a cluster of similar queries): which LLM is good
         at what, against the population strengths and, if given, the network's `residual`.
@@ -209,47 +264,81 @@ class PriorScores:
         they asked cannot explain their votes away. A user's deviation on a topic (a cluster of similar
         queries) comes next, against the same plus their overall deviation: a taste that depends on the task.
         Query deviations come last, against all of that: what the users who saw answers to this query thought
-        beyond their own taste.
+        beyond their own taste. A user's stickiness is fitted right after their overall deviation, against the
+        same plus everybody's stickiness.
         """
         comparisons = Comparisons.of(table, records)
         num_users, num_queries = len(table.user_vocab), len(table.query_vocab)
         expected = np.broadcast_to(with_average(strengths[None]), (len(comparisons.record), len(strengths) + 1))
         if residual is not None:
             expected = expected + with_average(residual[comparisons.record])
+        sticky = comparisons.stay(usable_previous(table, records)) if stay or np.isfinite(priors.stay) else None
         record_topic = query_topic[table.rec_query]
         task = deviations(record_topic, topics, comparisons, expected, priors.task)
         expected = expected + with_average(task[record_topic[comparisons.record]])
         user = deviations(table.rec_user, num_users, comparisons, expected, priors.user, priors.user_tail)
         expected = expected + with_average(user[table.rec_user[comparisons.record]])
+        user_stay = np.zeros(num_users)
+        if sticky is not None:
+            rows = np.arange(len(comparisons.record))
+            margin = expected[rows, comparisons.first] - expected[rows, comparisons.second] + stay * sticky
+            user_stay = stay_deviations(table.rec_user, num_users, comparisons, margin, sticky, priors.stay)
+            # later deviations are fitted against the stickiness too: it moves the margin, not every LLM
+            expected = expected.copy()
+            bump = (stay + user_stay[table.rec_user[comparisons.record]]) * np.abs(sticky)
+            side = np.where(sticky > 0, comparisons.first, comparisons.second)
+            expected[rows, side] += bump
         user_topic = table.rec_user * topics + record_topic
         topic = deviations(user_topic, num_users * topics, comparisons, expected, priors.topic)
         expected = expected + with_average(topic[user_topic[comparisons.record]])
         query = deviations(table.rec_query, num_queries, comparisons, expected, priors.query)
-        return cls(strengths, task, user, topic, topics, query, query_topic)
+        return cls(strengths, task, user, topic, topics, query, query_topic, stay, user_stay)
 
-    def scores(self, users: np.ndarray, queries: np.ndarray, topics: np.ndarray, llms: np.ndarray) -> np.ndarray:
-        """[B, K] backbone scores of LLMs `llms` [B, K] for table users, queries (-1: unknown) and topics [B]."""
-        return np.take_along_axis(self.matrix(users, queries, topics), llms, axis=1)
+    def scores(
+        self,
+        users: np.ndarray,
+        queries: np.ndarray,
+        topics: np.ndarray,
+        llms: np.ndarray,
+        previous: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """[B, K] backbone scores of LLMs `llms` [B, K] for table users, queries (-1: unknown) and topics [B],
+        each turn following the answer of LLM `previous` [B] (-1 or None: no previous turn)."""
+        return np.take_along_axis(self.matrix(users, queries, topics, previous), llms, axis=1)
 
     def margins(self, table: InteractionTable, comparisons: Comparisons) -> np.ndarray:
         """[C] each comparison's score difference, first minus second (a lone response meets the average)."""
         queries = table.rec_query[comparisons.record]
         users = table.rec_user[comparisons.record]
-        scores = with_average(self.matrix(users, queries, self.query_topic[queries]))
+        scores = self.matrix(users, queries, self.query_topic[queries])
+        scores = with_average(scores) + self._stay_columns(users, table.rec_prev_llm[comparisons.record], 1)
         rows = np.arange(len(comparisons.record))
         return scores[rows, comparisons.first] - scores[rows, comparisons.second]
 
-    def matrix(self, users: np.ndarray, queries: np.ndarray, topics: np.ndarray) -> np.ndarray:
-        """[B, L] backbone scores of every LLM for table users, queries (-1: unknown) and topics [B]."""
+    def matrix(
+        self, users: np.ndarray, queries: np.ndarray, topics: np.ndarray, previous: np.ndarray | None = None
+    ) -> np.ndarray:
+        """[B, L] backbone scores of every LLM for table users, queries (-1: unknown) and topics [B], each turn
+        following the answer of LLM `previous` [B] (-1 or None: no previous turn)."""
         users = np.asarray(users)
         user_topic = np.where(users >= 0, users * self.topics + np.asarray(topics), -1)
-        return (
+        scores = (
             self.strengths
             + self.task[np.asarray(topics)]
             + _rows(self.user, users)
             + _rows(self.topic, user_topic)
             + _rows(self.query, np.asarray(queries))
         )
+        return scores if previous is None else scores + self._stay_columns(users, previous)
+
+    def _stay_columns(self, users: np.ndarray, previous: np.ndarray, extra: int = 0) -> np.ndarray:
+        """[B, L + extra] the stickiness bonus, in the column of each row's previous LLM (none where -1)."""
+        previous = np.asarray(previous, dtype=np.int64)
+        out = np.zeros((len(previous), len(self.strengths) + extra))
+        known = np.flatnonzero(previous >= 0)
+        user_stay = _rows(self.stay[:, None], np.asarray(users)[known])[:, 0] if self.stay is not None else 0.0
+        out[known, previous[known]] = self.stay_population + user_stay
+        return out
 
 
 def comparison_loss(comparisons: Comparisons, table: InteractionTable, prior: PriorScores) -> float:
