@@ -26,6 +26,8 @@ SOURCES = {
     "llmrouter": "synthetic users (`gmtrouter data simulate`) over the LLMRouter matrix (`data prepare llmrouter`)",
     "llmrouter-task": "synthetic users whose taste depends on the task (`data simulate --archetypes "
     "specialist,task-critic`) over the LLMRouter matrix",
+    "llmrouter-switch": "synthetic users of whom some dislike a change of LLM within a conversation "
+    "(`data simulate --switch-aversion 1`) over the LLMRouter matrix",
 }
 UPSTREAM_DIRS = {
     "mt-bench": "mt_bench",
@@ -33,9 +35,24 @@ UPSTREAM_DIRS = {
     "mmlu": "mmlu",
     "llmrouter": "llmrouter",
     "llmrouter-task": "llmrouter",
+    "llmrouter-switch": "llmrouter",
 }
-# A dataset variant: (the matrix it simulates users over, the archetypes of its users); others use the defaults.
-TASTE_VARIANTS = {"llmrouter-task": ("llmrouter", ",".join(TASK_ARCHETYPES))}
+SWITCH_AVERSION = 1.0  # utility units (two choice temperatures): a switch is felt, but quality still matters more
+
+
+@dataclass(frozen=True)
+class SimVariant:
+    """A dataset of synthetic users that differ from the defaults: the matrix and the simulator settings."""
+
+    matrix: str
+    archetypes: str | None = None
+    switch_aversion: float = 0.0
+
+
+SIM_VARIANTS = {
+    "llmrouter-task": SimVariant("llmrouter", archetypes=",".join(TASK_ARCHETYPES)),
+    "llmrouter-switch": SimVariant("llmrouter", switch_aversion=SWITCH_AVERSION),
+}
 
 
 @dataclass(frozen=True)
@@ -68,15 +85,19 @@ def _load(name: str, config: BenchConfig) -> tuple[list[Interaction], str]:
     folder = config.data_dir / UPSTREAM_DIRS[name]
     if not folder.exists():
         raise GmtError(f"{folder}: not found; point --data-dir at the shared data folder (it holds {folder.name}/)")
-    matrix, archetypes = TASTE_VARIANTS.get(name, (name, None))
-    loaded = prepare(matrix, folder)
+    variant = SIM_VARIANTS.get(name, SimVariant(name))
+    loaded = prepare(variant.matrix, folder)
     if name == "mt-bench":
         return list(loaded), f"{name}.jsonl"
     from gmtrouter.data.sim_config import SimConfig
     from gmtrouter.data.simulate import simulate
 
     sim = SimConfig(
-        users=config.users, records_per_user=config.records_per_user, seed=config.sim_seed, archetypes=archetypes
+        users=config.users,
+        records_per_user=config.records_per_user,
+        seed=config.sim_seed,
+        archetypes=variant.archetypes,
+        switch_aversion=variant.switch_aversion,
     )
     records = simulate(loaded, sim).records  # type: ignore[arg-type]
     return records, f"{name}-{config.users}x{config.records_per_user}-seed{config.sim_seed}.jsonl"

@@ -25,8 +25,9 @@ FULL_SHOTS = (0, 1, 2, 5, 10, 20)
 QUICK_SEEDS = (0,)
 QUICK_SHOTS = (0, 5)
 REAL_DATASETS = ("mt-bench", "chatbot-arena")
-SYNTHETIC_DATASETS = ("gsm8k", "mmlu", "llmrouter", "llmrouter-task")
-DEFAULT_DATASETS = ("mt-bench", "gsm8k", "mmlu", "llmrouter", "llmrouter-task")
+SYNTHETIC_DATASETS = ("gsm8k", "mmlu", "llmrouter", "llmrouter-task", "llmrouter-switch")
+DEFAULT_DATASETS = ("mt-bench", "gsm8k", "mmlu", "llmrouter", "llmrouter-task", "llmrouter-switch")
+SWITCH_DATASETS = ("llmrouter-switch",)  # users with a switching aversion: where routing each turn alone is compared
 ARENA = "chatbot-arena"
 
 
@@ -40,6 +41,7 @@ class Variant:
     ablation: bool = False
     needs_response_text: bool = False  # meaningless where responses carry no text: skipped there
     about: str = ""
+    switch_data_only: bool = False  # compared only where users have a switching aversion (SWITCH_DATASETS)
 
 
 ABLATIONS = (
@@ -82,6 +84,15 @@ ABLATIONS = (
     ),
 )
 
+# GMTRouter without the conversation: on the data with a switching aversion, what reading it is worth.
+TURN_ALONE = Variant(
+    "gmtrouter-turn-alone",
+    "gmtrouter",
+    {"conversation": False},
+    switch_data_only=True,
+    about="routes every turn alone: no stickiness to the previous turn's LLM",
+)
+
 # Jobs the plan leaves out because they are slow and say nothing the others do not (docs/benchmarks.md has the
 # job times behind this). `--all-jobs` runs them anyway.
 _QUERY_ONLY = "a query-only graph router that scores within the interval of knn and mlp there, at 40-150 s a job"
@@ -109,10 +120,12 @@ QUICK_ROUTERS = (
 
 
 def registered_variants() -> dict[str, Variant]:
-    """Every registered router under its own name (default settings), then the GMTRouter ablations."""
+    """Every registered router under its own name (default settings), GMTRouter routing each turn alone, then
+    the GMTRouter ablations."""
     from gmtrouter.registry import router_classes
 
     variants = {name: Variant(name, name) for name in router_classes()}
+    variants[TURN_ALONE.name] = TURN_ALONE
     variants.update({v.name: v for v in ABLATIONS})
     return variants
 
@@ -296,6 +309,10 @@ def build_plan(
                 for variant in config.variants:
                     if variant.needs_response_text and not has_response_text[dataset]:
                         reason = "the responses carry no text, so the ablation equals the full model"
+                        skipped[dataset, variant.name] = Skipped(dataset, variant.name, reason)
+                        continue
+                    if variant.switch_data_only and dataset not in SWITCH_DATASETS:
+                        reason = "it differs from GMTRouter only where users have a switching aversion"
                         skipped[dataset, variant.name] = Skipped(dataset, variant.name, reason)
                         continue
                     if variant.ablation and (seed not in ablation_seeds or split not in ABLATION_SPLITS):

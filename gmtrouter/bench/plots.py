@@ -1,4 +1,5 @@
-"""The report's figures (PNG, matplotlib): accuracy against k shots, per-user AUC, preference against cost."""
+"""The report's figures (PNG, matplotlib): accuracy against k shots, per-user AUC, preference against cost,
+accuracy against switch rate."""
 
 from __future__ import annotations
 
@@ -184,6 +185,50 @@ def tradeoff_plot(results: Results, dataset: str, compare: str | None, path: Pat
     right.set_ylim(0, 1)
     right.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     return _save(fig, path)
+
+
+def switch_plot(results: Results, dataset: str, path: Path) -> Path | None:
+    """Later turns of known users: pairwise accuracy against the switch rate, every router at switch cost 0
+    and GMTRouter (with and without the conversation) along its sweep of switch costs, means over seeds."""
+    variants = [
+        v for v in results.variants(dataset, "record") if results.values(dataset, "record", v, "conversation.records")
+    ]
+    if not variants:
+        return None
+    fig, ax = plt.subplots(figsize=(8.5, 4.8))
+    for index, variant in enumerate(variants):
+        sweep = _mean_sweep(results, dataset, variant)
+        if not sweep:
+            continue
+        style = _style(variant, index)
+        if variant == MAIN or variant.startswith(f"{MAIN}-"):
+            ax.plot([p[1] for p in sweep], [p[2] for p in sweep], marker="o", markersize=3.5, label=variant, **style)
+            for cost, x, y in sweep:
+                ax.annotate(f"{cost:g}", (x, y), fontsize=7, xytext=(4, 3), textcoords="offset points")
+        else:
+            ax.scatter([sweep[0][1]], [sweep[0][2]], marker="s", s=30, color=style["color"], label=variant, zorder=4)
+    ax.set_xlabel("switch rate: later turns routed away from the previous turn's LLM")
+    ax.set_ylabel("pairwise accuracy on turns >= 2")
+    ax.set_title(f"{dataset}: accuracy against switch rate (labels: switch cost in logits)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+    return _save(fig, path)
+
+
+def _mean_sweep(results: Results, dataset: str, variant: str) -> list[tuple[float, float, float]]:
+    """(switch cost, mean switch rate, mean accuracy) along the variant's sweep, over its seeds."""
+    runs = [
+        r["conversation"]["sweep"] for r in results.ok(dataset, "record", variant).values() if r.get("conversation")
+    ]
+    if not runs:
+        return []
+    points = []
+    for step in range(min(len(run) for run in runs)):
+        rates = [run[step]["switch_rate"] for run in runs]
+        accuracies = [run[step]["accuracy"] for run in runs if run[step]["accuracy"] is not None]
+        if accuracies:
+            points.append((runs[0][step]["switch_cost"], float(np.mean(rates)), float(np.mean(accuracies))))
+    return points
 
 
 def _save(fig: plt.Figure, path: Path) -> Path:

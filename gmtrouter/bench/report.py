@@ -52,6 +52,11 @@ KNOWN_COLUMNS = (
     Column("ms / route (median)", "latency.median_ms", higher_is_better=False, digits=2),
 )
 QUERY_COLUMNS = KNOWN_COLUMNS[:3]
+CONVERSATION_COLUMNS = (
+    Column("accuracy, turns >= 2", "conversation.accuracy"),
+    Column("switch rate", "conversation.switch_rate", digits=3),
+    Column("utility of the pick", "conversation.utility"),
+)
 RESOURCE_COLUMNS = (
     Column("train s", "train_seconds", higher_is_better=False, digits=1),
     Column("route ms median", "latency.median_ms", higher_is_better=False, digits=2),
@@ -117,6 +122,34 @@ def _with_oracle(results: Results, dataset: str, split: str, columns: Sequence[C
         cells = [f"*{e.format()}*" if e is not None else "–" for e in oracle]
         rest = " – |" * (len(columns) - 2)
         lines.append(f"| *oracle: the simulator's true utilities* | {cells[0]} | {cells[1]} |{rest}")
+    return lines
+
+
+def conversation_table(results: Results, dataset: str) -> list[str]:
+    """Later turns of known users (switch cost 0), with the oracle's row; [] where no scored turn follows a
+    known previous one."""
+    variants = [
+        v for v in results.variants(dataset, "record") if results.values(dataset, "record", v, "conversation.records")
+    ]
+    if not variants:
+        return []
+    per_column = [
+        _bold_best({v: results.estimate(dataset, "record", v, c.path) for v in variants}, c)
+        for c in CONVERSATION_COLUMNS
+    ]
+    # fewer switches is not better in itself: the switch rate is shown, never bolded
+    per_column[1] = {
+        v: e.format(3) if (e := results.estimate(dataset, "record", v, "conversation.switch_rate")) else "–"
+        for v in variants
+    }
+    rows = [[v, *(cells[v] for cells in per_column)] for v in variants]
+    lines = _table(["router", *(c.title for c in CONVERSATION_COLUMNS)], rows)
+    oracle = [
+        results.shared(dataset, "record", f"conversation.oracle.{m}") for m in ("accuracy", "switch_rate", "utility")
+    ]
+    if oracle[2] is not None:
+        cells = [f"*{e.format()}*" if e is not None else "–" for e in oracle]
+        lines.append(f"| *oracle: the simulator's true utilities* | {' | '.join(cells)} |")
     return lines
 
 
@@ -337,6 +370,9 @@ def dataset_section(
     if results.variants(name, "query"):
         lines += ["", f"### {SPLIT_NAMES['query'].capitalize()}", ""]
         lines += new_query_table(results, name)
+    conversations = conversation_table(results, name)
+    if conversations:
+        lines += ["", "### Conversations: turns after a known previous turn (known users)", "", *conversations]
     figures = _figures(name, config, results, report_dir, img_dir)
     trade = tradeoff_table(results, name)
     if trade:
@@ -363,6 +399,7 @@ def _figures(name: str, config: BenchConfig, results: Results, report_dir: Path,
         ("new users: accuracy against k", plots.kshot_plot(results, name, config.shots, img_dir / f"{slug}-kshot.png")),
         ("known users: per-user AUC", plots.user_auc_plot(results, name, img_dir / f"{slug}-user-auc.png")),
         ("preference against cost", plots.tradeoff_plot(results, name, compare, img_dir / f"{slug}-cost.png")),
+        ("accuracy against switch rate", plots.switch_plot(results, name, img_dir / f"{slug}-switch.png")),
     ]
     return [f"![{name}: {title}]({os.path.relpath(path, report_dir)})" for title, path in made if path is not None]
 
@@ -415,6 +452,12 @@ DEFINITIONS = """
   share of the others it beat). Its cost is the picked response's own cost. *Always LLM m* is measured on the
   held-out records that showed m. For synthetic users, *true utility* is the simulator's utility of the picked
   response for that user (docs/simulator.md).
+- **Conversations** (known users): the held-out records of turn 2 or later whose previous turn's LLM is known
+  (the LLM the conversation went on with: the previous turn's top-rated response, `gmtrouter.data.conversation`).
+  *Accuracy, turns >= 2* is pairwise accuracy on them; the *switch rate* the share whose top-scored candidate
+  is not the previous turn's LLM; the *utility of the pick* the simulator's true utility of that candidate for
+  the user (it includes the user's switching aversion). The plot sweeps `switch_cost`: that many logits are
+  taken from every candidate but the previous LLM, as `Router.route` does.
 """
 
 

@@ -26,6 +26,7 @@ import gmtrouter.baselines  # warm imports for the fork server
 import gmtrouter.model.gmtrouter  # noqa: F401
 from gmtrouter.api import Router
 from gmtrouter.atomic import atomic_write
+from gmtrouter.bench.conversation import conversation_metrics
 from gmtrouter.bench.tradeoff import single_llm_points, tradeoff_curve
 from gmtrouter.costs import mean_costs
 from gmtrouter.data.schema import Interaction, read_records
@@ -175,6 +176,7 @@ def run_job(job: dict[str, Any], options: dict[str, Any], conn: Any = None) -> N
                 continue
             split = evaluation.pop("_split")
             if k == 0 and job["split"] == "record":
+                result["conversation"] = conversation_metrics(train, split.scored, split.scores)
                 result["tradeoff"] = {
                     "curve": tradeoff_curve(split.scored, split.scores, expected),
                     "single": single_llm_points(split.scored, expected),
