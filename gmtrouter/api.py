@@ -163,8 +163,10 @@ class Router:
         if not llms:
             raise GmtError("no candidate LLMs; name at least one")
         previous = previous_llm or previous_model(messages) or self.conversations.get((user, conversation or ""))
+        notes = []
         if previous is not None and previous not in self.llms:
-            previous = None  # an LLM this router never saw: nothing to stay with
+            notes.append(f"previous LLM '{previous}' is not one this router knows: scored as a first turn")
+            previous = None
         encoder = getattr(self.model, "text_encoder", None)
         if encoder is not None and isinstance(encoder(), QueryCacheEncoder):
             encoder().encode_queries([query])  # into the LRU (a no-op when it is there already)
@@ -174,7 +176,8 @@ class Router:
         order = np.argsort(-adjusted, kind="stable")
         ranking = [RankedLLM(llms[i], float(scores[i]), costs[i], float(adjusted[i])) for i in order]
         known = self.context.knows_user(user)
-        notes = [] if known else [f"user '{user}' has no history: routed by the population's preferences"]
+        if not known:
+            notes.append(f"user '{user}' has no history: routed by the population's preferences")
         if conversation:
             self._remember(user, conversation, ranking[0].llm)
         return RouteDecision(user, ranking[0].llm, ranking, known, cost_weight, notes, previous, switch_cost)

@@ -385,13 +385,21 @@ def route(
     query: Annotated[str, typer.Option("--query", help="What they ask.")],
     candidates: Annotated[str | None, typer.Option("--candidates", help="Comma-separated LLMs.")] = None,
     cost_weight: Annotated[float, typer.Option("--cost-weight", help="Logits per e-fold of cost.")] = 0.0,
+    previous_llm: Annotated[
+        str | None, typer.Option("--previous-llm", help="The LLM that answered the conversation's previous turn.")
+    ] = None,
+    switch_cost: Annotated[
+        float, typer.Option("--switch-cost", help="Logits taken from every LLM but --previous-llm.")
+    ] = 0.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
-    """Rank the candidate LLMs for one request of one user."""
+    """Rank the candidate LLMs for one request of one user (a later turn of a conversation: --previous-llm)."""
     from gmtrouter.api import Router
 
     names = [c.strip() for c in candidates.split(",") if c.strip()] if candidates else None
-    decision = Router.load(model).route(user, query, names, cost_weight)
+    decision = Router.load(model).route(
+        user, query, names, cost_weight, switch_cost=switch_cost, previous_llm=previous_llm
+    )
     if as_json:
         _print_json(decision.to_dict())
         return
