@@ -21,7 +21,9 @@ def continued_llm(record: Interaction) -> str:
 def previous_llms(records: Sequence[Interaction]) -> list[str | None]:
     """For each record, the LLM that answered its conversation's previous turn (None where nobody knows):
     the record's own `previous_llm`, else `continued_llm` of the previous turn's record among `records`."""
-    turns = {(r.conversation, r.turn): r for r in records}
+    turns: dict[tuple[str, int], Interaction] = {}
+    for record in records:
+        turns.setdefault((record.conversation, record.turn), record)  # the first, as the interaction table does
     out: list[str | None] = []
     for record in records:
         before = turns.get((record.conversation, record.turn - 1))
