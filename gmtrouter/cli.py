@@ -146,6 +146,16 @@ def data_simulate(
         float,
         typer.Option("--interest-concentration", help="Dirichlet concentration of topic interests: low = few topics."),
     ] = 0.5,
+    switch_aversion: Annotated[
+        float,
+        typer.Option(
+            "--switch-aversion",
+            help="Mean utility an averse user loses when the LLM changes within a conversation (0: off).",
+        ),
+    ] = 0.0,
+    switch_share: Annotated[
+        float, typer.Option("--switch-share", help="Share of users averse to a change of LLM (with --switch-aversion).")
+    ] = 0.7,
     check: Annotated[
         bool, typer.Option("--check", help="Print oracle, global win-rate and per-user reference accuracies.")
     ] = False,
@@ -170,6 +180,8 @@ def data_simulate(
         archetypes=archetypes,
         neighbours=neighbours,
         interest_concentration=interest_concentration,
+        switch_aversion=switch_aversion,
+        switch_share=switch_share,
     )
     config.check()
     if _is_records_file(matrix):

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from gmtrouter.data.conversation import previous_llms
 from gmtrouter.data.matrix import Cell, MatrixRow, write_matrix
 from gmtrouter.data.schema import Interaction, read_records, write_records
 from gmtrouter.data.sim_check import check
@@ -267,6 +268,9 @@ def test_bad_settings_name_the_option() -> None:
         (SimConfig(temperature=0.0), "--temperature"),
         (SimConfig(realism=1.5), "--realism"),
         (SimConfig(archetypes="quality,snob"), "snob"),
+        (SimConfig(switch_aversion=-0.5), "--switch-aversion"),
+        (SimConfig(switch_aversion=float("nan")), "--switch-aversion"),
+        (SimConfig(switch_share=1.5), "--switch-share"),
     ]:
         with pytest.raises(GmtError, match=option):
             config.check()
@@ -337,3 +341,127 @@ def test_task_archetypes_prefer_different_llms_on_different_tasks() -> None:
     assert switching >= len(specialists) // 2  # with 3 LLMs and 3 tasks, most favourites differ by task
     default = simulate(toy_matrix(90), SimConfig(users=40, records_per_user=60, seed=2)).records
     assert not {r.meta["archetype"] for r in default} & {"specialist", "task-critic"}  # opt-in only
+
+
+GPT4 = "gpt-4-1106-preview"
+
+
+@pytest.fixture(scope="module")
+def gsm8k_six(data_dir: Path) -> list[MatrixRow]:
+    """GSM8K with the four GPT-3 systems (six LLMs), GPT-4's answer removed from every third row, so that a
+    conversation may move on to a query without the LLM it was using."""
+    rows = gsm8k_matrix(data_dir, with_gpt3=True)
+    for i in range(0, len(rows), 3):
+        rows[i] = rows[i].model_copy(update={"responses": {m: c for m, c in rows[i].responses.items() if m != GPT4}})
+    return rows
+
+
+@pytest.fixture(scope="module")
+def averse(gsm8k_six: list[MatrixRow]) -> list[Interaction]:
+    return simulate(gsm8k_six, SimConfig(users=120, records_per_user=30, switch_aversion=2.0, seed=1)).records
+
+
+def test_the_previous_llm_is_shown_again(averse: list[Interaction], gsm8k_six: list[MatrixRow]) -> None:
+    """At every later turn the LLM the conversation went on with is a candidate whenever the row has its
+    answer, in a uniformly random place."""
+    rows = {row.id: row for row in gsm8k_six}
+    places: Counter[int] = Counter()
+    lacking = 0
+    for record, previous in zip(averse, previous_llms(averse), strict=True):
+        if record.turn == 1:
+            assert previous is None
+        elif previous in rows[record.meta["matrix_id"]].responses:
+            assert previous in record.llms
+            places[record.llms.index(previous)] += 1
+        else:
+            lacking += 1
+    assert lacking > 0  # some later turns ask a row without the previous LLM: other candidates then
+    assert min(places.values()) > 0.4 * sum(places.values())
+
+
+def stays(records: list[Interaction], averse_users: bool) -> float:
+    """How often the previous LLM beats the other shown answer at later turns, for (non-)averse users."""
+    stayed = []
+    for record, previous in zip(records, previous_llms(records), strict=True):
+        if record.turn > 1 and previous in record.llms and (record.meta["switch_aversion"] > 0) == averse_users:
+            mine = record.ratings[record.llms.index(previous)]
+            other = min(record.ratings) if mine == max(record.ratings) else max(record.ratings)
+            if mine != other:
+                stayed.append(mine > other)
+    return float(np.mean(stayed))
+
+
+def test_averse_users_stay_with_the_previous_llm(averse: list[Interaction]) -> None:
+    # Non-averse users keep it often too (they rated it best a turn before); averse users clearly more often.
+    assert stays(averse, True) > stays(averse, False) + 0.1
+
+
+def test_the_oracle_includes_the_switch_drop(averse: list[Interaction]) -> None:
+    """meta.utility holds the drop: it explains averse users' later turns at least as well as first turns,
+    and clearly better than the same utilities without the drop."""
+    first, later, without = [], [], []
+    for record, previous in zip(averse, previous_llms(averse), strict=True):
+        if record.ratings[0] == record.ratings[1]:
+            continue
+        won, utility = int(np.argmax(record.ratings)), np.asarray(record.meta["utility"])
+        strength = record.meta["switch_aversion"]
+        if record.turn == 1:
+            first.append(won == int(np.argmax(utility)))
+        elif strength > 0:
+            later.append(won == int(np.argmax(utility)))
+            undone = utility + strength * np.asarray([llm != previous for llm in record.llms])
+            without.append(won == int(np.argmax(undone)))
+    assert np.mean(later) >= np.mean(first) - 0.02
+    assert np.mean(later) > np.mean(without) + 0.05
+
+
+def test_about_switch_share_of_users_are_averse(gsm8k: list[MatrixRow]) -> None:
+    for share in (0.7, 0.3):
+        config = SimConfig(users=400, records_per_user=5, switch_aversion=1.5, switch_share=share)
+        strength: dict[str, set[float]] = defaultdict(set)
+        for record in simulate(gsm8k, config).records:
+            strength[record.user].add(record.meta["switch_aversion"])
+        assert all(len(values) == 1 for values in strength.values())  # one strength per user
+        values = np.asarray([value for (value,) in strength.values()])
+        assert abs((values > 0).mean() - share) < 0.07
+        assert values[values > 0].mean() == pytest.approx(1.5, rel=0.15)
+
+
+def test_zero_switch_aversion_is_the_simulator_without_it(tmp_path: Path, gsm8k_six: list[MatrixRow]) -> None:
+    config = SimConfig(users=30, records_per_user=20, seed=4)
+    without, zero = tmp_path / "without.jsonl", tmp_path / "zero.jsonl"
+    write_records(without, simulate(gsm8k_six, config).records)
+    write_records(zero, simulate(gsm8k_six, dataclasses.replace(config, switch_aversion=0.0, switch_share=0.2)).records)
+    assert without.read_bytes() == zero.read_bytes()
+    assert all("switch_aversion" not in record.meta for record in read_records(without))
+
+
+def test_switch_aversion_keeps_users_queries_and_first_turns(gsm8k_six: list[MatrixRow]) -> None:
+    """Its own random stream: the same users ask the same queries, and first turns are shown and rated alike."""
+    config = SimConfig(users=30, records_per_user=20, seed=4)
+    plain = simulate(gsm8k_six, config).records
+    averse = simulate(gsm8k_six, dataclasses.replace(config, switch_aversion=1.0)).records
+
+    def asked(record: Interaction) -> tuple[object, ...]:
+        return record.user, record.conversation, record.turn, record.query, record.meta["archetype"]
+
+    for before, after in zip(plain, averse, strict=True):
+        assert asked(before) == asked(after)
+        if before.turn == 1:
+            assert before.responses == after.responses
+            assert before.meta["utility"] == after.meta["utility"]
+
+
+def test_cli_switch_aversion_options(tmp_path: Path) -> None:
+    matrix, output = tmp_path / "matrix.jsonl", tmp_path / "sim.jsonl"
+    write_matrix(matrix, toy_matrix(30))
+    options = ["--users", "6", "--records-per-user", "8", "-o", str(output)]
+    result = run("data", "simulate", str(matrix), *options, "--switch-aversion", "1.5", "--switch-share", "0.5")
+    assert result.returncode == 0, result.stderr
+    assert all("switch_aversion" in record.meta for record in read_records(output))
+    output.unlink()
+    for option, value in [("--switch-aversion", "-1"), ("--switch-share", "1.5"), ("--switch-share", "-0.1")]:
+        refused = run("data", "simulate", str(matrix), *options, option, value)
+        assert refused.returncode == 2
+        assert_one_line_error(refused, option, value)
+    assert not output.exists()

@@ -5,6 +5,7 @@ docs/simulator.md explains every knob and why its default is what it is.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -31,6 +32,8 @@ class SimConfig:
     archetypes: str | None = None
     neighbours: int = 10
     interest_concentration: float = 0.5
+    switch_aversion: float = 0.0  # mean utility drop for changing LLM mid-conversation, among averse users; 0 = off
+    switch_share: float = 0.7  # share of users who mind a change of LLM at all
 
     def check(self) -> None:
         """Refuse settings that cannot work, naming the option to fix."""
@@ -54,6 +57,11 @@ class SimConfig:
                 self.interest_concentration > 0,
                 f"--interest-concentration must be positive, got {self.interest_concentration}",
             ),
+            (
+                0.0 <= self.switch_aversion < math.inf,
+                f"--switch-aversion must be a finite number, 0 or more, got {self.switch_aversion}",
+            ),
+            (0.0 <= self.switch_share <= 1.0, f"--switch-share must be between 0 and 1, got {self.switch_share}"),
         ]
         for ok, message in rules:
             if not ok:

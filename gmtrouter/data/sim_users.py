@@ -4,6 +4,8 @@ A user is a weight vector over the response features (quality, cost, length, rar
 `sim_features`), a personal affinity for each LLM, and topic interests over the matrix's categories. The
 archetype gives the centre of the weights; each user adds Gaussian variation, so two users of one archetype
 agree in direction but not in degree, and a few cross over.
+
+A user may also dislike a change of LLM within a conversation (`draw_switch_aversion`; off by default).
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ class Users:
     affinity: np.ndarray  # [N, M] personal utility offset per LLM
     interests: np.ndarray  # [N, C] probability of starting a conversation in each category
     task_affinity: np.ndarray | None = None  # [N, C, M] utility offset per task and LLM; None: no task taste
+    switch_aversion: np.ndarray | None = None  # [N] utility lost by a change of LLM mid-conversation; None: off
 
 
 def parse_archetypes(names: str | None) -> list[Archetype]:
@@ -99,3 +102,11 @@ def draw_users(
         users, tasks = np.meshgrid(np.arange(n_users), np.arange(n_categories), indexing="ij")
         task_affinity[users, tasks, task_favourite] = task_loyalty[kind][:, None]
     return Users(kind, [a.name for a in archetypes], weights, affinity, interests, task_affinity)
+
+
+def draw_switch_aversion(n_users: int, mean: float, share: float, rng: np.random.Generator) -> np.ndarray:
+    """[N] each user's switching aversion: with probability `share` a Gamma(shape 2, scale mean / 2) draw
+    (mean `mean`, rarely near 0, no sign flips), else exactly 0, so some users never mind a change of LLM."""
+    averse = rng.random(n_users) < share
+    strength = rng.gamma(2.0, mean / 2.0, size=n_users)
+    return np.where(averse, strength, 0.0)

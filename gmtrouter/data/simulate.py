@@ -8,13 +8,14 @@ matrix, settings and seed give the same file, byte for byte.
 
 utility(user, query, llm) = w_quality * perceived_quality + w_cost * cost + w_length * length
                             + w_rare * rare + affinity[llm] + task_affinity[task of the query, llm]
+                            - switch_aversion[user] * [turn >= 2 and llm != the previous turn's LLM]
 perceived_quality = realism * score + (1 - realism) * the LLM's mean score on the query's category
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -23,7 +24,7 @@ from gmtrouter.data.schema import Interaction, Response
 from gmtrouter.data.sim_config import SimConfig
 from gmtrouter.data.sim_features import FEATURES, FeatureTables, build_features
 from gmtrouter.data.sim_topics import nearest_neighbours
-from gmtrouter.data.sim_users import Users, draw_users, parse_archetypes
+from gmtrouter.data.sim_users import Users, draw_switch_aversion, draw_users, parse_archetypes
 from gmtrouter.errors import GmtError
 
 
@@ -90,17 +91,33 @@ def _walk(
     return rows
 
 
-def _choose(utility: np.ndarray, config: SimConfig, rng: np.random.Generator) -> np.ndarray:
+@dataclass(frozen=True)
+class ChoiceNoise:
+    """The choice model's random draws for every record, drawn at once and always in this order, so that
+    ratings drawn turn by turn (with a switching aversion) use the same draws as ratings drawn all at once."""
+
+    gumbel: np.ndarray  # [N, K]
+    tie: np.ndarray  # [N] uniform
+
+    @staticmethod
+    def draw(n: int, k: int, rng: np.random.Generator) -> ChoiceNoise:
+        return ChoiceNoise(rng.gumbel(size=(n, k)), rng.random(n))
+
+    def __getitem__(self, at: np.ndarray) -> ChoiceNoise:
+        return ChoiceNoise(self.gumbel[at], self.tie[at])
+
+
+def _choose(utility: np.ndarray, config: SimConfig, noise: ChoiceNoise) -> np.ndarray:
     """Ratings [N, K] by a Plackett-Luce draw on exp(utility / temperature): the Gumbel-max trick ranks
     utility / T + Gumbel noise. The best gets K-1, the worst 0. For K = 2 this is the Bradley-Terry
     (logistic) choice P(a beats b) = sigmoid((u_a - u_b) / T); a pair whose utilities differ by less than
     the tie margin is a tie (0.5 each) with probability tie_prob."""
     n, k = utility.shape
-    noisy = utility / config.temperature + rng.gumbel(size=(n, k))
+    noisy = utility / config.temperature + noise.gumbel
     order = np.argsort(-noisy, axis=1, kind="stable")
     rating = np.empty((n, k))
     np.put_along_axis(rating, order, np.arange(k - 1, -1, -1, dtype=float)[None, :], axis=1)
-    tie_draw = rng.random(n)
+    tie_draw = noise.tie
     if k == 2:
         tie = (np.abs(utility[:, 0] - utility[:, 1]) < config.tie_margin) & (tie_draw < config.tie_prob)
         rating[tie] = 0.5
@@ -116,8 +133,9 @@ def plan(tables: FeatureTables, queries: Sequence[str], config: SimConfig) -> tu
     eligible = np.flatnonzero(tables.available.sum(axis=1) >= k)
     if k > n_llms or len(eligible) == 0:
         raise GmtError(f"no matrix row has results of {k} LLMs; lower --candidates")
-    seeds = np.random.SeedSequence(config.seed).spawn(5)
-    users_rng, turns_rng, walk_rng, llm_rng, choice_rng = (np.random.default_rng(s) for s in seeds)
+    # spawn(6) begins with the same five children as spawn(5): the switch stream leaves the others as they were.
+    seeds = np.random.SeedSequence(config.seed).spawn(6)
+    users_rng, turns_rng, walk_rng, llm_rng, choice_rng, switch_rng = (np.random.default_rng(s) for s in seeds)
 
     _, categories = np.unique(tables.categories[eligible], return_inverse=True)
     users = draw_users(
@@ -136,14 +154,79 @@ def plan(tables: FeatureTables, queries: Sequence[str], config: SimConfig) -> tu
     row = eligible[local]
     user = np.repeat(np.arange(config.users), config.records_per_user)
 
-    # K distinct candidates among the LLMs that answered the row, in a uniformly random order.
+    # K distinct candidates among the LLMs that answered the row, in a uniformly random order: the first K
+    # LLMs by a uniform key, the LLMs without an answer keyed last.
     keys = llm_rng.random((len(row), n_llms))
     keys[~tables.available[row]] = np.inf
-    llm = np.argsort(keys, axis=1, kind="stable")[:, :k]
-
-    utility = utilities(tables, users, user, row, llm, config.realism, categories[local])
-    rating = _choose(utility, config, choice_rng)
+    noise = ChoiceNoise.draw(len(row), k, choice_rng)
+    task = categories[local]
+    if config.switch_aversion > 0:
+        strength = draw_switch_aversion(config.users, config.switch_aversion, config.switch_share, switch_rng)
+        users = replace(users, switch_aversion=strength)
+        position = llm_rng.integers(0, k, size=len(row))  # where the previous turn's LLM is shown
+        known = Records(user, turn.ravel(), row, task)
+        llm, utility, rating = _turn_by_turn(tables, users, strength, known, keys, position, noise, config)
+    else:
+        llm = np.argsort(keys, axis=1, kind="stable")[:, :k]
+        utility = utilities(tables, users, user, row, llm, config.realism, task)
+        rating = _choose(utility, config, noise)
     return Plan(user, conversation.ravel(), turn.ravel(), row, llm, utility, rating), users
+
+
+@dataclass(frozen=True)
+class Records:
+    """What is known of the N records before any candidate is shown (user-major, chronological)."""
+
+    user: np.ndarray  # [N]
+    turn: np.ndarray  # [N]
+    row: np.ndarray  # [N] matrix row
+    task: np.ndarray  # [N] category index of the row
+
+    def __getitem__(self, at: np.ndarray) -> Records:
+        return Records(self.user[at], self.turn[at], self.row[at], self.task[at])
+
+
+def _turn_by_turn(
+    tables: FeatureTables,
+    users: Users,
+    strength: np.ndarray,
+    records: Records,
+    keys: np.ndarray,
+    position: np.ndarray,
+    noise: ChoiceNoise,
+    config: SimConfig,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Candidates, utilities and ratings [N, K] of users with a switching aversion `strength` [U], one record
+    position at a time over all users: a turn's candidates and utilities depend on the LLM the conversation
+    went on with, which the previous turn's ratings decide."""
+    n, k, per_user = len(records.row), config.candidates, config.records_per_user
+    llm, utility, rating = np.empty((n, k), dtype=int), np.empty((n, k)), np.empty((n, k))
+    previous = np.full(config.users, -1)  # -1: a conversation's first turn, nothing to switch from
+    for p in range(per_user):
+        at = np.arange(config.users) * per_user + p
+        now = records[at]
+        if p > 0:
+            before = at - 1  # continued_llm: the previous record's top-rated LLM, the first of equals as shown
+            previous = np.where(now.turn >= 2, llm[before, np.argmax(rating[before], axis=1)], -1)
+        shown = (previous >= 0) & tables.available[now.row, np.maximum(previous, 0)]  # the row has its answer
+        llm[at] = _candidates(keys[at], previous, shown, position[at], k)
+        switch = (previous[:, None] >= 0) & (llm[at] != previous[:, None])
+        drop = strength[now.user][:, None] * switch
+        utility[at] = utilities(tables, users, now.user, now.row, llm[at], config.realism, now.task) - drop
+        rating[at] = _choose(utility[at], config, noise[at])
+    return llm, utility, rating
+
+
+def _candidates(keys: np.ndarray, previous: np.ndarray, shown: np.ndarray, position: np.ndarray, k: int) -> np.ndarray:
+    """[n, K] candidates by the keys as usual; where `shown`, the previous LLM takes the smallest key (it is
+    always drawn) and is then moved to `position`, so its place says nothing and the other K-1 are drawn as
+    usual among the remaining LLMs."""
+    keys = keys.copy()
+    keys[np.flatnonzero(shown), previous[shown]] = -np.inf
+    first = np.argsort(keys, axis=1, kind="stable")[:, :k]  # the previous LLM in column 0 where shown
+    column, at = np.arange(k)[None, :], position[:, None]
+    source = np.where(column == at, 0, np.where(column < at, column + 1, column))
+    return np.where(shown[:, None], np.take_along_axis(first, source, axis=1), first)
 
 
 def utilities(
@@ -200,6 +283,8 @@ def _records(rows: Sequence[MatrixRow], tables: FeatureTables, result: Plan, use
         if "category" in source.meta:
             meta["category"] = source.meta["category"]
         meta["archetype"] = users.archetype_names[int(users.archetype[u])]
+        if users.switch_aversion is not None:
+            meta["switch_aversion"] = round(float(users.switch_aversion[u]), 4)
         meta["utility"] = [round(float(x), 4) for x in result.utility[n]]
         meta["matrix_id"] = source.id
         records.append(
