@@ -7,6 +7,8 @@ and route each user's later turns accordingly, in Python as the service does.
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -41,7 +43,8 @@ def sticky_records(users: int = 40, conversations: int = 10, seed: int = 0) -> l
                 else:
                     pair = [previous, str(rng.choice([m for m in LLMS if m != previous]))]
                 rng.shuffle(pair)
-                first_wins = rng.random() < (0.5 if previous is None or not sticky else 0.9 if pair[0] == previous else 0.1)
+                stay_first = 0.9 if pair[0] == previous else 0.1
+                first_wins = rng.random() < (0.5 if previous is None or not sticky else stay_first)
                 ratings = [1.0, 0.0] if first_wins else [0.0, 1.0]
                 records.append(
                     Interaction(
@@ -180,7 +183,7 @@ def test_held_out_later_turns_score_better_with_the_conversation(model, records)
     assert with_context["accuracy"] > without["accuracy"] + 0.1
     rates = [point["switch_rate"] for point in with_context["sweep"]]
     assert [point["switch_cost"] for point in with_context["sweep"]] == list(SWITCH_COSTS)
-    assert all(b <= a for a, b in zip(rates, rates[1:], strict=False)) and rates[-1] < rates[0]
+    assert all(b <= a for a, b in itertools.pairwise(rates)) and rates[-1] < rates[0]
 
 
 def test_the_sticky_rule_keeps_the_previous_llm(records) -> None:
