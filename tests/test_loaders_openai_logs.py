@@ -29,6 +29,11 @@ def test_rated_turns_only_with_turn_numbers_kept(records) -> None:
     assert prepare("openai-logs", LOGS.parent) == records
 
 
+def test_each_record_names_the_model_that_answered_the_turn_before(records) -> None:
+    """An unrated answer is still the answer the conversation went on from."""
+    assert [r.previous_llm for r in records] == [None, "gpt-4o", None, "gpt-4o-mini", None]
+
+
 def test_feedback_kinds(records) -> None:
     thumbs_up, preferred, stars, thumbs_down, rated = records
     assert (thumbs_up.llms, thumbs_up.ratings) == (["gpt-4o"], [1.0])

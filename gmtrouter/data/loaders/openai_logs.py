@@ -5,7 +5,9 @@ Format (docs/data.md): one conversation per line, `{"user", "conversation"?, "ti
 message is answered by one `assistant` message: a single answer (`model`, `content`, `feedback`?) or
 alternatives from several models (`candidates: [{model, content, rating?}]`, `preferred`?). Feedback is a
 number, or thumbs "up"/"down" (1/0); `preferred` names the best candidate (1, the others 0). A user turn with
-feedback becomes a record; one without is context, still counted in the turn numbers. OpenAI `usage`
+feedback becomes a record; one without is context, still counted in the turn numbers, and still says which
+model answered: each record names, as `previous_llm`, the model whose answer the conversation went on from
+(the single answer, or the preferred or top-rated candidate). OpenAI `usage`
 (`prompt_tokens`, `completion_tokens`) on an answer gives its tokens and cost; otherwise both are estimated.
 """
 
@@ -15,6 +17,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from gmtrouter.data.conversation import continued_llm
 from gmtrouter.data.loaders.common import build, dataset_root, iter_json_lines
 from gmtrouter.data.prices import PriceBook, estimate_tokens
 from gmtrouter.data.schema import Interaction, Response
@@ -132,6 +135,7 @@ def _conversation(item: dict[str, Any], at: _Line, prices: PriceBook) -> list[In
     if not isinstance(meta, dict):
         raise at.fail("meta", "must be an object")
     records, turn, query = [], 0, None
+    answered_by: str | None = None  # the LLM whose answer the conversation went on from
     for i, message in enumerate(messages):
         field = f"messages[{i}]"
         role = message.get("role") if isinstance(message, dict) else None
@@ -147,20 +151,24 @@ def _conversation(item: dict[str, Any], at: _Line, prices: PriceBook) -> list[In
                 raise at.fail(f"{field}.role", f"an assistant message {where}; each answers one user message")
             responses = _answer(message, query, prices, at, field)
             if responses:
-                records.append(
-                    build(
-                        Interaction,
-                        at.path,
-                        at.line,
-                        user=user,
-                        conversation=conversation,
-                        turn=turn,
-                        query=query,
-                        responses=responses,
-                        timestamp=message.get("timestamp", item.get("timestamp")),
-                        meta={**meta, "source": "openai_logs"},
-                    )
+                record = build(
+                    Interaction,
+                    at.path,
+                    at.line,
+                    user=user,
+                    conversation=conversation,
+                    turn=turn,
+                    query=query,
+                    responses=responses,
+                    timestamp=message.get("timestamp", item.get("timestamp")),
+                    previous_llm=answered_by,
+                    meta={**meta, "source": "openai_logs"},
                 )
+                records.append(record)
+                answered_by = continued_llm(record)
+            else:  # an unrated turn: a single answer still says who answered; unrated candidates do not
+                model = message.get("model") if "candidates" not in message else None
+                answered_by = model if isinstance(model, str) and model else None
             query = None
         else:
             roles = ", ".join(("user", "assistant", *CONTEXT_ROLES))
