@@ -12,7 +12,16 @@ from pathlib import Path
 import pytest
 
 from gmtrouter.bench.aggregate import estimate
-from gmtrouter.bench.plan import ABLATIONS, BenchConfig, Job, Variant, build_plan, parse_int_list, parse_variant
+from gmtrouter.bench.plan import (
+    ABLATIONS,
+    TURN_ALONE,
+    BenchConfig,
+    Job,
+    Variant,
+    build_plan,
+    parse_int_list,
+    parse_variant,
+)
 from gmtrouter.bench.tradeoff import single_llm_points, tradeoff_curve, win_share
 from gmtrouter.cli import main
 from gmtrouter.errors import GmtError
@@ -83,6 +92,10 @@ def test_tiny_plan_writes_results_report_and_plots(tiny_run: tuple[Path, list[st
     assert ok["params"] > 0 and ok["peak_rss_mb"] > 0 and ok["train_seconds"] > 0
     assert ok["latency"]["requests"] > 0 and ok["latency"]["p95_ms"] >= ok["latency"]["median_ms"]
     assert {p["cost_weight"] for p in ok["tradeoff"]["curve"]} >= {0.0, 1.0}
+    later = ok["conversation"]  # the synthetic users' later turns, after a known previous LLM
+    assert later["records"] > 0 and [p["switch_cost"] for p in later["sweep"]][:2] == [0.0, 0.25]
+    assert later["sweep"][-1]["switch_rate"] <= later["sweep"][0]["switch_rate"] and later["oracle"]["utility"]
+    assert results["chatbot-arena", "record", "gmtrouter"]["conversation"]["oracle"] is None  # real users: no truth
     new_users = results["gsm8k", "user", "global-winrate"]
     assert set(new_users["evaluations"]) == {"0", "2"}
     assert new_users["evaluations"]["2"]["known_users"] == new_users["evaluations"]["2"]["n_users"]
@@ -102,6 +115,7 @@ def test_tiny_plan_writes_results_report_and_plots(tiny_run: tuple[Path, list[st
         "### Known users",
         "pairwise accuracy by k shots",
         "### New queries",
+        "### Conversations: turns after a known previous turn",
         "## Resources",
     ):
         assert heading in report
@@ -112,6 +126,7 @@ def test_tiny_plan_writes_results_report_and_plots(tiny_run: tuple[Path, list[st
     assert "oracle: the simulator's true utilities" in report
     images = [line.split("(")[1].rstrip(")") for line in report.splitlines() if line.startswith("![")]
     assert any("kshot" in i for i in images) and any("cost" in i for i in images)
+    assert any("switch" in i for i in images)
     for image in images:
         assert (out / "report" / image).read_bytes()[:8] == PNG_MAGIC
 
@@ -261,3 +276,24 @@ def test_plan_leaves_out_what_cannot_differ_or_is_slow_and_runs_ablations_on_the
         dataclasses.replace(config, all_jobs=True), {"mmlu": "a", "gsm8k": "b"}, {"mmlu": False, "gsm8k": True}
     )
     assert len(everything) == len(jobs) + 2  # the full-graph ablation on mmlu, known and new users
+
+
+def test_routing_each_turn_alone_runs_only_where_users_mind_a_switch() -> None:
+    config = BenchConfig(
+        datasets=("gsm8k", "llmrouter-switch"),
+        variants=(Variant("sticky", "sticky"), TURN_ALONE),
+        seeds=(0,),
+        shots=(0,),
+        data_dir=Path("."),
+        out=Path("."),
+    )
+    jobs, skipped = build_plan(
+        config, {"gsm8k": "a", "llmrouter-switch": "b"}, {"gsm8k": True, "llmrouter-switch": False}
+    )
+    assert [(s.dataset, s.variant) for s in skipped] == [("gsm8k", "gmtrouter-turn-alone")]
+    assert {(j.dataset, j.variant) for j in jobs} == {
+        ("gsm8k", "sticky"),
+        ("llmrouter-switch", "sticky"),
+        ("llmrouter-switch", "gmtrouter-turn-alone"),
+    }
+    assert {j.settings["conversation"] for j in jobs if j.variant == TURN_ALONE.name} == {False}
