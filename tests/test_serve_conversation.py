@@ -338,3 +338,7 @@ def test_a_conversation_id_follows_what_the_service_routed_also_after_a_restart(
     finally:
         store.close()
     assert (stored.conversation, stored.previous_llm, stored.switch_cost, stored.turn) == (conversation, moved, 0.5, 4)
+
+    page = httpx.get(f"{service.base}/ui/decisions/{fourth['route_id']}", headers=ADMIN_HEADERS, timeout=60)
+    assert f'id="previous-llm">{moved} (switch cost 0.5)' in page.text
+    assert "<dt>cost weight</dt><dd>0</dd>" in page.text  # the switch cost is not mistaken for a cost weight
