@@ -19,6 +19,8 @@ import openai
 import pytest
 
 from gmtrouter.data.schema import Interaction, Response
+from gmtrouter.errors import GmtError
+from gmtrouter.serve.config import cached_input_prices, load_config
 from gmtrouter.serve.store import Store
 from tests.serve_support import ADMIN, echo_upstream, start_server, stop
 
@@ -261,6 +263,27 @@ def test_one_users_conversation_id_never_reaches_another_user(service: Service) 
     # b's next turn follows b's own route in that conversation, never a's
     same_id = service.route(b, chat((FIRST, None), (SECOND, None)), conversation="shared-id")
     assert same_id["previous_llm"] == alone["llm"] != forced
+
+
+def test_the_settings_refuse_a_bad_switch_cost_or_price_file(tmp_path: Path) -> None:
+    assert load_config(None).switch_cost == 0 and load_config(None).prices is None
+    for bad in (-1, float("inf"), 1e9, "high"):
+        with pytest.raises(GmtError, match="setting 'switch_cost'"):
+            load_config(None, switch_cost=bad)
+    prices = tmp_path / "prices.json"
+    prices.write_text(json.dumps(PRICES))
+    assert cached_input_prices(prices) == {"alpha-llm": (10.0, 1.0)}
+    with pytest.raises(GmtError, match="no such price file"):
+        cached_input_prices(tmp_path / "missing.json")
+    for text, words in (
+        ("{not json", "not a price file"),
+        ('{"alpha-llm": 3}', "not a price file"),
+        ('{"alpha-llm": {"input": "ten", "cached_input": 1}}', "'alpha-llm': input and cached_input must be numbers"),
+        ('{"alpha-llm": {"input": 10, "cached_input": -1}}', "must be numbers, 0 or more"),
+    ):
+        prices.write_text(text)
+        with pytest.raises(GmtError, match=words):
+            cached_input_prices(prices)
 
 
 BAD = [

@@ -127,7 +127,7 @@ def cached_input_prices(path: Path) -> dict[str, tuple[float, float]]:
     from gmtrouter.data.prices import PriceBook
 
     if not path.is_file():
-        raise GmtError(f"{path}: no such price file; check 'prices' in the config")
+        raise GmtError(f"{path}: no such price file; check --prices or 'prices' in the config")
     try:
         prices = PriceBook.read(path).cached_input_prices()
     except (ValueError, AttributeError, TypeError) as error:
