@@ -295,6 +295,7 @@ BAD = [
     ({"conversation": ""}, "conversation"),
     ({"conversation": "c" * 257}, "conversation"),
     ({"conversation": 7}, "conversation"),
+    ({"messages": [*chat((FIRST, None))[:1], {"role": "assistant", "content": "x", "model": 5}]}, "messages.1.model"),
 ]
 
 

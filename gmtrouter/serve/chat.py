@@ -57,10 +57,9 @@ def _allowed(extras: dict[str, Any], config: Any) -> dict[str, Any]:
 
 
 def _forwarded(messages: list[ChatMessage]) -> list[dict[str, Any]]:
-    """The messages as an upstream gets them: without the `model` an assistant turn names (not an OpenAI field of
-    a message: strict providers refuse it, and it is ours, for routing)."""
-    plain = [m.model_dump(exclude_none=True) for m in messages]
-    return [{k: v for k, v in m.items() if not (k == "model" and m.get("role") == "assistant")} for m in plain]
+    """The messages as an upstream gets them: without the `model` an answer names (ours, for routing; not a field
+    of an OpenAI message, and strict providers refuse it)."""
+    return [m.model_dump(exclude_none=True, exclude={"model"}) for m in messages]
 
 
 async def _direct(

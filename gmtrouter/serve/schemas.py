@@ -71,13 +71,19 @@ class ChatMessage(BaseModel):
 
     role: Literal["system", "developer", "user", "assistant", "tool", "function"]
     content: str | list[ContentPart] | None = None
+    model: LLMName | None = Field(
+        None, description="On an assistant message: the LLM that wrote it (routing reads the last one; not forwarded)."
+    )
 
 
 class RouteRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     user: UserId
-    messages: Annotated[list[ChatMessage], Field(min_length=1, description="The chat so far; the last user turn.")]
+    messages: Annotated[
+        list[ChatMessage],
+        Field(min_length=1, description="The chat so far, to the user's last turn; answers may name their model."),
+    ]
     candidates: Annotated[list[LLMName], Field(min_length=1)] | None = Field(
         None, description="LLMs to choose from (default: every LLM the router knows)."
     )
