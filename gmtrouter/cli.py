@@ -541,13 +541,17 @@ def serve(
     report: Annotated[
         Path | None, typer.Option("--report", help="A 'gmtrouter bench' report (results.md) for the console.")
     ] = None,
+    prices: Annotated[
+        Path | None,
+        typer.Option("--prices", help="Price file {llm: {input, output, cached_input}}: prices the prompt cache."),
+    ] = None,
 ) -> None:
     """Serve routing, feedback and an OpenAI-compatible endpoint over HTTP."""
     if ctx.invoked_subcommand is not None:
         return
     from gmtrouter.serve.config import load_config
 
-    settings = load_config(config, model=model, db=db, host=host, port=port, report=report)
+    settings = load_config(config, model=model, db=db, host=host, port=port, report=report, prices=prices)
     if settings.model is None:
         raise GmtError("give the model folder: --model DIR (or 'model' in the config file)")
     if settings.report is not None and not settings.report.is_file():

@@ -2,7 +2,8 @@
 
 Run as `python tests/echo_upstream.py --port PORT`. The answer is "<model> says: <last user message>", so a test can
 tell which upstream model a request reached; with `stream: true` it sends the answer word by word as SSE chunks.
-A whole answer also says what reached the upstream (`received`: the request's fields, and its `max_tokens`).
+A whole answer also says what reached the upstream (`received`: the request's fields, its `max_tokens`, and the
+fields of its messages).
 Requests without 'Authorization: Bearer upstream-secret' are refused, as a real provider would.
 """
 
@@ -44,7 +45,12 @@ async def completions(request: Request):
             "model": model,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": answer}, "finish_reason": "stop"}],
             "usage": {"prompt_tokens": len(last.split()), "completion_tokens": len(answer.split()), "total_tokens": 0},
-            "received": {"fields": sorted(body), "max_tokens": body.get("max_tokens"), "n": body.get("n")},
+            "received": {
+                "fields": sorted(body),
+                "max_tokens": body.get("max_tokens"),
+                "n": body.get("n"),
+                "message_fields": sorted({k for m in body["messages"] for k in m}),
+            },
         }
 
     def events():

@@ -58,6 +58,7 @@ def assert_rows_kept(store: Store) -> None:
         2,
         "an answer",
     )
+    assert (route.conversation, route.previous_llm, route.switch_cost) == (None, None, 0.0)  # routed before 0005
     (stored,) = store.feedback_rows()
     assert (stored.key, stored.route_id, stored.kind, stored.created) == ("k1", "r1", "thumbs", 2.0)
     assert stored.record == Interaction.model_validate_json(json.dumps(RECORD.model_dump(exclude_none=True)))

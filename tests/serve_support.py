@@ -205,6 +205,14 @@ def long_values_are_refused(base: str, store: object) -> None:
     cases = [
         ("POST", "/v1/route", {"user": long_user, "messages": ask}, {}, "user"),
         ("POST", "/v1/chat/completions", {"model": "auto", "user": long_user, "messages": ask}, {}, "user"),
+        ("POST", "/v1/route", {"user": user, "messages": ask, "conversation": "c" * 257}, {}, "conversation"),
+        (
+            "POST",
+            "/v1/chat/completions",
+            {"model": "auto", "user": user, "messages": ask, "conversation": "c" * 257},
+            {},
+            "conversation",
+        ),
         ("POST", "/v1/feedback", record(user=long_user), {}, "record.user"),
         ("POST", "/v1/feedback", record(conversation="c" * 600), {}, "record.conversation"),
         ("POST", "/v1/feedback", {**record(), "idempotency_key": "k" * 201}, {}, "idempotency_key"),
@@ -223,8 +231,9 @@ def long_values_are_refused(base: str, store: object) -> None:
         assert [store.count(table) for table in ("routes", "feedback", "api_keys")] == before  # type: ignore[attr-defined]
 
         # at the limits, everything is stored
-        routed = client.post("/v1/route", json={"user": user, "messages": ask})
+        routed = client.post("/v1/route", json={"user": user, "messages": ask, "conversation": "c" * 256})
         assert routed.status_code == 200, routed.text
+        assert store.last_choice(user, "c" * 256) == routed.json()["llm"]  # type: ignore[attr-defined]
         at_limit = record(user=user, conversation="c" * 200)
         stored = client.post("/v1/feedback", json=at_limit, headers={"Idempotency-Key": "k" * 200})
         assert stored.status_code == 200, stored.text

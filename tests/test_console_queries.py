@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from gmtrouter.api import switch_adjusted
 from gmtrouter.costs import cost_adjusted
 from gmtrouter.data.schema import Interaction, Response
 from gmtrouter.serve.auth import Principal
@@ -149,6 +150,19 @@ def test_cost_weight_is_recovered_from_a_stored_ranking(weight: float) -> None:
         {"llm": "b", "score": 0, "adjusted": 0, "expected_cost": 0.01},
     ]
     assert insights.cost_weight_of(equal) is None
+
+
+@pytest.mark.parametrize("previous", ["gpt-4", "claude-v1", "vicuna"])
+def test_cost_weight_is_recovered_from_a_ranking_made_with_a_switch_cost(previous: str) -> None:
+    llms = ["gpt-4", "claude-v1", "vicuna"]
+    adjusted = switch_adjusted(
+        cost_adjusted(np.array([0.3, 1.2, -2.0]), [COSTS[m] for m in llms], 0.75), llms, previous, 2.0
+    )
+    ranks = [
+        {"llm": m, "score": s, "expected_cost": COSTS[m], "adjusted": float(a)}
+        for m, s, a in zip(llms, [0.3, 1.2, -2.0], adjusted, strict=True)
+    ]
+    assert insights.cost_weight_of(ranks, previous, 2.0) == pytest.approx(0.75, abs=1e-6)
 
 
 def test_tastes_interval_narrows_with_history() -> None:

@@ -10,9 +10,11 @@ import sys
 from pathlib import Path
 
 import sqlalchemy as sa
+from alembic import command
 
+from gmtrouter.serve import migrations
 from gmtrouter.serve.migrations import HEAD, current_version, migrate
-from gmtrouter.serve.store import Store, make_engine
+from gmtrouter.serve.store import RouteRow, Store, make_engine
 from tests.conftest import REPO
 from tests.schema_support import assert_rows_kept, create_v3
 from tests.serve_support import child_env
@@ -67,3 +69,39 @@ def test_a_new_database_starts_at_the_newest_revision(tmp_path: Path) -> None:
     engine.dispose()
     refused = gmtrouter("train", "-o", str(tmp_path / "m"), "--from-db", f"sqlite:///{tmp_path / 'none' / 'x.db'}")
     assert refused.returncode == 2 and "Traceback" not in refused.stderr
+
+
+def test_0005_adds_the_conversation_to_routes_and_goes_back_with_every_row(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'v4.db'}"
+    engine = make_engine(url)
+    create_v3(engine)
+    assert migrate(engine, "0004") == ("0003", "0004")
+    assert migrate(engine) == ("0004", HEAD)
+    with engine.connect() as conn:
+        columns = {c["name"] for c in sa.inspect(conn).get_columns("routes")}
+        indexes = {i["name"] for i in sa.inspect(conn).get_indexes("routes")}
+    assert {"conversation", "previous_llm", "switch_cost"} <= columns and "ix_routes_user_conversation" in indexes
+    engine.dispose()
+
+    store = Store(url)
+    assert_rows_kept(store)
+    turns = [
+        RouteRow("t1", "alice", "first", ["gpt-4"], "gpt-4", [], 10.0, 1, conversation="chat-1"),
+        RouteRow("t2", "alice", "second", ["claude-v1"], "claude-v1", [], 11.0, 2, None, "chat-1", "gpt-4", 0.5),
+        RouteRow("t3", "bob", "mine", ["alpaca-13b"], "alpaca-13b", [], 12.0, 1, conversation="chat-1"),
+    ]
+    store.add_routes(turns)
+    assert (store.last_choice("alice", "chat-1"), store.last_choice("bob", "chat-1")) == ("claude-v1", "alpaca-13b")
+    assert store.last_choice("carol", "chat-1") is None and store.last_choice("alice", "chat-2") is None
+    assert store.get_route("t2") == turns[1]
+    store.close()
+
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        command.downgrade(migrations._config(conn), "0004")
+    with engine.connect() as conn:
+        assert current_version(conn) == "0004"
+        assert "conversation" not in {c["name"] for c in sa.inspect(conn).get_columns("routes")}
+        assert conn.execute(sa.text("SELECT count(*) FROM routes")).scalar_one() == 4
+    assert migrate(engine) == ("0004", HEAD)
+    engine.dispose()

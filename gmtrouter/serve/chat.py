@@ -9,8 +9,10 @@ from fastapi import APIRouter, HTTPException
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from gmtrouter.serve.deps import ERRORS, Caller, Svc, allow, check_candidates, encodable, query_and_turn
-from gmtrouter.serve.schemas import ChatCompletionRequest, ErrorOut
+from gmtrouter.serve.deps import ERRORS, Caller, Svc, allow, chat_turn, check_candidates, encodable, query_and_turn
+from gmtrouter.serve.engine import ChatTurn
+from gmtrouter.serve.schemas import ChatCompletionRequest, ChatMessage, ErrorOut
+from gmtrouter.serve.service import Service
 from gmtrouter.serve.store import RouteRow
 
 router = APIRouter()
@@ -54,6 +56,47 @@ def _allowed(extras: dict[str, Any], config: Any) -> dict[str, Any]:
     return extras
 
 
+def _forwarded(messages: list[ChatMessage]) -> list[dict[str, Any]]:
+    """The messages as an upstream gets them: without the `model` an answer names (ours, for routing; not a field
+    of an OpenAI message, and strict providers refuse it)."""
+    return [m.model_dump(exclude_none=True, exclude={"model"}) for m in messages]
+
+
+async def _direct(
+    service: Service, user: str, llm: str, query: str, turn: int, chat: ChatTurn
+) -> tuple[str, str | None]:
+    """Store a route to the LLM the request named (no ranking), in its conversation; (route id, previous LLM)."""
+    previous = await service.engine.previous_llm(user, chat.messages, chat.conversation)
+    previous = previous if previous in service.engine.router.llms else None
+    row = RouteRow(
+        id=uuid.uuid4().hex,
+        user=user,
+        query=query,
+        candidates=[llm],
+        choice=llm,
+        ranking=[],
+        created=time.time(),
+        turn=turn,
+        conversation=chat.conversation,
+        previous_llm=previous,
+        switch_cost=chat.switch_cost,
+    )
+    await run_in_threadpool(service.store.add_routes, [row])
+    return row.id, previous
+
+
+def _headers(route_id: str, llm: str, previous: str | None, switch_cost: float) -> dict[str, str]:
+    """The routing metadata as response headers (also in the body: `route_id`, `previous_llm`, `switch_cost`)."""
+    headers = {
+        "x-gmtrouter-route-id": route_id,
+        "x-gmtrouter-model": llm,
+        "x-gmtrouter-switch-cost": f"{switch_cost:g}",
+    }
+    if previous is not None:
+        headers["x-gmtrouter-previous-llm"] = previous
+    return headers
+
+
 @router.post(
     "/v1/chat/completions", responses={**ERRORS, 502: {"model": ErrorOut}, 503: {"model": ErrorOut}}, tags=["openai"]
 )
@@ -67,34 +110,36 @@ async def chat_completions(body: ChatCompletionRequest, who: Caller, service: Sv
     query, turn = query_and_turn(service, body.messages)
     extras = dict(body.model_extra or {})
     candidates, cost_weight = _extensions(extras)
-    forward = {**_allowed(extras, service.config), "messages": [m.model_dump(exclude_none=True) for m in body.messages]}
+    forward = {**_allowed(extras, service.config), "messages": _forwarded(body.messages)}
     if body.user is not None:
         forward["user"] = body.user
     store, served = service.store, service.upstreams.names
+    chat = chat_turn(service, body.messages, body.conversation, body.switch_cost)
     if body.model == "auto":
         pool = [m for m in (check_candidates(service, candidates) or service.engine.router.llms) if m in served]
         if not pool:
             raise HTTPException(
                 503, "no upstream is configured for any candidate LLM; add [upstreams.NAME] to the config"
             )
-        routed = await service.engine.route(user, query, pool, cost_weight, turn)
+        routed = await service.engine.route(user, query, pool, cost_weight, turn, chat)
         service.metrics.choices.labels(routed.decision.llm).inc()
-        llm, route_id = routed.decision.llm, routed.route_id
+        llm, route_id, previous = routed.decision.llm, routed.route_id, routed.decision.previous_llm
     elif body.model in served:
-        llm, route_id = body.model, uuid.uuid4().hex
-        await run_in_threadpool(store.add_routes, [RouteRow(route_id, user, query, [llm], llm, [], time.time(), turn)])
+        llm = body.model
+        route_id, previous = await _direct(service, user, llm, query, turn, chat)
     else:
         raise HTTPException(404, f"model '{body.model}' is not served here; use 'auto' or one of: {', '.join(served)}")
-    headers = {"x-gmtrouter-route-id": route_id, "x-gmtrouter-model": llm}
+    headers = _headers(route_id, llm, previous, chat.switch_cost)
+    routing = {"route_id": route_id, "previous_llm": previous, "switch_cost": chat.switch_cost}
 
     def keep_answer(text: str) -> None:
         if text:
             asyncio.get_running_loop().run_in_executor(None, store.set_answer, route_id, text)
 
     if body.stream:
-        events = await service.upstreams.stream(llm, forward, route_id, keep_answer)
+        events = await service.upstreams.stream(llm, forward, routing, keep_answer)
         return StreamingResponse(events, media_type="text/event-stream", headers=headers)
-    answer = await service.upstreams.complete(llm, forward, route_id)
+    answer = await service.upstreams.complete(llm, forward, routing)
     choices = answer.get("choices") or [{}]
     message = choices[0].get("message") if isinstance(choices[0], dict) else None
     if isinstance(message, dict) and isinstance(message.get("content"), str):

@@ -7,6 +7,7 @@ secrets may instead come from the environment so that the file can be committed.
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 from typing import Annotated, Any
@@ -14,6 +15,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gmtrouter.errors import GmtError
+from gmtrouter.serve.schemas import MAX_SWITCH_COST
 
 ADMIN_KEY_ENV = "GMTROUTER_ADMIN_KEY"
 ADMIN_KEY_MIN = 16
@@ -97,6 +99,16 @@ class ServeConfig(BaseModel):
         4096, description="Most tokens an answer may ask for (max_tokens); sent as max_tokens when a request has none."
     )
     chat_max_n: Positive = Field(1, description="Most answers one chat completion may ask for (n).")
+    switch_cost: Annotated[float, Field(ge=0, le=MAX_SWITCH_COST, allow_inf_nan=False)] = Field(
+        0.0,
+        description="Logits every LLM but the one that answered a conversation's previous turn gives up, for "
+        "requests that name no switch_cost (0: the model's own preference alone decides).",
+    )
+    prices: Path | None = Field(
+        None,
+        description="Price file {llm: {input, output, cached_input?}} (USD per 1M tokens): an LLM with a "
+        "cached_input price costs less for a conversation that stays with it (its prompt cache).",
+    )
 
     def resolved_admin_key(self) -> str | None:
         """The admin key from the environment or the file, refused when it is short enough to guess."""
@@ -108,6 +120,25 @@ class ServeConfig(BaseModel):
                 "(make one: python -c 'import secrets; print(secrets.token_urlsafe(32))')"
             )
         return key
+
+
+def cached_input_prices(path: Path) -> dict[str, tuple[float, float]]:
+    """LLM -> (input, cached input) USD per 1M tokens from a price file; a `GmtError` names what is wrong."""
+    from gmtrouter.data.prices import PriceBook
+
+    if not path.is_file():
+        raise GmtError(f"{path}: no such price file; check --prices or 'prices' in the config")
+    try:
+        prices = PriceBook.read(path).cached_input_prices()
+    except (ValueError, AttributeError, TypeError) as error:
+        raise GmtError(
+            f"{path}: not a price file ({str(error).splitlines()[0]}); "
+            "write {llm: {input, output, cached_input}} in USD per 1M tokens"
+        ) from None
+    for llm, pair in prices.items():
+        if not all(isinstance(p, int | float) and not isinstance(p, bool) and 0 <= p < math.inf for p in pair):
+            raise GmtError(f"{path}: '{llm}': input and cached_input must be numbers, 0 or more; got {list(pair)}")
+    return {llm: (float(full), float(cached)) for llm, (full, cached) in prices.items()}
 
 
 def _parse(path: Path) -> dict[str, Any]:

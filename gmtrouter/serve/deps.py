@@ -12,6 +12,7 @@ from pydantic_core import PydanticSerializationError
 
 from gmtrouter.api import query_of
 from gmtrouter.serve.auth import Principal
+from gmtrouter.serve.engine import ChatTurn
 from gmtrouter.serve.schemas import MAX_USER, ChatMessage, ErrorOut
 from gmtrouter.serve.service import Service
 
@@ -106,6 +107,14 @@ def query_and_turn(service: Service, messages: list[ChatMessage]) -> tuple[str, 
             413, f"messages hold {size} characters; the limit is {config.max_query_chars} (max_query_chars)"
         )
     return query_of(plain), max(1, sum(m.role == "user" for m in messages))
+
+
+def chat_turn(
+    service: Service, messages: list[ChatMessage], conversation: str | None, switch_cost: float | None
+) -> ChatTurn:
+    """The request's place in its conversation; a request that names no switch cost gets the service's."""
+    cost = service.config.switch_cost if switch_cost is None else switch_cost
+    return ChatTurn([m.model_dump(exclude_none=True) for m in messages], conversation, cost)
 
 
 def check_candidates(service: Service, candidates: list[str] | None) -> list[str] | None:

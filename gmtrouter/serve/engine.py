@@ -20,14 +20,14 @@ import queue
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from gmtrouter.api import RouteDecision, Router
+from gmtrouter.api import RouteDecision, Router, previous_model
 from gmtrouter.checkpoint import load_router, model_identity
 from gmtrouter.data.schema import Interaction
 from gmtrouter.errors import GmtError
@@ -49,6 +49,16 @@ class Routed:
 
 
 @dataclass
+class ChatTurn:
+    """Where a request stands in its conversation: what routing reads besides the query."""
+
+    messages: list[dict[str, Any]] = field(default_factory=list)  # the chat so far (empty: the query alone)
+    conversation: str | None = None
+    switch_cost: float = 0.0
+    previous_llm: str | None = None  # resolved by `Engine.previous_llm` before the job is queued
+
+
+@dataclass
 class _RouteJob:
     user: str
     query: str
@@ -56,6 +66,7 @@ class _RouteJob:
     cost_weight: float
     turn: int
     answer: Callable[[Routed | BaseException], None]
+    chat: ChatTurn = field(default_factory=ChatTurn)
 
 
 @dataclass
@@ -107,8 +118,10 @@ class Engine:
         torch_threads: int = 1,
         on_batch: Callable[[int, int], None] | None = None,
         on_fold: Callable[[float, int], None] | None = None,
+        cached_input_prices: Mapping[str, tuple[float, float]] | None = None,
     ) -> None:
         self.store = store
+        self.cached_input_prices = dict(cached_input_prices or {})
         self.batch_max = batch_max
         self.batch_wait = max(0.0, batch_wait_ms) / 1000
         self.query_cache = max(query_cache, 4 * batch_max)
@@ -161,7 +174,7 @@ class Engine:
                 history.append(row.record)
                 seen.add(_history_key(row.record))
                 added += 1
-        router = Router(model, history)
+        router = Router(model, history, cached_input_prices=self.cached_input_prices)
         self._folded = {row.id: row.user for row in rows}
         self._tombstones = tombstones
         info = {
@@ -179,10 +192,34 @@ class Engine:
 
     # ------------------------------------------------------------------------------------------ routing
 
+    async def previous_llm(
+        self, user: str, messages: Sequence[Mapping[str, Any]], conversation: str | None
+    ) -> str | None:
+        """The LLM that answered the previous turn: the `model` on the chat's last assistant message, else the
+        choice of the newest route stored for this user's `conversation`.
+
+        The store, not this replica's memory, answers for a conversation id: it survives restarts, sees every
+        replica's routes, and is keyed by the user, so one user's conversation id never reads another's routes.
+        """
+        named = previous_model(messages)
+        if named is not None or conversation is None:
+            return named
+        return await asyncio.to_thread(self.store.last_choice, user, conversation)
+
     async def route(
-        self, user: str, query: str, candidates: list[str] | None, cost_weight: float, turn: int = 1
+        self,
+        user: str,
+        query: str,
+        candidates: list[str] | None,
+        cost_weight: float,
+        turn: int = 1,
+        chat: ChatTurn | None = None,
     ) -> Routed:
-        """Route one request (after this user's acknowledged feedback is live) and store it."""
+        """Route one request (after this user's acknowledged feedback is live) and store it; `chat` places it in
+        its conversation."""
+        chat = chat or ChatTurn()
+        if chat.previous_llm is None:
+            chat.previous_llm = await self.previous_llm(user, chat.messages, chat.conversation)
         live = await self.caught_up(user)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Routed] = loop.create_future()
@@ -190,7 +227,7 @@ class Engine:
         def answer(result: Routed | BaseException) -> None:
             _call_soon(loop, future, result)
 
-        self._routes.put(_RouteJob(user, query, candidates, cost_weight, turn, answer))
+        self._routes.put(_RouteJob(user, query, candidates, cost_weight, turn, answer, chat))
         routed = await future
         if not live:
             routed.decision.notes.append(f"feedback of '{user}' is still being folded in; this route does not show it")
@@ -253,7 +290,15 @@ class Engine:
         results: list[tuple[_RouteJob, Routed]] = []
         for job in batch:
             try:
-                decision = router.route(job.user, job.query, job.candidates, job.cost_weight)
+                chat = job.chat
+                decision = router.route(
+                    job.user,
+                    chat.messages or job.query,
+                    job.candidates,
+                    job.cost_weight,
+                    switch_cost=chat.switch_cost,
+                    previous_llm=chat.previous_llm,
+                )
                 explanation = explanation_of(router, job.user, job.query, decision.llm)
             except Exception as error:
                 job.answer(error)
@@ -271,6 +316,9 @@ class Engine:
                         ranking=[vars(x) for x in r.decision.ranking],
                         created=r.created,
                         turn=job.turn,
+                        conversation=job.chat.conversation,
+                        previous_llm=r.decision.previous_llm,
+                        switch_cost=r.decision.switch_cost,
                     )
                     for job, r in results
                 ]
@@ -473,7 +521,7 @@ class Engine:
 
     def _swap(self, history: list[Interaction], changes: int) -> None:
         started = time.perf_counter()
-        self.router = Router(self.router.model, history)
+        self.router = Router(self.router.model, history, cached_input_prices=self.cached_input_prices)
         self.on_fold(time.perf_counter() - started, changes)
 
     def _advance(self, seq: int) -> None:
@@ -517,4 +565,4 @@ def _settle(future: asyncio.Future[Any], result: Any) -> None:
         future.set_result(result)
 
 
-__all__ = ["Engine", "GmtError", "Routed", "explanation_of"]
+__all__ = ["ChatTurn", "Engine", "GmtError", "Routed", "explanation_of"]

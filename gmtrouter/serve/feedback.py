@@ -1,7 +1,10 @@
 """Feedback on a route (rating, thumbs, pairwise) becomes a canonical interaction record (docs/data.md).
 
 The record is the routed turn: the user, the query, and the rated responses, in its own conversation
-`route/<route_id>` so that every routed turn stays a valid record of its own. Ratings are on the scale of the
+`route/<route_id>` so that every routed turn stays a valid record of its own (two routes of one turn, a retry or
+a regenerated answer, never share a (conversation, turn)). Where the route knew which LLM answered the
+conversation's previous turn, the record names it (`previous_llm`): that is what the user's history learns their
+stickiness from; the caller's conversation id, if any, is kept in `meta`. Ratings are on the scale of the
 router's training data; thumbs are its top and bottom, a pairwise vote 1 and 0 of it (a tie, the middle).
 """
 
@@ -54,6 +57,9 @@ def route_record(
                 raise GmtError(f"rating {rating:g} is outside this router's scale [{low:g}, {high:g}]; rescale it")
         text = feedback.text or (route.answer if llm == route.choice else None)
         responses = [Response(llm=llm, rating=rating, text=text)]
+    meta = {"source": SOURCE, "route_id": route.id, "feedback": feedback.kind}
+    if route.conversation is not None:
+        meta["conversation"] = route.conversation
     return Interaction(
         user=route.user,
         conversation=f"route/{route.id}",
@@ -61,5 +67,6 @@ def route_record(
         query=route.query,
         responses=responses,
         timestamp=route.created,
-        meta={"source": SOURCE, "route_id": route.id, "feedback": feedback.kind},
+        previous_llm=route.previous_llm,
+        meta=meta,
     )

@@ -13,6 +13,7 @@ from gmtrouter.serve.deps import (
     Svc,
     allow,
     bounded,
+    chat_turn,
     check_candidates,
     encodable,
     limited,
@@ -48,6 +49,8 @@ def route_out(routed: Routed) -> RouteResponse:
         ranking=[vars(r) for r in decision.ranking],
         explanation=routed.explanation,
         notes=decision.notes,
+        previous_llm=decision.previous_llm,
+        switch_cost=decision.switch_cost,
     )
 
 
@@ -58,7 +61,8 @@ async def route(body: RouteRequest, who: Caller, service: Svc) -> RouteResponse:
     allow(who, body.user)
     query, turn = query_and_turn(service, body.messages)
     candidates = check_candidates(service, body.candidates)
-    routed = await service.engine.route(body.user, query, candidates, body.cost_weight, turn)
+    chat = chat_turn(service, body.messages, body.conversation, body.switch_cost)
+    routed = await service.engine.route(body.user, query, candidates, body.cost_weight, turn, chat)
     service.metrics.choices.labels(routed.decision.llm).inc()
     return route_out(routed)
 

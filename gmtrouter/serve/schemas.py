@@ -13,6 +13,8 @@ from gmtrouter.data.schema import Interaction
 MAX_USER = 256  # routes.user, feedback.user, forgotten.user
 MAX_IDEMPOTENCY = 200  # feedback.key is 'record:' + user + ':' + this (512 in all)
 MAX_FEEDBACK_KEY = 512
+MAX_CONVERSATION = 256  # routes.conversation
+MAX_SWITCH_COST = 1000.0  # logits: far beyond any preference a model learns, so "always stay" fits below it
 
 UserId = Annotated[
     str,
@@ -26,6 +28,24 @@ UserId = Annotated[
 LLMName = Annotated[str, Field(min_length=1, max_length=256)]
 Rating = Annotated[float, Field(allow_inf_nan=False)]
 IdempotencyKey = Annotated[str, Field(min_length=1, max_length=MAX_IDEMPOTENCY)]
+ConversationId = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=MAX_CONVERSATION,
+        pattern="^[^\x00]*$",
+        description="The conversation this turn belongs to: later turns follow what the service routed in it.",
+    ),
+]
+SwitchCost = Annotated[
+    float,
+    Field(
+        ge=0,
+        le=MAX_SWITCH_COST,
+        allow_inf_nan=False,
+        description="Logits every LLM but the previous turn's gives up (default: the service's switch_cost).",
+    ),
+]
 
 
 class ContentPart(BaseModel):
@@ -44,25 +64,34 @@ class ContentPart(BaseModel):
 
 
 class ChatMessage(BaseModel):
-    """One message of an OpenAI-style chat; fields beyond role and content are kept and forwarded."""
+    """One message of an OpenAI-style chat; fields beyond role and content are kept and forwarded, except the
+    `model` an assistant turn may name (which LLM wrote it: what routing the next turn reads)."""
 
     model_config = ConfigDict(extra="allow")
 
     role: Literal["system", "developer", "user", "assistant", "tool", "function"]
     content: str | list[ContentPart] | None = None
+    model: LLMName | None = Field(
+        None, description="On an assistant message: the LLM that wrote it (routing reads the last one; not forwarded)."
+    )
 
 
 class RouteRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     user: UserId
-    messages: Annotated[list[ChatMessage], Field(min_length=1, description="The chat so far; the last user turn.")]
+    messages: Annotated[
+        list[ChatMessage],
+        Field(min_length=1, description="The chat so far, to the user's last turn; answers may name their model."),
+    ]
     candidates: Annotated[list[LLMName], Field(min_length=1)] | None = Field(
         None, description="LLMs to choose from (default: every LLM the router knows)."
     )
     cost_weight: Annotated[float, Field(ge=0, le=1e6, allow_inf_nan=False)] = Field(
         0.0, description="Logits given up per e-fold of expected cost; 0 ignores cost."
     )
+    conversation: ConversationId | None = None
+    switch_cost: SwitchCost | None = None
 
 
 class RankedLLMOut(BaseModel):
@@ -91,6 +120,10 @@ class RouteResponse(BaseModel):
     ranking: list[RankedLLMOut]
     explanation: list[PastInteraction] = Field(description="Empty when the router cannot attribute its choice.")
     notes: list[str]
+    previous_llm: str | None = Field(
+        description="The LLM that answered the conversation's previous turn, as the route used it (None: none known)."
+    )
+    switch_cost: float = Field(description="Logits subtracted from every candidate but previous_llm.")
 
 
 class _RouteFeedback(BaseModel):
@@ -244,3 +277,5 @@ class ChatCompletionRequest(BaseModel):
     messages: Annotated[list[ChatMessage], Field(min_length=1)]
     stream: bool = False
     user: UserId | None = None
+    conversation: ConversationId | None = None
+    switch_cost: SwitchCost | None = None

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from gmtrouter.checkpoint import read_config
 from gmtrouter.errors import GmtError
 from gmtrouter.serve.auth import KeyRing
-from gmtrouter.serve.config import ADMIN_KEY_ENV, ServeConfig
+from gmtrouter.serve.config import ADMIN_KEY_ENV, ServeConfig, cached_input_prices
 from gmtrouter.serve.engine import Engine, settle_heap
 from gmtrouter.serve.metrics import Metrics
 from gmtrouter.serve.ratelimit import RateLimiter
@@ -38,6 +38,7 @@ def build_service(config: ServeConfig) -> Service:
         raise GmtError("give the model folder: --model DIR (or 'model' in the config file)")
     read_config(config.model)
     admin_key = config.resolved_admin_key()  # a short one is refused before anything starts
+    prices = cached_input_prices(config.prices) if config.prices is not None else {}
     store = Store(config.db, config.sqlite_synchronous)
     metrics = Metrics()
     engine = Engine(
@@ -50,6 +51,7 @@ def build_service(config: ServeConfig) -> Service:
         torch_threads=config.torch_threads,
         on_batch=metrics.batch,
         on_fold=metrics.fold,
+        cached_input_prices=prices,
     )
     keys = KeyRing(store, admin_key, config.key_cache_seconds)
     _log_admin_access(store, admin_key is not None)

@@ -36,6 +36,9 @@ routes = sa.Table(
     sa.Column("created", sa.Float),
     sa.Column("turn", sa.Integer),
     sa.Column("answer", sa.Text),
+    sa.Column("conversation", sa.String(256)),
+    sa.Column("previous_llm", sa.String(256)),
+    sa.Column("switch_cost", sa.Float),
 )
 feedback = sa.Table(
     "feedback",
@@ -76,6 +79,9 @@ class RouteRow:
     created: float
     turn: int = 1
     answer: str | None = None
+    conversation: str | None = None  # the caller's conversation id, when the request named one
+    previous_llm: str | None = None  # the LLM that answered the conversation's previous turn, as routing used it
+    switch_cost: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -197,6 +203,9 @@ class Store:
                 "created": r.created,
                 "turn": r.turn,
                 "answer": r.answer,
+                "conversation": r.conversation,
+                "previous_llm": r.previous_llm,
+                "switch_cost": r.switch_cost,
             }
             for r in rows
         ]
@@ -223,7 +232,24 @@ class Store:
             created=row["created"],
             turn=row["turn"],
             answer=row["answer"],
+            conversation=row["conversation"],
+            previous_llm=row["previous_llm"],
+            switch_cost=row["switch_cost"],
         )
+
+    def last_choice(self, user: str, conversation: str) -> str | None:
+        """The LLM of the newest route stored for this user's conversation (any replica's), None if none.
+
+        Keyed by the user too: conversation ids are the callers' own, and one user's must never read another's.
+        """
+        query = (
+            sa.select(routes.c.choice)
+            .where(routes.c.user == user, routes.c.conversation == conversation)
+            .order_by(routes.c.created.desc())
+            .limit(1)
+        )
+        with self.engine.connect() as conn:
+            return conn.execute(query).scalar_one_or_none()
 
     # ---------------------------------------------------------------------------------------- feedback
 

@@ -1,13 +1,14 @@
 """Forwarding chat completions to the chosen LLM's OpenAI-compatible endpoint, streamed or not.
 
 The answer comes back as the upstream sent it, except that `model` names the LLM the router chose (the name the
-router knows it by) and a `route_id` field says which route feedback should refer to.
+router knows it by) and the routing fields are added: `route_id` (which route feedback should refer to),
+`previous_llm` and `switch_cost` (the conversation the route was made in).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 import httpx
@@ -86,8 +87,8 @@ class Upstreams:
             raise UpstreamError(status, f"upstream of '{llm}' answered {code}: {_message_of(response)}")
         return response
 
-    async def complete(self, llm: str, body: dict[str, Any], route_id: str) -> dict[str, Any]:
-        """A whole (non-streamed) completion, relabelled with the chosen LLM and the route id."""
+    async def complete(self, llm: str, body: dict[str, Any], routing: Mapping[str, Any]) -> dict[str, Any]:
+        """A whole (non-streamed) completion, relabelled with the chosen LLM and the `routing` fields."""
         response = await self._send(llm, {**body, "stream": False}, stream=False)
         try:
             answer = response.json()
@@ -95,12 +96,13 @@ class Upstreams:
             raise UpstreamError(502, f"upstream of '{llm}' answered with something other than JSON") from None
         if not isinstance(answer, dict):
             raise UpstreamError(502, f"upstream of '{llm}' answered with JSON that is not an object")
-        return {**answer, "model": llm, "route_id": route_id}
+        return {**answer, "model": llm, **routing}
 
     async def stream(
-        self, llm: str, body: dict[str, Any], route_id: str, on_done: Callable[[str], None]
+        self, llm: str, body: dict[str, Any], routing: Mapping[str, Any], on_done: Callable[[str], None]
     ) -> AsyncIterator[bytes]:
-        """Open the upstream stream (errors raise here, before any byte is sent) and relay its events.
+        """Open the upstream stream (errors raise here, before any byte is sent) and relay its events, each
+        relabelled like `complete`'s answer.
 
         `on_done` receives the concatenated answer text once the stream ends.
         """
@@ -117,7 +119,7 @@ class Upstreams:
                             yield (line + "\n").encode()
                             continue
                         if isinstance(event, dict):
-                            event = {**event, "model": llm, "route_id": route_id}
+                            event = {**event, "model": llm, **routing}
                             for choice in event.get("choices") or []:
                                 delta = choice.get("delta") if isinstance(choice, dict) else None
                                 if isinstance(delta, dict) and isinstance(delta.get("content"), str):

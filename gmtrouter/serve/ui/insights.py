@@ -161,9 +161,12 @@ def agreed(choice: str, record: dict[str, Any], scale: tuple[float, float]) -> b
     return winners == [choice]
 
 
-def cost_weight_of(ranking: Sequence[dict[str, Any]]) -> float | None:
-    """The cost weight a stored ranking was made with, recovered from `adjusted = score - w ln(cost / cheapest)`;
-    None when costs are equal or unknown (then the weight changed nothing)."""
+def cost_weight_of(
+    ranking: Sequence[dict[str, Any]], previous_llm: str | None = None, switch_cost: float = 0.0
+) -> float | None:
+    """The cost weight a stored ranking was made with, recovered from `adjusted = score - w ln(cost / cheapest)`
+    (less `switch_cost` for every LLM but `previous_llm`, when the route knew one); None when costs are equal or
+    unknown (then the weight changed nothing)."""
     known = [r for r in ranking if r.get("expected_cost")]
     if not known:
         return None
@@ -171,7 +174,8 @@ def cost_weight_of(ranking: Sequence[dict[str, Any]]) -> float | None:
     for r in known:
         gap = math.log(r["expected_cost"] / floor)
         if gap > 1e-9:
-            return max(0.0, round((r["score"] - r["adjusted"]) / gap, 6))
+            switched = switch_cost if previous_llm is not None and r["llm"] != previous_llm else 0.0
+            return max(0.0, round((r["score"] - r["adjusted"] - switched) / gap, 6))
     return None
 
 

@@ -295,8 +295,9 @@ async def forget(request: Request) -> Response:
 # ------------------------------------------------------------------------------------------------ decisions
 
 
-def _ranking_view(ranking: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"ranking": ranking, "cost_weight": insights.cost_weight_of(ranking)}
+def _ranking_view(route: queries.RouteView) -> dict[str, Any]:
+    weight = insights.cost_weight_of(route.ranking, route.previous_llm, route.switch_cost)
+    return {"ranking": route.ranking, "cost_weight": weight}
 
 
 @router.get("/decisions", response_class=HTMLResponse)
@@ -313,7 +314,7 @@ async def decisions(request: Request, user: str = "") -> Response:
         return rows, queries.feedback_on(store, [r.id for r in rows])
 
     rows, after = await run_in_threadpool(load)
-    items = [{"route": r, "feedback": after.get(r.id, []), **_ranking_view(r.ranking)} for r in rows]
+    items = [{"route": r, "feedback": after.get(r.id, []), **_ranking_view(r)} for r in rows]
     return page(request, "decisions.html", who, title="Decisions", items=items, user=user)
 
 
@@ -336,7 +337,7 @@ async def decision(request: Request, route_id: str) -> Response:
         route=row,
         feedback=after.get(route_id, []),
         explanation=explanation,
-        **_ranking_view(row.ranking),
+        **_ranking_view(row),
     )
 
 

@@ -44,6 +44,8 @@ class RouteView:
     choice: str
     ranking: list[dict[str, Any]]
     created: float
+    previous_llm: str | None = None
+    switch_cost: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -92,8 +94,21 @@ def feedback_since(store: Store, since: float | None) -> list[tuple[int, str, fl
         return [tuple(row) for row in conn.execute(query)]
 
 
+ROUTE_COLUMNS = (
+    routes.c.id,
+    routes.c.user,
+    routes.c.query,
+    routes.c.choice,
+    routes.c.ranking,
+    routes.c.created,
+    routes.c.previous_llm,
+    routes.c.switch_cost,
+)
+
+
 def _route_view(row: Any) -> RouteView:
-    return RouteView(row.id, row.user, row.query, row.choice, json.loads(row.ranking), row.created)
+    ranking = json.loads(row.ranking)
+    return RouteView(row.id, row.user, row.query, row.choice, ranking, row.created, row.previous_llm, row.switch_cost)
 
 
 def _feedback_view(row: Any) -> FeedbackView:
@@ -110,17 +125,15 @@ def recent_routes(store: Store, who: Principal, limit: int = 50, user: str | Non
     if user is not None:
         newest = newest.where(routes.c.user == user)
     newest = newest.order_by(routes.c.created.desc()).limit(limit)
-    columns = (routes.c.id, routes.c.user, routes.c.query, routes.c.choice, routes.c.ranking, routes.c.created)
-    query = sa.select(*columns).where(routes.c.id.in_(newest.scalar_subquery())).order_by(routes.c.created.desc())
+    query = sa.select(*ROUTE_COLUMNS).where(routes.c.id.in_(newest.scalar_subquery())).order_by(routes.c.created.desc())
     with store.engine.connect() as conn:
         return [_route_view(row) for row in conn.execute(query)]
 
 
 def route_view(store: Store, route_id: str) -> RouteView | None:
     """One stored route (the caller checks that the key may see its user)."""
-    columns = (routes.c.id, routes.c.user, routes.c.query, routes.c.choice, routes.c.ranking, routes.c.created)
     with store.engine.connect() as conn:
-        row = conn.execute(sa.select(*columns).where(routes.c.id == route_id)).first()
+        row = conn.execute(sa.select(*ROUTE_COLUMNS).where(routes.c.id == route_id)).first()
     return _route_view(row) if row is not None else None
 
 
