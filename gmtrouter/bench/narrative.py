@@ -134,3 +134,19 @@ def failures(results: Results, dataset: str) -> list[str]:
         kinds[item["status"]] = kinds.get(item["status"], 0) + 1
     summary = ", ".join(f"{n} {status}" for status, n in sorted(kinds.items()))
     return [f"Jobs without a result here: {summary} (listed under Failed jobs); their rows average the seeds that ran."]
+
+
+def conversations(results: Results, dataset: str) -> list[str]:
+    """Sentences under the conversation table: GMTRouter against each other router on later turns."""
+    variants = [v for v in results.variants(dataset, "record") if v != MAIN]
+    if not results.values(dataset, "record", MAIN, "conversation.records"):
+        return []
+    lines = []
+    for other in variants:
+        if not results.values(dataset, "record", other, "conversation.records"):
+            continue
+        accuracy = results.paired(dataset, "record", MAIN, other, "conversation.accuracy")
+        utility = results.paired(dataset, "record", MAIN, other, "conversation.utility")
+        line = f"GMTRouter minus {other} on turns >= 2: accuracy {_diff_text(accuracy)}"
+        lines.append(line + (f"; utility {_diff_text(utility)}." if utility is not None else "."))
+    return lines

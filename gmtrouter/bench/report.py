@@ -373,6 +373,7 @@ def dataset_section(
     conversations = conversation_table(results, name)
     if conversations:
         lines += ["", "### Conversations: turns after a known previous turn (known users)", "", *conversations]
+        lines += ["", *(f"- {line}" for line in narrative.conversations(results, name))]
     figures = _figures(name, config, results, report_dir, img_dir)
     trade = tradeoff_table(results, name)
     if trade:
