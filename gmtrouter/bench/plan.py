@@ -28,6 +28,11 @@ REAL_DATASETS = ("mt-bench", "chatbot-arena")
 SYNTHETIC_DATASETS = ("gsm8k", "mmlu", "llmrouter", "llmrouter-task", "llmrouter-switch")
 DEFAULT_DATASETS = ("mt-bench", "gsm8k", "mmlu", "llmrouter", "llmrouter-task", "llmrouter-switch")
 SWITCH_DATASETS = ("llmrouter-switch",)  # users with a switching aversion: where routing each turn alone is compared
+# There the plan compares conversation-aware routing with the rules it must beat, on known users (the conversation
+# metrics' setting); every router is measured on `llmrouter`, the same matrix and kind of users without the aversion.
+SWITCH_ROUTERS = ("gmtrouter", "gmtrouter-turn-alone", "sticky", "user-winrate")
+SWITCH_SPLITS = ("record",)
+_SWITCH_OTHERS = "measured on llmrouter (same matrix and users, no switching aversion); here only conversation routing"
 ARENA = "chatbot-arena"
 
 
@@ -105,10 +110,12 @@ SLOW_JOBS: dict[tuple[str, str], str] = {
 }
 ABLATION_SPLITS = ("record", "user")  # ablations measure the model's parts where they act: known and new users
 
-# --quick keeps the routers that fit in seconds, one of each kind (none, user, query), and GMTRouter; the
-# neural and graph baselines and the ablations take most of the full plan's time.
+# --quick keeps the routers that fit in seconds, one of each kind (none, user, query, conversation), and
+# GMTRouter (routing each turn alone too, where users mind a switch); the neural and graph baselines and the
+# ablations take most of the full plan's time.
 QUICK_ROUTERS = (
     "random",
+    "sticky",
     "global-winrate",
     "user-winrate",
     "query-winrate",
@@ -116,6 +123,7 @@ QUICK_ROUTERS = (
     "knn",
     "mf",
     "gmtrouter",
+    "gmtrouter-turn-alone",
 )
 
 
@@ -310,6 +318,11 @@ def build_plan(
                     if variant.needs_response_text and not has_response_text[dataset]:
                         reason = "the responses carry no text, so the ablation equals the full model"
                         skipped[dataset, variant.name] = Skipped(dataset, variant.name, reason)
+                        continue
+                    if dataset in SWITCH_DATASETS and variant.name not in SWITCH_ROUTERS:
+                        skipped[dataset, variant.name] = Skipped(dataset, variant.name, _SWITCH_OTHERS)
+                        continue
+                    if dataset in SWITCH_DATASETS and split not in SWITCH_SPLITS:
                         continue
                     if variant.switch_data_only and dataset not in SWITCH_DATASETS:
                         reason = "it differs from GMTRouter only where users have a switching aversion"

@@ -363,10 +363,11 @@ def dataset_section(
     lines += [f"- {' '.join(part)}" for part in parts if part]
     lines += ["", f"### {SPLIT_NAMES['record'].capitalize()}", ""]
     lines += known_table(results, name)
-    lines += ["", f"### {SPLIT_NAMES['user'].capitalize()}: pairwise accuracy by k shots", ""]
-    left_out = left_out_text(results, name)
-    lines += [left_out, ""] if left_out else []
-    lines += kshot_table(results, name, config.shots)
+    if results.variants(name, "user"):
+        lines += ["", f"### {SPLIT_NAMES['user'].capitalize()}: pairwise accuracy by k shots", ""]
+        left_out = left_out_text(results, name)
+        lines += [left_out, ""] if left_out else []
+        lines += kshot_table(results, name, config.shots)
     if results.variants(name, "query"):
         lines += ["", f"### {SPLIT_NAMES['query'].capitalize()}", ""]
         lines += new_query_table(results, name)

@@ -11,7 +11,7 @@ from pathlib import Path
 from rich.console import Console
 
 from gmtrouter.bench.datasets import BenchData, prepare_dataset
-from gmtrouter.bench.plan import BenchConfig, build_plan, check_variants
+from gmtrouter.bench.plan import SWITCH_DATASETS, SWITCH_ROUTERS, BenchConfig, build_plan, check_variants
 from gmtrouter.bench.report import RunInfo, write_report
 from gmtrouter.bench.runner import Runner, RunSummary
 from gmtrouter.data.sim_config import SimConfig
@@ -43,6 +43,11 @@ def reduction_notes(config: BenchConfig, full_routers: Sequence[str]) -> list[st
     left_out = [name for name in full_routers if name not in {v.name for v in config.variants}]
     if left_out:
         notes.append(f"routers left out: {', '.join(left_out)}")
+    for dataset in (d for d in config.datasets if d in SWITCH_DATASETS):
+        notes.append(
+            f"{dataset}: known users only, and only {', '.join(SWITCH_ROUTERS)} (with and without the conversation, "
+            "and the rules it must beat); every router's other settings are measured on llmrouter"
+        )
     notes.append(f"each job has a budget of {config.timeout:g} s of wall time; a job past it is stopped and reported")
     return notes
 
