@@ -85,7 +85,9 @@ def train_network(router: GMTRouter, train: list[Interaction], valid: Sequence[I
     steps = router.steps if router.residual else 0
     step = 0
     bar = tqdm(range(1, steps + 1), desc="training", unit="step", disable=not router.progress)
+    step_seconds = 0.0  # the training steps' own time, validation left out: what grows with the data
     for step in bar:
+        step_started = time.perf_counter()
         net.train()
         if router.user_sampling:
             visible, hidden = sample_step(table.rec_user[train_ids], sampling, rng)
@@ -100,6 +102,7 @@ def train_network(router: GMTRouter, train: list[Interaction], valid: Sequence[I
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
         optimizer.step()
+        step_seconds += time.perf_counter() - step_started
 
         if valid and (step % router.eval_every == 0 or step == steps):
             auc = _validation_auc(router, table, valid_graph, valid_ids, valid)
@@ -122,6 +125,8 @@ def train_network(router: GMTRouter, train: list[Interaction], valid: Sequence[I
         "train_records": len(train),
         "valid_records": len(valid),
         "seconds": round(time.perf_counter() - started, 2),
+        "tuning_seconds": tuning.pop("seconds", None),
+        "seconds_per_step": round(step_seconds / step, 4) if step else None,
         "curve": history,
     }
 
@@ -136,6 +141,7 @@ def tune_backbone(router: GMTRouter, table: InteractionTable, train_ids: np.ndar
     and the topic prior, each given the ones before; a user's stickiness to the previous turn's LLM is chosen
     right after the user and query priors. Priors fixed in the settings are kept.
     """
+    started = time.perf_counter()
     router.fit_population(table, train_ids)
     router.topics_ = fit_topics(table.query_emb[np.unique(table.rec_query[train_ids])], router.seed)
     if not router.backbone:
@@ -191,6 +197,7 @@ def tune_backbone(router: GMTRouter, table: InteractionTable, train_ids: np.ndar
         "stay": router.stay_,
         "topics": len(router.topics_),
         "folds": TUNING_FOLDS,
+        "seconds": round(time.perf_counter() - started, 2),
     }
 
 

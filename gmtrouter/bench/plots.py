@@ -196,10 +196,12 @@ def switch_plot(results: Results, dataset: str, path: Path) -> Path | None:
     if not variants:
         return None
     fig, ax = plt.subplots(figsize=(8.5, 4.8))
+    drawn = 0
     for index, variant in enumerate(variants):
         sweep = _mean_sweep(results, dataset, variant)
         if not sweep:
             continue
+        drawn += 1
         style = _style(variant, index)
         if variant == MAIN or variant.startswith(f"{MAIN}-"):
             ax.plot([p[1] for p in sweep], [p[2] for p in sweep], marker="o", markersize=3.5, label=variant, **style)
@@ -207,6 +209,9 @@ def switch_plot(results: Results, dataset: str, path: Path) -> Path | None:
                 ax.annotate(f"{cost:g}", (x, y), fontsize=7, xytext=(4, 3), textcoords="offset points")
         else:
             ax.scatter([sweep[0][1]], [sweep[0][2]], marker="s", s=30, color=style["color"], label=variant, zorder=4)
+    if not drawn:
+        plt.close(fig)
+        return None
     ax.set_xlabel("switch rate: later turns routed away from the previous turn's LLM")
     ax.set_ylabel("pairwise accuracy on turns >= 2")
     ax.set_title(f"{dataset}: accuracy against switch rate (labels: switch cost in logits)")
