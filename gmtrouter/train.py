@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 from gmtrouter.data.schema import Interaction
 from gmtrouter.data.split import holdout_split
 from gmtrouter.early_stopping import EarlyStopping
-from gmtrouter.graph.sample import sample_step, shuffled_ranks
+from gmtrouter.graph.sample import UserRecords, sample_step, shuffled_ranks
 from gmtrouter.graph.table import InteractionTable
 from gmtrouter.metrics import evaluate_scores
 from gmtrouter.model.loss import preference_loss
@@ -73,8 +73,10 @@ def train_network(router: GMTRouter, train: list[Interaction], valid: Sequence[I
     optimizer = torch.optim.AdamW(net.parameters(), lr=router.lr, weight_decay=router.weight_decay)
     sampling = router.sampling()
 
-    valid_graph = router.graph(table, train_ids, extra_users=table.rec_user[valid_ids]) if valid else None
+    valid_ids, valid, shown_for_valid = _validation_users(router, table, train_ids, valid_ids, valid, rng)
+    valid_graph = router.graph(table, shown_for_valid, extra_users=table.rec_user[valid_ids]) if valid else None
     full_graph = None if router.user_sampling else router.graph(table, train_ids)
+    by_user = UserRecords.of(table.rec_user[train_ids])
 
     stopping = EarlyStopping(net, router.patience, start_margin=router.residual_margin)
     history: list[dict[str, float]] = []
@@ -90,10 +92,12 @@ def train_network(router: GMTRouter, train: list[Interaction], valid: Sequence[I
         step_started = time.perf_counter()
         net.train()
         if router.user_sampling:
-            visible, hidden = sample_step(table.rec_user[train_ids], sampling, rng)
-            shown = as_thumbs(train_ids[visible], thumb_ids[visible], router.thumbs_rate, rng)
-            graph = router.graph(table, shown, extra_users=table.rec_user[train_ids[hidden]])
-            scores, batch = router.score_targets(table, graph, train_ids[hidden])
+            drawn = by_user.sample(router.users_per_step, rng)  # None: every user takes part in every step
+            pool, pool_thumbs = (train_ids, thumb_ids) if drawn is None else (train_ids[drawn], thumb_ids[drawn])
+            visible, hidden = sample_step(table.rec_user[pool], sampling, rng)
+            shown = as_thumbs(pool[visible], pool_thumbs[visible], router.thumbs_rate, rng)
+            graph = router.graph(table, shown, extra_users=table.rec_user[pool[hidden]])
+            scores, batch = router.score_targets(table, graph, pool[hidden])
         else:  # ablation: one graph of everything, targets drawn from inside it (but not from the backbone's)
             hidden = rng.choice(train_ids, min(len(train_ids), sampling.targets_per_step), replace=False)
             scores, batch = router.score_targets(table, full_graph, hidden, shown=np.setdiff1d(train_ids, hidden))
@@ -131,6 +135,26 @@ def train_network(router: GMTRouter, train: list[Interaction], valid: Sequence[I
     }
 
 
+def _validation_users(
+    router: GMTRouter,
+    table: InteractionTable,
+    train_ids: np.ndarray,
+    valid_ids: np.ndarray,
+    valid: list[Interaction],
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, list[Interaction], np.ndarray]:
+    """(validation records, the same as interactions, the training records their graph shows): those of at
+    most `valid_users` users drawn once, or every one when there are no more users than that. Each check then
+    encodes those users' graph, not everybody's, so its cost stays bounded as users grow."""
+    users = np.unique(table.rec_user[valid_ids])
+    if len(users) <= router.valid_users:
+        return valid_ids, valid, train_ids
+    chosen = rng.choice(users, router.valid_users, replace=False)
+    keep = np.isin(table.rec_user[valid_ids], chosen)
+    shown = train_ids[np.isin(table.rec_user[train_ids], chosen)]
+    return valid_ids[keep], [record for record, kept in zip(valid, keep, strict=True) if kept], shown
+
+
 def tune_backbone(router: GMTRouter, table: InteractionTable, train_ids: np.ndarray) -> dict[str, Any]:
     """Set the population strengths and query topics, and choose the priors by cross-validation.
 
@@ -154,8 +178,10 @@ def tune_backbone(router: GMTRouter, table: InteractionTable, train_ids: np.ndar
         return [setting] if setting is not None else values
 
     rng = np.random.default_rng(router.seed)
-    folds = _folds(table.rec_user[train_ids], TUNING_FOLDS, rng)
-    by_record = [(train_ids[folds != fold], train_ids[folds == fold]) for fold in range(TUNING_FOLDS)]
+    drawn = UserRecords.of(table.rec_user[train_ids]).sample(router.tune_users, rng)
+    tuned_ids = train_ids if drawn is None else train_ids[drawn]  # the priors are chosen on these users' records
+    folds = _folds(table.rec_user[tuned_ids], TUNING_FOLDS, rng)
+    by_record = [(tuned_ids[folds != fold], tuned_ids[folds == fold]) for fold in range(TUNING_FOLDS)]
 
     def best(candidates: list[Priors], splits: list[tuple[np.ndarray, np.ndarray]] = by_record) -> Priors:
         loss = np.zeros(len(candidates))
@@ -182,8 +208,8 @@ def tune_backbone(router: GMTRouter, table: InteractionTable, train_ids: np.ndar
     task_grid = grid(router.task_prior, TOPIC_PRIOR_GRID) if topical else [math.inf]
     # The task deviation is what carries a query's neighbours' verdicts to a query never seen, so it is judged
     # on folds of whole queries: held-out records of seen queries would let the query deviation answer instead.
-    query_folds = rng.integers(TUNING_FOLDS, size=len(table.query_vocab))[table.rec_query[train_ids]]
-    by_query = [(train_ids[query_folds != fold], train_ids[query_folds == fold]) for fold in range(TUNING_FOLDS)]
+    query_folds = rng.integers(TUNING_FOLDS, size=len(table.query_vocab))[table.rec_query[tuned_ids]]
+    by_query = [(tuned_ids[query_folds != fold], tuned_ids[query_folds == fold]) for fold in range(TUNING_FOLDS)]
     chosen = best([replace(chosen, task=task) for task in task_grid], by_query)
     topic_grid = grid(router.topic_prior, TOPIC_PRIOR_GRID) if topical else [math.inf]
     router.priors_ = best([replace(chosen, topic=topic) for topic in topic_grid])
@@ -197,6 +223,7 @@ def tune_backbone(router: GMTRouter, table: InteractionTable, train_ids: np.ndar
         "stay": router.stay_,
         "topics": len(router.topics_),
         "folds": TUNING_FOLDS,
+        "tuning_records": len(tuned_ids),
         "seconds": round(time.perf_counter() - started, 2),
     }
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from gmtrouter.graph.table import InteractionTable
+from gmtrouter.graph.table import RATING_FEATURES, InteractionTable
 
 NODE_TYPES = ("user", "llm", "query", "response", "turn")
 EdgeType = tuple[str, str, str]
@@ -85,7 +85,7 @@ class HeteroGraph:
             num_nodes={"user": 1, "llm": num_llms, "query": 0, "response": 0, "turn": 0},
             edge_index={edge: torch.zeros(2, 0, dtype=torch.long) for edge in relations(multi_turn, turn_nodes)},
             query_x=torch.zeros(0, dim),
-            response_x=torch.zeros(0, table.resp_x.shape[1]),
+            response_x=torch.zeros(0, table.query_emb.shape[1] + RATING_FEATURES),
             response_llm=torch.zeros(0, dtype=torch.long),
             response_group=torch.zeros(0, dtype=torch.long),
             user_local=np.zeros(0, np.int64),
@@ -136,7 +136,7 @@ class HeteroGraph:
         self.num_nodes["turn"] += len(responses)
         self.num_nodes["response"] += len(responses)
         llm_of = table.resp_llm[responses]
-        self.response_x = torch.cat([self.response_x, torch.from_numpy(table.resp_x[responses])])
+        self.response_x = torch.cat([self.response_x, torch.from_numpy(table.response_x(responses))])
         self.response_llm = torch.cat([self.response_llm, torch.from_numpy(llm_of)])
         group = len(self.records) + np.repeat(np.arange(len(records)), counts)
         self.response_group = torch.cat([self.response_group, torch.from_numpy(group)])

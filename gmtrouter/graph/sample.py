@@ -49,3 +49,35 @@ def sample_step(
     if len(hidden) > config.targets_per_step:
         hidden = rng.choice(hidden, config.targets_per_step, replace=False)
     return np.sort(visible), np.sort(hidden)
+
+
+@dataclass(frozen=True)
+class UserRecords:
+    """Positions of each user's records, so that a step can take a few users' records without a scan per user."""
+
+    order: np.ndarray  # positions sorted by user
+    starts: np.ndarray  # [users] where each user's positions begin in `order`
+    sizes: np.ndarray  # [users] how many records each user has
+
+    @classmethod
+    def of(cls, record_users: np.ndarray) -> UserRecords:
+        order = np.argsort(record_users, kind="stable")
+        _, starts, sizes = np.unique(record_users[order], return_index=True, return_counts=True)
+        return cls(order, starts, sizes)
+
+    @property
+    def num_users(self) -> int:
+        return len(self.sizes)
+
+    def records_of(self, users: np.ndarray) -> np.ndarray:
+        """Sorted positions of the records of `users` (indices into the user list, as in `starts`)."""
+        sizes = self.sizes[users]
+        shift = np.repeat(self.starts[users] - np.r_[0, np.cumsum(sizes)[:-1]], sizes)
+        return np.sort(self.order[np.arange(int(sizes.sum())) + shift])
+
+    def sample(self, most: int, rng: np.random.Generator) -> np.ndarray | None:
+        """The sorted positions of the records of `most` users drawn at random; None when there are no more
+        users than that (every record takes part, and `rng` is not touched)."""
+        if self.num_users <= most:
+            return None
+        return self.records_of(rng.choice(self.num_users, most, replace=False))

@@ -92,7 +92,9 @@ class InteractionTable:
     resp_record: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # [N]
     resp_llm: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # [N]
     resp_rating: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))  # [N]
-    resp_x: np.ndarray | None = None  # [N, E + RATING_FEATURES]: text embedding, rating features, has-text
+    resp_text: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # [N] row of text_emb, -1: none
+    text_emb: np.ndarray | None = None  # [T, E] each distinct response text's embedding, once
+    resp_feats: np.ndarray | None = None  # [N, RATING_FEATURES]: rating in the record, on the global scale, has-text
     resp_prev: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # [N], -1 at a track start
     rec_offsets: np.ndarray = field(default_factory=lambda: np.zeros(1, np.int64))  # [R + 1]
     pair_record: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # [P] record of each pair
@@ -100,6 +102,7 @@ class InteractionTable:
     pair_second: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # [P] response j
     pair_target: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float64))  # [P] 1, 0 or TIE
     _turn_position: dict[tuple[str, int], int] = field(default_factory=dict)
+    _text_row: dict[str, int] = field(default_factory=dict)
 
     @property
     def num_records(self) -> int:
@@ -124,7 +127,8 @@ class InteractionTable:
         """Flatten `records`; every response's LLM must be in `llms`."""
         table = cls(list(llms), encoder, rating_range)
         table.query_emb = np.zeros((0, encoder.dim), np.float32)
-        table.resp_x = np.zeros((0, encoder.dim + RATING_FEATURES), np.float32)
+        table.text_emb = np.zeros((0, encoder.dim), np.float32)
+        table.resp_feats = np.zeros((0, RATING_FEATURES), np.float32)
         table.extend(records)
         return table
 
@@ -155,7 +159,8 @@ class InteractionTable:
         self.resp_record = np.concatenate([self.resp_record, owners])
         self.resp_llm = np.concatenate([self.resp_llm, resp_llm])
         self.resp_rating = np.concatenate([self.resp_rating, np.array([x.rating for x in flat], np.float32)])
-        self.resp_x = np.concatenate([self.resp_x, self._response_features(records, flat)])
+        self.resp_text = np.concatenate([self.resp_text, self._text_rows(flat)])
+        self.resp_feats = np.concatenate([self.resp_feats, self._rating_features(records, flat)])
         self.rec_offsets = np.concatenate([self.rec_offsets, first_response + np.cumsum(counts)])
         self.resp_prev = np.concatenate([self.resp_prev, self._track_predecessors(first_record)])
         prev_llm, prev_from = self._previous_llms(first_record, llm_index)
@@ -170,15 +175,27 @@ class InteractionTable:
         self.pair_target = np.concatenate([self.pair_target, targets])
         return np.arange(first_record, self.num_records)
 
-    def _response_features(self, records: list[Interaction], flat: list) -> np.ndarray:
+    def response_x(self, responses: np.ndarray) -> np.ndarray:
+        """[n, E + RATING_FEATURES] the features of response nodes: text embedding (zeros without a text),
+        rating features and the has-text flag. Built on demand: the table keeps each text's embedding once."""
+        rows = self.resp_text[responses]
+        emb = np.zeros((len(rows), self.encoder.dim), np.float32)
+        emb[rows >= 0] = self.text_emb[rows[rows >= 0]]
+        return np.concatenate([emb, self.resp_feats[responses]], axis=1).astype(np.float32)
+
+    def _text_rows(self, flat: list) -> np.ndarray:
+        """Each response's row in `text_emb` (-1 without a text), encoding only texts not seen before."""
         texts = [resp.text or "" for resp in flat]
-        has_text = np.array([bool(t) for t in texts], dtype=np.float32)
-        unique = list(dict.fromkeys(t for t in texts if t))
-        row = {t: i for i, t in enumerate(unique)}
-        vectors = np.concatenate([self.encoder.encode(unique), np.zeros((1, self.encoder.dim), np.float32)])
-        emb = vectors[[row.get(t, len(unique)) for t in texts]]
+        new = [t for t in dict.fromkeys(texts) if t and t not in self._text_row]
+        for text in new:
+            self._text_row[text] = len(self._text_row)
+        self.text_emb = np.concatenate([self.text_emb, self.encoder.encode(new)]) if new else self.text_emb
+        return np.array([self._text_row[t] if t else -1 for t in texts], dtype=np.int64)
+
+    def _rating_features(self, records: list[Interaction], flat: list) -> np.ndarray:
+        has_text = np.array([bool(resp.text) for resp in flat], dtype=np.float32)
         feats = rating_features(records, *self.rating_range)
-        return np.concatenate([emb, feats, has_text[:, None]], axis=1).astype(np.float32)
+        return np.concatenate([feats, has_text[:, None]], axis=1).astype(np.float32)
 
     def _previous_llms(self, first_record: int, llm_index: dict[str, int]) -> tuple[np.ndarray, np.ndarray]:
         """(LLM id, source record) of the previous turn's LLM for the records from `first_record` on: the

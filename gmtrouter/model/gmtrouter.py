@@ -84,6 +84,9 @@ class GMTRouter(PreferenceRouter):
         patience: int = 6,
         max_visible: int = 16,
         targets_per_step: int = 256,
+        users_per_step: int = 512,
+        valid_users: int = 1000,
+        tune_users: int = 2000,
         cold_user_rate: float = 0.1,
         valid_frac: float = 0.1,
         seed: int = 0,
@@ -121,6 +124,9 @@ class GMTRouter(PreferenceRouter):
         self.patience = patience
         self.max_visible = max_visible
         self.targets_per_step = targets_per_step
+        self.users_per_step = users_per_step  # a step's graph holds this many users' records, however many there are
+        self.valid_users = valid_users  # validation scores this many users' held-out records
+        self.tune_users = tune_users  # the backbone's priors are chosen on this many users' records
         self.cold_user_rate = cold_user_rate
         self.valid_frac = valid_frac
         self.seed = seed

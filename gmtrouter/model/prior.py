@@ -33,9 +33,9 @@ from scipy.special import expit, log_expit
 from sklearn.cluster import KMeans
 
 from gmtrouter.bradley_terry import bradley_terry
-from gmtrouter.graph.table import RATING_FEATURES, InteractionTable
+from gmtrouter.graph.table import InteractionTable
 
-GLOBAL_SCALE = 1 - RATING_FEATURES  # column of `resp_x` with the rating on the data's global scale
+GLOBAL_SCALE = 1  # column of the table's `resp_feats` with the rating on the data's global scale
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,7 @@ class Comparisons:
                 [table.resp_llm[table.pair_second[pairs]], np.full(len(lone), num_llms, dtype=np.int64)]
             ),
             target=np.concatenate(
-                [table.pair_target[pairs], table.resp_x[lone_response, GLOBAL_SCALE].astype(np.float64)]
+                [table.pair_target[pairs], table.resp_feats[lone_response, GLOBAL_SCALE].astype(np.float64)]
             ),
         )
 

@@ -1,0 +1,42 @@
+"""Training whose step, validation and tuning costs are bounded by a number of users, not by all of them."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from gmtrouter.graph.sample import UserRecords
+from gmtrouter.model.gmtrouter import GMTRouter
+from tests.test_conversation import sticky_records
+
+
+def test_user_records_finds_each_users_records() -> None:
+    users = np.array([3, 1, 3, 0, 1, 3, 2])
+    index = UserRecords.of(users)
+    assert index.records_of(np.array([0, 2])).tolist() == [3, 6]
+    assert index.records_of(np.array([1, 3])).tolist() == [0, 1, 2, 4, 5]
+    rng = np.random.default_rng(0)
+    drawn = index.sample(2, rng)
+    assert len(np.unique(users[drawn])) == 2 and np.isin(np.flatnonzero(np.isin(users, users[drawn])), drawn).all()
+    state = rng.bit_generator.state
+    assert index.sample(4, rng) is None and rng.bit_generator.state == state  # all users: nothing drawn
+
+
+def test_bounds_at_or_above_the_number_of_users_change_nothing() -> None:
+    records = sticky_records(users=12, conversations=3)
+    settings = {"progress": False, "seed": 0, "steps": 6, "eval_every": 3, "hidden": 16, "head_dim": 16}
+    bounded = GMTRouter(**settings, users_per_step=12, valid_users=12, tune_users=12).fit(records)
+    unbounded = GMTRouter(**settings, users_per_step=10**6, valid_users=10**6, tune_users=10**6).fit(records)
+    assert bounded.priors_ == unbounded.priors_
+    assert [p["valid_auc"] for p in bounded.training_log_["curve"]] == [
+        p["valid_auc"] for p in unbounded.training_log_["curve"]
+    ]
+
+
+def test_small_bounds_still_train_a_router_that_scores_every_user() -> None:
+    records = sticky_records(users=16, conversations=3)
+    router = GMTRouter(progress=False, seed=0, steps=6, eval_every=3, users_per_step=3, valid_users=4, tune_users=5)
+    router.fit(records)
+    log = router.training_log_
+    assert log["backbone"]["tuning_records"] < len(records) and log["seconds_per_step"] > 0
+    scores = router.context(records).score_records(records[:20])
+    assert all(np.isfinite(s).all() for s in scores)
