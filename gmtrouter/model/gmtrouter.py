@@ -213,7 +213,7 @@ class GMTRouter(PreferenceRouter):
     def prior_scores(
         self,
         table: InteractionTable,
-        graph: HeteroGraph,
+        graph: HeteroGraph | None,
         states: dict[str, torch.Tensor] | None = None,
         shown: np.ndarray | None = None,
     ) -> PriorScores:
@@ -311,16 +311,17 @@ class GMTContext(RoutingContext):
         super().__init__(history)
 
     def refresh(self) -> None:
-        """Encode the whole history graph from scratch."""
+        """Fit the backbone to the whole history and, where the network adds something, encode its graph."""
         router = self.router
         router.net_.eval()
         self.table = router.table(self.history)
-        self.graph = router.graph(self.table, np.arange(self.table.num_records))
+        everything = np.arange(self.table.num_records)
+        self.graph = router.graph(self.table, everything) if self.network else None
         self.layers: list[dict[str, torch.Tensor]] = []
-        if self.network:
+        if self.graph is not None:
             with torch.no_grad():
                 self.layers = router.net_.encode_layers(self.graph)
-        self.prior = router.prior_scores(self.table, self.graph, self.states)
+        self.prior = router.prior_scores(self.table, self.graph, self.states, everything)
 
     @property
     def states(self) -> dict[str, torch.Tensor] | None:
@@ -331,14 +332,15 @@ class GMTContext(RoutingContext):
         records = list(records)
         self.history.extend(records)
         self._users.update(r.user for r in records)
-        queries_before = self.graph.num_nodes["query"]
         new = self.table.extend(records)
-        self.graph.extend(self.table, new)
-        if self.network:
+        if self.graph is not None:
+            queries_before = self.graph.num_nodes["query"]
+            self.graph.extend(self.table, new)
             nodes = self.graph.user_nodes(self.table, np.unique(self.table.rec_user[new]))
             nodes["query"] = torch.arange(queries_before, self.graph.num_nodes["query"])
             self.layers = self.router.net_.update_layers(self.graph, self.layers, nodes)
-        self.prior = self.router.prior_scores(self.table, self.graph, self.states)
+        everything = np.arange(self.table.num_records)
+        self.prior = self.router.prior_scores(self.table, self.graph, self.states, everything)
 
     def score_records(self, records: Sequence[Interaction]) -> list[np.ndarray]:
         if not records:
