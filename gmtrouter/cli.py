@@ -312,14 +312,23 @@ def train(
     valid: Annotated[Path | None, typer.Option("--valid", help="Validation records (default: held out).")] = None,
     llm_info: Annotated[Path | None, typer.Option("--llm-info", help="Folder of LLM description files.")] = None,
     settings: Annotated[list[str] | None, typer.Option("--set", help="Router setting key=value (repeatable).")] = None,
+    workers: Annotated[
+        int, typer.Option("--workers", min=1, help="Train on this many local processes (torchrun, gloo on CPU).")
+    ] = 1,
 ) -> None:
     """Train a router on canonical records and save it (weights, config, the history it scores from)."""
     from gmtrouter.checkpoint import save_router
     from gmtrouter.data.schema import read_records
+    from gmtrouter.distributed import finish, launch
+    from gmtrouter.distributed import workers as process_group
     from gmtrouter.registry import make_router, router_settings
 
     if data is None and from_db is None:
         raise GmtError("give training records: --data FILE, --from-db URL, or both")
+    if workers > 1:
+        if router != "gmtrouter":
+            raise GmtError(f"--workers trains GMTRouter only; router '{router}' trains on one process")
+        raise typer.Exit(launch(_without_workers(sys.argv[1:]), workers))
     records = read_records(data) if data else []
     if from_db is not None:
         records = _with_stored_feedback(records, from_db)
@@ -335,14 +344,32 @@ def train(
         model = make_router(router, **options)
     except TypeError as error:
         raise GmtError(f"bad --set for router '{router}': {error}") from None
+    team = process_group()
     model.fit(records, valid_records)
+    if team is not None and not team.leader:  # rank 0 saves; the others only trained
+        finish(team)
+        return
     save_router(model, output, records + (valid_records or []))
+    finish(team)
     log = getattr(model, "training_log_", {})
     if log.get("stop"):
         err.print(log["stop"], highlight=False)
     best = log.get("best_valid_auc")
     shown = f"best validation AUC {best:.3f}" if isinstance(best, int | float) else "no validation hold-out"
     err.print(f"saved {router} to {output} ({log.get('seconds', '?')} s, {shown})", highlight=False)
+
+
+def _without_workers(arguments: list[str]) -> list[str]:
+    """The command line minus `--workers N` (or `--workers=N`): what each torchrun process runs."""
+    out, skip = [], False
+    for argument in arguments:
+        if skip:
+            skip = False
+        elif argument == "--workers":
+            skip = True
+        elif not argument.startswith("--workers="):
+            out.append(argument)
+    return out
 
 
 def _with_stored_feedback(records: list, url: str) -> list:

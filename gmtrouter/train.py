@@ -10,10 +10,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from gmtrouter.data.schema import Interaction
 from gmtrouter.data.split import holdout_split
+from gmtrouter.distributed import agree, workers
 from gmtrouter.early_stopping import EarlyStopping
 from gmtrouter.graph.sample import UserRecords, sample_step, shuffled_ranks
 from gmtrouter.graph.table import InteractionTable
@@ -67,11 +69,18 @@ def train_network(router: GMTRouter, train: list[Interaction], valid: Sequence[I
     valid_ids = np.arange(len(train), len(train) + len(valid))
     thumb_ids = np.where(thumb_of >= 0, len(train) + len(valid) + thumb_of, -1)
     tuning = tune_backbone(router, table, train_ids)
-    rng = np.random.default_rng(router.seed)
+    team = workers()  # None on a single process
+    leader = team is None or team.leader
+    # each rank draws its own users; rank 0 (and a single process) draws what it always did
+    rng = np.random.default_rng(router.seed if leader else [router.seed, team.rank])
     torch.manual_seed(router.seed)
     net = router.net_
+    steps = router.steps if router.residual else 0
+    model = DistributedDataParallel(net, find_unused_parameters=True) if team and steps else net
     optimizer = torch.optim.AdamW(net.parameters(), lr=router.lr, weight_decay=router.weight_decay)
     sampling = router.sampling()
+    if not leader:
+        valid = []  # rank 0 alone validates; it tells the others when to stop
 
     valid_ids, valid, shown_for_valid = _validation_users(router, table, train_ids, valid_ids, valid, rng)
     valid_graph = router.graph(table, shown_for_valid, extra_users=table.rec_user[valid_ids]) if valid else None
@@ -84,9 +93,8 @@ def train_network(router: GMTRouter, train: list[Interaction], valid: Sequence[I
         auc = _validation_auc(router, table, valid_graph, valid_ids, valid)
         stopping.check(0, auc)
         history.append({"step": 0, "loss": float("nan"), "valid_auc": auc})
-    steps = router.steps if router.residual else 0
     step = 0
-    bar = tqdm(range(1, steps + 1), desc="training", unit="step", disable=not router.progress)
+    bar = tqdm(range(1, steps + 1), desc="training", unit="step", disable=not router.progress or not leader)
     step_seconds = 0.0  # the training steps' own time, validation left out: what grows with the data
     for step in bar:
         step_started = time.perf_counter()
@@ -97,10 +105,11 @@ def train_network(router: GMTRouter, train: list[Interaction], valid: Sequence[I
             visible, hidden = sample_step(table.rec_user[pool], sampling, rng)
             shown = as_thumbs(pool[visible], pool_thumbs[visible], router.thumbs_rate, rng)
             graph = router.graph(table, shown, extra_users=table.rec_user[pool[hidden]])
-            scores, batch = router.score_targets(table, graph, pool[hidden])
+            scores, batch = router.score_targets(table, graph, pool[hidden], net=model)
         else:  # ablation: one graph of everything, targets drawn from inside it (but not from the backbone's)
             hidden = rng.choice(train_ids, min(len(train_ids), sampling.targets_per_step), replace=False)
-            scores, batch = router.score_targets(table, full_graph, hidden, shown=np.setdiff1d(train_ids, hidden))
+            shown = np.setdiff1d(train_ids, hidden)
+            scores, batch = router.score_targets(table, full_graph, hidden, shown=shown, net=model)
         loss = preference_loss(scores, batch)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -108,11 +117,14 @@ def train_network(router: GMTRouter, train: list[Interaction], valid: Sequence[I
         optimizer.step()
         step_seconds += time.perf_counter() - step_started
 
-        if valid and (step % router.eval_every == 0 or step == steps):
-            auc = _validation_auc(router, table, valid_graph, valid_ids, valid)
-            history.append({"step": step, "loss": loss.item(), "valid_auc": auc})
-            bar.set_postfix(loss=f"{loss.item():.3f}", valid_auc=f"{auc:.3f}")
-            if stopping.check(step, auc):
+        if step % router.eval_every == 0 or step == steps:
+            stop = False
+            if valid:
+                auc = _validation_auc(router, table, valid_graph, valid_ids, valid)
+                history.append({"step": step, "loss": loss.item(), "valid_auc": auc})
+                bar.set_postfix(loss=f"{loss.item():.3f}", valid_auc=f"{auc:.3f}")
+                stop = stopping.check(step, auc)
+            if agree(stop, team):
                 break
         elif step % 10 == 0:
             bar.set_postfix(loss=f"{loss.item():.3f}")
@@ -129,6 +141,7 @@ def train_network(router: GMTRouter, train: list[Interaction], valid: Sequence[I
         "train_records": len(train),
         "valid_records": len(valid),
         "seconds": round(time.perf_counter() - started, 2),
+        "processes": team.world if team else 1,
         "tuning_seconds": tuning.pop("seconds", None),
         "seconds_per_step": round(step_seconds / step, 4) if step else None,
         "curve": history,

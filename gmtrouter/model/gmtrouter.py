@@ -241,21 +241,28 @@ class GMTRouter(PreferenceRouter):
         table: InteractionTable,
         graph: HeteroGraph,
         scored: np.ndarray,
-        states: dict[str, torch.Tensor] | None = None,
         shown: np.ndarray | None = None,
         network: bool = True,
+        net: torch.nn.Module | None = None,
     ) -> tuple[torch.Tensor, TargetBatch]:
         """(scores [B, K], batch) of table records `scored` against `graph`: backbone plus residual (the
-        backbone alone without the `network`)."""
-        if network:
-            states = self.net_.encode(graph) if states is None else states
-        prior = self.prior_scores(table, graph, states if network else None, shown)
+        backbone alone without the `network`). `net` runs the network (default: this router's own; in
+        distributed training, its DistributedDataParallel wrapper)."""
         batch = targets(table, graph, scored)
         queries = table.rec_query[scored]
         previous = self.previous(table, scored)
-        matrix = prior.scores(table.rec_user[scored], queries, prior.query_topic[queries], batch.llm.numpy(), previous)
-        batch.prior = torch.from_numpy(matrix).float()
-        return (self.net_.score(states, batch) if network else batch.prior), batch
+
+        def prior_of(states: dict[str, torch.Tensor] | None) -> torch.Tensor:
+            prior = self.prior_scores(table, graph, states, shown)
+            matrix = prior.scores(
+                table.rec_user[scored], queries, prior.query_topic[queries], batch.llm.numpy(), previous
+            )
+            return torch.from_numpy(matrix).float()
+
+        if not network:
+            batch.prior = prior_of(None)
+            return batch.prior, batch
+        return (net or self.net_)(graph, batch, prior_of), batch
 
     # ----------------------------------------------------------------------------------------- state
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import torch
@@ -203,8 +204,18 @@ class GMTRouterNet(nn.Module):
         residual = RESIDUAL_BOUND * torch.tanh(residual / RESIDUAL_BOUND)
         return residual if batch.prior is None else batch.prior + residual
 
-    def forward(self, graph: HeteroGraph, batch: TargetBatch) -> torch.Tensor:
-        return self.score(self.encode(graph), batch)
+    def forward(
+        self,
+        graph: HeteroGraph,
+        batch: TargetBatch,
+        prior_of: Callable[[dict[str, torch.Tensor]], torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """Scores of the batch: the graph encoded, then `prior_of(states)` (the backbone, which may read the
+        node states) as the batch's prior, then the head. One call, so DistributedDataParallel can wrap it."""
+        states = self.encode(graph)
+        if prior_of is not None:
+            batch.prior = prior_of(states)
+        return self.score(states, batch)
 
 
 def _neighbourhood(
