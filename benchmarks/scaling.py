@@ -217,12 +217,15 @@ def main() -> None:
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    rows = []
-    for size in (int(s) for s in args.sizes.split(",")):
+    sizes = [int(s) for s in args.sizes.split(",")]
+    earlier = OUT / "scaling.json"  # rows of other sizes from an earlier run are kept
+    rows = [r for r in json.loads(earlier.read_text())["rows"] if r["records"] not in sizes] if earlier.exists() else []
+    for size in sizes:
         data = args.work / f"llmrouter-{size}.jsonl"
         seconds = simulate_records(args.data_dir, size, data)
         console.print(f"[bold]{size:,} records[/] ({data}{f', simulated in {seconds:.0f} s' if seconds else ''})")
         rows.append(measure(size, data, args.work, args.budget, args.memory_gb * 1024))
+        rows.sort(key=lambda row: row["records"])
         console.print(table(rows))
         save_json("scaling", {"budget_seconds": args.budget, "memory_gb": args.memory_gb, "rows": rows})
     plot(rows, OUT / "scaling.png")

@@ -49,11 +49,10 @@ class Interaction(BaseModel):
     @field_validator("responses")
     @classmethod
     def _distinct_llms(cls, responses: list[Response]) -> list[Response]:
-        seen: set[str] = set()
-        for response in responses:
-            if response.llm in seen:
-                raise ValueError(f"LLM '{response.llm}' answers twice in one record; keep one response per LLM")
-            seen.add(response.llm)
+        llms = [response.llm for response in responses]
+        if len(set(llms)) < len(llms):  # the common case, a record of distinct LLMs, costs one set
+            twice = next(llm for i, llm in enumerate(llms) if llm in llms[:i])
+            raise ValueError(f"LLM '{twice}' answers twice in one record; keep one response per LLM")
         return responses
 
     @model_validator(mode="after")

@@ -56,11 +56,12 @@ def rating_features(records: Sequence[Interaction], low: float, high: float) -> 
     """
     if not records:
         return np.zeros((0, 2), np.float32)
-    ratings = [np.asarray(r.ratings, dtype=np.float32) for r in records]
-    flat = np.concatenate(ratings)
-    lows = np.concatenate([np.full(len(x), x.min()) for x in ratings])
-    spans = np.concatenate([np.full(len(x), x.max() - x.min()) for x in ratings])
-    lone = np.concatenate([np.full(len(x), len(x) == 1) for x in ratings])
+    counts = np.array([len(r.responses) for r in records], dtype=np.int64)
+    flat = np.array([x.rating for r in records for x in r.responses], dtype=np.float32)
+    starts = np.r_[0, np.cumsum(counts)[:-1]]
+    lows = np.repeat(np.minimum.reduceat(flat, starts), counts)
+    spans = np.repeat(np.maximum.reduceat(flat, starts), counts) - lows
+    lone = np.repeat(counts == 1, counts)
     scale = high - low if high > low else 1.0
     global_scale = np.clip((flat - low) / scale, 0.0, 1.0)
     within = np.where(spans > 0, (flat - lows) / np.where(spans > 0, spans, 1), np.where(lone, global_scale, 0.5))
