@@ -50,6 +50,12 @@ class Comparisons:
     second: np.ndarray  # [C] LLM id, or num_llms for the virtual opponent
     target: np.ndarray  # [C] 1, 0, 0.5 (tie) for pairs; the global-scale rating in [0, 1] for a lone response
 
+    def margin(self, scores: np.ndarray) -> np.ndarray:
+        """[C] each comparison's score difference, first minus second, from `scores` [C, L + 1] (every LLM's
+        score for the comparison's record, the virtual average opponent last)."""
+        rows = np.arange(len(self.record))
+        return scores[rows, self.first] - scores[rows, self.second]
+
     def stay(self, previous: np.ndarray) -> np.ndarray:
         """[C] +1 where the first side is the LLM that answered the previous turn (`previous` [table records],
         -1: unknown), -1 where the second is, 0 where neither (the virtual opponent never is)."""
@@ -104,6 +110,16 @@ def usable_previous(table: InteractionTable, records: np.ndarray) -> np.ndarray:
     return np.where((source < 0) | shown[np.where(source < 0, -1, source)], table.rec_prev_llm, -1)
 
 
+def stay_bonus(previous: np.ndarray, amount: np.ndarray | float, width: int) -> np.ndarray:
+    """[B, width] `amount` (one per row, or one for all) in the column of each row's previous LLM, 0 elsewhere
+    and in rows whose previous LLM is unknown (-1): how stickiness enters a row of scores."""
+    previous = np.asarray(previous, dtype=np.int64)
+    out = np.zeros((len(previous), width))
+    known = np.flatnonzero(previous >= 0)
+    out[known, previous[known]] = np.broadcast_to(amount, previous.shape)[known]
+    return out
+
+
 def stay_deviations(
     groups: np.ndarray, n_groups: int, comparisons: Comparisons, margin: np.ndarray, stay: np.ndarray, prior: float
 ) -> np.ndarray:
@@ -128,8 +144,9 @@ def stay_deviations(
 def population_stay(table: InteractionTable, records: np.ndarray, strengths: np.ndarray, l2: float = 1.0) -> float:
     """Everybody's preference for the previous turn's LLM, beyond the population `strengths`, over `records`."""
     comparisons = Comparisons.of(table, records)
-    margin = with_average(strengths[None])[0]
-    margin = margin[comparisons.first] - margin[comparisons.second]
+    margin = comparisons.margin(
+        np.broadcast_to(with_average(strengths[None]), (len(comparisons.record), len(strengths) + 1))
+    )
     groups = np.zeros(table.num_records, dtype=np.int64)
     stay = comparisons.stay(usable_previous(table, records))
     return float(stay_deviations(groups, 1, comparisons, margin, stay, l2)[0])
@@ -153,8 +170,7 @@ def deviations(
     num_llms = expected.shape[1] - 1
     if not np.isfinite(prior) or len(comparisons.record) == 0:
         return np.zeros((n_groups, num_llms))
-    rows = np.arange(len(comparisons.record))
-    offset = expected[rows, comparisons.first] - expected[rows, comparisons.second]
+    offset = comparisons.margin(expected)
     present, compact = np.unique(groups[comparisons.record], return_inverse=True)
     fitted = bradley_terry(
         compact,
@@ -272,7 +288,9 @@ class PriorScores:
         expected = np.broadcast_to(with_average(strengths[None]), (len(comparisons.record), len(strengths) + 1))
         if residual is not None:
             expected = expected + with_average(residual[comparisons.record])
-        sticky = comparisons.stay(usable_previous(table, records)) if stay or np.isfinite(priors.stay) else None
+        usable = usable_previous(table, records)
+        previous = usable[comparisons.record]
+        sticky = comparisons.stay(usable) if stay or np.isfinite(priors.stay) else None
         record_topic = query_topic[table.rec_query]
         task = deviations(record_topic, topics, comparisons, expected, priors.task)
         expected = expected + with_average(task[record_topic[comparisons.record]])
@@ -280,14 +298,11 @@ class PriorScores:
         expected = expected + with_average(user[table.rec_user[comparisons.record]])
         user_stay = np.zeros(num_users)
         if sticky is not None:
-            rows = np.arange(len(comparisons.record))
-            margin = expected[rows, comparisons.first] - expected[rows, comparisons.second] + stay * sticky
+            margin = comparisons.margin(expected) + stay * sticky
             user_stay = stay_deviations(table.rec_user, num_users, comparisons, margin, sticky, priors.stay)
-            # later deviations are fitted against the stickiness too: it moves the margin, not every LLM
-            expected = expected.copy()
-            bump = (stay + user_stay[table.rec_user[comparisons.record]]) * np.abs(sticky)
-            side = np.where(sticky > 0, comparisons.first, comparisons.second)
-            expected[rows, side] += bump
+            # later deviations are fitted against the stickiness too
+            amount = stay + user_stay[table.rec_user[comparisons.record]]
+            expected = expected + stay_bonus(previous, amount, expected.shape[1])
         user_topic = table.rec_user * topics + record_topic
         topic = deviations(user_topic, num_users * topics, comparisons, expected, priors.topic)
         expected = expected + with_average(topic[user_topic[comparisons.record]])
@@ -310,10 +325,9 @@ class PriorScores:
         """[C] each comparison's score difference, first minus second (a lone response meets the average)."""
         queries = table.rec_query[comparisons.record]
         users = table.rec_user[comparisons.record]
-        scores = self.matrix(users, queries, self.query_topic[queries])
-        scores = with_average(scores) + self._stay_columns(users, table.rec_prev_llm[comparisons.record], 1)
-        rows = np.arange(len(comparisons.record))
-        return scores[rows, comparisons.first] - scores[rows, comparisons.second]
+        scores = with_average(self.matrix(users, queries, self.query_topic[queries]))
+        previous = table.rec_prev_llm[comparisons.record]
+        return comparisons.margin(scores + stay_bonus(previous, self._stickiness(users), scores.shape[1]))
 
     def matrix(
         self, users: np.ndarray, queries: np.ndarray, topics: np.ndarray, previous: np.ndarray | None = None
@@ -329,16 +343,12 @@ class PriorScores:
             + _rows(self.topic, user_topic)
             + _rows(self.query, np.asarray(queries))
         )
-        return scores if previous is None else scores + self._stay_columns(users, previous)
+        return scores if previous is None else scores + stay_bonus(previous, self._stickiness(users), scores.shape[1])
 
-    def _stay_columns(self, users: np.ndarray, previous: np.ndarray, extra: int = 0) -> np.ndarray:
-        """[B, L + extra] the stickiness bonus, in the column of each row's previous LLM (none where -1)."""
-        previous = np.asarray(previous, dtype=np.int64)
-        out = np.zeros((len(previous), len(self.strengths) + extra))
-        known = np.flatnonzero(previous >= 0)
-        user_stay = _rows(self.stay[:, None], np.asarray(users)[known])[:, 0] if self.stay is not None else 0.0
-        out[known, previous[known]] = self.stay_population + user_stay
-        return out
+    def _stickiness(self, users: np.ndarray) -> np.ndarray:
+        """[B] everybody's stickiness plus each table user's own (an unknown user, -1, has only everybody's)."""
+        own = _rows(self.stay[:, None], np.asarray(users))[:, 0] if self.stay is not None else 0.0
+        return self.stay_population + own
 
 
 def comparison_loss(comparisons: Comparisons, table: InteractionTable, prior: PriorScores) -> float:
