@@ -33,8 +33,13 @@ class StickyContext(UserWinrateContext):
         scores = super().score_records(records)
         previous = previous_llms(self.history + list(records))[len(self.history) :]
         for record, row, after in zip(records, scores, previous, strict=True):
-            row += STAY_BONUS * np.array([m == after for m in record.llms])
+            row += _stay_bonus(record.llms, after)
         return scores
 
     def score_turn(self, user: str, query: str, llms: Sequence[str], previous: str | None) -> np.ndarray:
-        return self.score(user, query, llms) + STAY_BONUS * np.array([m == previous for m in llms])
+        return self.score(user, query, llms) + _stay_bonus(llms, previous)
+
+
+def _stay_bonus(llms: Sequence[str], previous: str | None) -> np.ndarray:
+    """`STAY_BONUS` for the previous turn's LLM among `llms`, 0 for the others."""
+    return STAY_BONUS * np.array([m == previous for m in llms], dtype=float)

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from gmtrouter.api import switch_adjusted
 from gmtrouter.data.conversation import previous_llms
 from gmtrouter.data.schema import Interaction
 from gmtrouter.data.stats import UTILITY_KEY
@@ -52,10 +53,11 @@ def conversation_metrics(
         return None
     records = [scored[i] for i in index]
     raw = [np.asarray(scores[i], dtype=float) for i in index]
-    stays = [np.array([m == before for m in r.llms], dtype=float) for r, before in zip(records, previous, strict=True)]
     sweep = []
     for cost in SWITCH_COSTS:
-        adjusted = [s - cost * (1 - stay) for s, stay in zip(raw, stays, strict=True)]
+        adjusted = [
+            switch_adjusted(s, r.llms, before, cost) for s, r, before in zip(raw, records, previous, strict=True)
+        ]
         sweep.append({"switch_cost": cost, **_route_numbers(records, adjusted, previous)})
     utilities = [r.meta.get(UTILITY_KEY) for r in records]
     oracle = None

@@ -376,10 +376,10 @@ class GMTContext(RoutingContext):
         best = [i for i in np.argsort(-np.abs(weights), kind="stable")[:top] if weights[i] != 0]
         return [(self.table.records[records[i]], float(weights[i])) for i in best]
 
-    def score_turn(self, user: str, query: str, llms: Sequence[str], previous: str | None) -> np.ndarray:
-        return self.score(user, query, llms, previous)
+    def score(self, user: str, query: str, llms: Sequence[str]) -> np.ndarray:
+        return self.score_turn(user, query, llms, None)
 
-    def score(self, user: str, query: str, llms: Sequence[str], previous: str | None = None) -> np.ndarray:
+    def score_turn(self, user: str, query: str, llms: Sequence[str], previous: str | None) -> np.ndarray:
         """Scores of `llms` for a request of `user`; `previous` is the LLM that answered the conversation's
         previous turn (None: a first turn, or unknown)."""
         router = self.router
