@@ -165,7 +165,7 @@ def plan(tables: FeatureTables, queries: Sequence[str], config: SimConfig) -> tu
         users = replace(users, switch_aversion=strength)
         position = llm_rng.integers(0, k, size=len(row))  # where the previous turn's LLM is shown
         known = Records(user, turn.ravel(), row, task)
-        llm, utility, rating = _turn_by_turn(tables, users, strength, known, keys, position, noise, config)
+        llm, utility, rating = _turn_by_turn(tables, users, known, keys, position, noise, config)
     else:
         llm = np.argsort(keys, axis=1, kind="stable")[:, :k]
         utility = utilities(tables, users, user, row, llm, config.realism, task)
@@ -189,14 +189,13 @@ class Records:
 def _turn_by_turn(
     tables: FeatureTables,
     users: Users,
-    strength: np.ndarray,
     records: Records,
     keys: np.ndarray,
     position: np.ndarray,
     noise: ChoiceNoise,
     config: SimConfig,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Candidates, utilities and ratings [N, K] of users with a switching aversion `strength` [U], one record
+    """Candidates, utilities and ratings [N, K] of users with a switching aversion (`users.switch_aversion`), one record
     position at a time over all users: a turn's candidates and utilities depend on the LLM the conversation
     went on with, which the previous turn's ratings decide."""
     n, k, per_user = len(records.row), config.candidates, config.records_per_user
@@ -211,7 +210,7 @@ def _turn_by_turn(
         shown = (previous >= 0) & tables.available[now.row, np.maximum(previous, 0)]  # the row has its answer
         llm[at] = _candidates(keys[at], previous, shown, position[at], k)
         switch = (previous[:, None] >= 0) & (llm[at] != previous[:, None])
-        drop = strength[now.user][:, None] * switch
+        drop = users.switch_aversion[now.user][:, None] * switch
         utility[at] = utilities(tables, users, now.user, now.row, llm[at], config.realism, now.task) - drop
         rating[at] = _choose(utility[at], config, noise[at])
     return llm, utility, rating
