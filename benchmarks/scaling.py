@@ -129,19 +129,25 @@ def _healthy(port: int) -> bool:
         return False
 
 
-def measure(size: int, data: Path, work: Path, budget: float, memory_mb: float) -> dict[str, Any]:
-    """Every phase at one size."""
+def measure(size: int, data: Path, work: Path, budget: float, memory_mb: float, earlier: dict | None) -> dict:
+    """Every phase at one size; without `earlier` (this size's row of an earlier run) it trains the model,
+    with it the training figures are that row's and the model is the one that run saved."""
     gmtrouter = [sys.executable, "-m", "gmtrouter"]
     model = work / f"model-{size}"
     row: dict[str, Any] = {"records": size}
-    train = watched([*gmtrouter, "train", "--data", str(data), "-o", str(model)], budget, memory_mb)
-    row["train"] = {k: v for k, v in train.items() if k != "stdout"}
-    if train["stopped"]:
-        return row
-    log = json.loads((model / "config.json").read_text())["state"].get("training_log", {})
-    row["train"].update(
-        steps=log.get("steps"), seconds_per_step=log.get("seconds_per_step"), tuning_seconds=log.get("tuning_seconds")
-    )
+    if earlier is None:
+        train = watched([*gmtrouter, "train", "--data", str(data), "-o", str(model)], budget, memory_mb)
+        row["train"] = {k: v for k, v in train.items() if k != "stdout"}
+        if train["stopped"]:
+            return row
+        log = json.loads((model / "config.json").read_text())["state"].get("training_log", {})
+        row["train"].update(
+            steps=log.get("steps"),
+            seconds_per_step=log.get("seconds_per_step"),
+            tuning_seconds=log.get("tuning_seconds"),
+        )
+    else:
+        row["train"] = earlier["train"]
     route = watched([sys.executable, "-c", ROUTE_SCRIPT, str(model)], budget, memory_mb)
     row["route"] = {k: v for k, v in route.items() if k != "stdout"}
     if not route["stopped"]:
@@ -214,17 +220,24 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=1800.0, help="seconds a phase may take")
     parser.add_argument("--memory-gb", type=float, default=20.0, help="resident memory a phase may use")
     parser.add_argument("--work", type=Path, default=Path("runs/scaling"))
+    parser.add_argument(
+        "--reuse-models",
+        action="store_true",
+        help="measure loading and serving the models an earlier run trained (keeping its training figures)",
+    )
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     sizes = [int(s) for s in args.sizes.split(",")]
     earlier = OUT / "scaling.json"  # rows of other sizes from an earlier run are kept
-    rows = [r for r in json.loads(earlier.read_text())["rows"] if r["records"] not in sizes] if earlier.exists() else []
+    before = {r["records"]: r for r in json.loads(earlier.read_text())["rows"]} if earlier.exists() else {}
+    rows = [r for size, r in before.items() if size not in sizes]
     for size in sizes:
         data = args.work / f"llmrouter-{size}.jsonl"
         seconds = simulate_records(args.data_dir, size, data)
         console.print(f"[bold]{size:,} records[/] ({data}{f', simulated in {seconds:.0f} s' if seconds else ''})")
-        rows.append(measure(size, data, args.work, args.budget, args.memory_gb * 1024))
+        reused = before.get(size) if args.reuse_models and (args.work / f"model-{size}").is_dir() else None
+        rows.append(measure(size, data, args.work, args.budget, args.memory_gb * 1024, reused))
         rows.sort(key=lambda row: row["records"])
         console.print(table(rows))
         save_json("scaling", {"budget_seconds": args.budget, "memory_gb": args.memory_gb, "rows": rows})

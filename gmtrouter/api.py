@@ -21,6 +21,7 @@ from gmtrouter.costs import cost_adjusted, mean_costs
 from gmtrouter.data.prices import estimate_tokens
 from gmtrouter.data.schema import Interaction
 from gmtrouter.errors import GmtError
+from gmtrouter.heap import long_lived
 from gmtrouter.querycache import QueryCacheEncoder
 from gmtrouter.routers import PreferenceRouter, RoutingContext
 
@@ -130,8 +131,9 @@ class Router:
         """The router saved in `path` by `gmtrouter train`, with its training history as context;
         `cached_input_prices` (LLM -> input and cached-input USD per 1M tokens, e.g. from
         `PriceBook.cached_input_prices`) prices the prompt cache a conversation keeps by staying."""
-        model, history = load_router(path)
-        return cls(model, history, cached_input_prices=cached_input_prices)
+        with long_lived():
+            model, history = load_router(path)
+            return cls(model, history, cached_input_prices=cached_input_prices)
 
     @property
     def llms(self) -> list[str]:

@@ -17,6 +17,7 @@ import torch
 
 from gmtrouter.data.schema import Interaction
 from gmtrouter.errors import GmtError
+from gmtrouter.heap import collector_paused
 
 
 class RoutingContext(ABC):
@@ -29,7 +30,8 @@ class RoutingContext(ABC):
     def __init__(self, history: Sequence[Interaction]) -> None:
         self.history: list[Interaction] = list(history)
         self._users = Counter(r.user for r in self.history)
-        self.refresh()
+        with collector_paused():  # a large history's context is millions of long-lived objects
+            self.refresh()
 
     @abstractmethod
     def refresh(self) -> None:

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from gmtrouter.atomic import atomic_write
 from gmtrouter.errors import DataError, GmtError
+from gmtrouter.heap import collector_paused, long_lived
 
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 NonEmpty = Annotated[str, Field(min_length=1)]
@@ -119,10 +120,11 @@ def read_jsonl(path: str | os.PathLike[str], model: type[ModelT]) -> list[ModelT
     """Read a whole JSONL file of `model`, or refuse it at the first bad line (nothing is half-read)."""
     check_readable(path)
     items: list[ModelT] = []
-    for _, item in iter_jsonl(path, model):
-        if isinstance(item, DataError):
-            raise item
-        items.append(item)
+    with long_lived():
+        for _, item in iter_jsonl(path, model):
+            if isinstance(item, DataError):
+                raise item
+            items.append(item)
     if not items:
         raise GmtError(f"{path}: holds no records (only blank lines)")
     return items
@@ -175,7 +177,8 @@ def conversation_errors(path: str | os.PathLike[str], records: Sequence[Interact
 def read_records(path: str | os.PathLike[str]) -> list[Interaction]:
     """Read canonical interaction records in file order, refusing the file at its first broken rule."""
     records = read_jsonl(path, Interaction)
-    problems = conversation_errors(path, records)
+    with collector_paused():  # its million-entry dicts would otherwise set off collections
+        problems = conversation_errors(path, records)
     if problems:
         raise problems[0]
     return records

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import queue
 import threading
@@ -31,6 +30,7 @@ from gmtrouter.api import RouteDecision, Router, previous_model
 from gmtrouter.checkpoint import load_router, model_identity
 from gmtrouter.data.schema import Interaction
 from gmtrouter.errors import GmtError
+from gmtrouter.heap import long_lived, settle_heap
 from gmtrouter.serve.querycache import ServiceEncoder
 from gmtrouter.serve.store import RouteRow, Store, StoredFeedback
 
@@ -156,25 +156,26 @@ class Engine:
     def _load(self, model_dir: Path) -> tuple[Router, dict[str, Any]]:
         """A router from a model folder with the stored feedback replayed into its history (one refresh)."""
         started = time.perf_counter()
-        model, history = load_router(model_dir)
-        encoder = getattr(model, "text_encoder", None)
-        if encoder is not None and hasattr(model, "use_text_encoder"):
-            model.use_text_encoder(ServiceEncoder(encoder(), self.query_cache))
-        tombstones = self.store.tombstones()
-        history = [r for r in history if r.user not in tombstones]
-        seen = {_history_key(r) for r in history}
-        rows = self.store.feedback_rows()
-        known = set(model.llms_)
-        added, skipped = 0, 0
-        for row in rows:
-            if not set(row.record.llms) <= known:
-                skipped += 1
-                continue
-            if _history_key(row.record) not in seen:
-                history.append(row.record)
-                seen.add(_history_key(row.record))
-                added += 1
-        router = Router(model, history, cached_input_prices=self.cached_input_prices)
+        with long_lived():
+            model, history = load_router(model_dir)
+            encoder = getattr(model, "text_encoder", None)
+            if encoder is not None and hasattr(model, "use_text_encoder"):
+                model.use_text_encoder(ServiceEncoder(encoder(), self.query_cache))
+            tombstones = self.store.tombstones()
+            history = [r for r in history if r.user not in tombstones]
+            seen = {_history_key(r) for r in history}
+            rows = self.store.feedback_rows()
+            known = set(model.llms_)
+            added, skipped = 0, 0
+            for row in rows:
+                if not set(row.record.llms) <= known:
+                    skipped += 1
+                    continue
+                if _history_key(row.record) not in seen:
+                    history.append(row.record)
+                    seen.add(_history_key(row.record))
+                    added += 1
+            router = Router(model, history, cached_input_prices=self.cached_input_prices)
         self._folded = {row.id: row.user for row in rows}
         self._tombstones = tombstones
         info = {
@@ -538,16 +539,6 @@ class Engine:
         self._ops.put(None)
         for thread in self._threads:
             thread.join(timeout=30)
-
-
-def settle_heap() -> None:
-    """Exempt what is alive now (the model, its history) from the cyclic garbage collector.
-
-    A loaded model leaves about half a million objects behind; one full collection over them took 0.4 s, stalling
-    every request in flight. Frozen objects are still freed by reference counting when dropped.
-    """
-    gc.collect()
-    gc.freeze()
 
 
 def _call_soon(loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any], result: Any) -> None:

@@ -7,9 +7,10 @@ from dataclasses import dataclass, field
 
 from gmtrouter.checkpoint import read_config
 from gmtrouter.errors import GmtError
+from gmtrouter.heap import settle_heap
 from gmtrouter.serve.auth import KeyRing
 from gmtrouter.serve.config import ADMIN_KEY_ENV, ServeConfig, cached_input_prices
-from gmtrouter.serve.engine import Engine, settle_heap
+from gmtrouter.serve.engine import Engine
 from gmtrouter.serve.metrics import Metrics
 from gmtrouter.serve.ratelimit import RateLimiter
 from gmtrouter.serve.schemas import JobOut
