@@ -2,7 +2,10 @@
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from gmtrouter.data.conversation import continued_llm
 from gmtrouter.embed import HashingEncoder
 from gmtrouter.graph.build import BASE_RELATIONS, TRACK_RELATIONS, build_graph, targets
 from gmtrouter.graph.sample import SamplingConfig, sample_step
@@ -112,3 +115,51 @@ def test_unknown_llm_is_refused() -> None:
 
     with pytest.raises(GmtError, match="LLM\\(s\\) z are not known"):
         InteractionTable.build([make_record("u", "q", {"z": 1.0, "a": 0.0})], LLMS, HashingEncoder(16), (0, 1))
+
+
+conversation_logs = st.lists(
+    st.tuples(
+        st.integers(0, 3),  # conversation
+        st.integers(1, 4),  # turn
+        st.dictionaries(st.sampled_from("abcd"), st.sampled_from([0.0, 0.5, 1.0]), min_size=1, max_size=4),
+        st.one_of(st.none(), st.sampled_from(["a", "b", "z"])),  # the record's own previous_llm ("z": unknown)
+    ),
+    min_size=1,
+    max_size=14,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(log=conversation_logs, cut=st.integers(0, 14))
+def test_previous_turns_and_tracks_match_their_record_by_record_definition(log, cut) -> None:
+    """The table's previous LLM of each record is `previous_llms`'s over the records there when it arrived, and
+    each response follows the previous turn's response of its LLM (or its single response), whether the records
+    arrive in one batch or two."""
+    records = [
+        make_record("u", f"q{i}", ratings, turn=turn, conversation=f"c{c}").model_copy(update={"previous_llm": prev})
+        for i, (c, turn, ratings, prev) in enumerate(log)
+    ]
+    llms = ["a", "b", "c", "d"]
+    table = InteractionTable.build(records[:cut], llms, HashingEncoder(8), (0.0, 1.0))
+    table.extend(records[cut:])
+    first_of_turn: dict[tuple[str, int], int] = {}
+    for index, record in enumerate(records):
+        first_of_turn.setdefault((record.conversation, record.turn), index)
+    for index, record in enumerate(records):
+        seen = cut if index < cut else len(records)  # what the table held when this record arrived
+        before = first_of_turn.get((record.conversation, record.turn - 1))
+        before = before if before is not None and before < seen else None
+        named = record.previous_llm
+        expected = named if named else (continued_llm(records[before]) if before is not None else None)
+        assert table.rec_prev_llm[index] == (llms.index(expected) if expected in llms else -1)
+        for k, response in enumerate(record.responses):
+            follows = table.resp_prev[table.rec_offsets[index] + k]
+            if before is None:
+                assert follows == -1
+            elif len(records[before].responses) == 1:
+                assert follows == table.rec_offsets[before]
+            else:
+                shown = records[before].llms
+                assert follows == (
+                    table.rec_offsets[before] + shown.index(response.llm) if response.llm in shown else -1
+                )

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from gmtrouter.data.conversation import continued_llm
 from gmtrouter.data.schema import Interaction
 from gmtrouter.embed import TextEncoder
 from gmtrouter.errors import GmtError
@@ -85,6 +84,8 @@ class InteractionTable:
     query_vocab: dict[str, int] = field(default_factory=dict)
     rec_user: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # [R]
     rec_query: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # [R]
+    rec_conversation: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # [R]
+    rec_turn: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # [R]
     rec_prev_llm: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # [R] previous turn's LLM, or -1
     # [R] the table record that previous LLM was read from (its top-rated response), -1 where the record
     # named it itself or it is unknown: a fit may use the previous LLM only when that record is shown too
@@ -102,7 +103,7 @@ class InteractionTable:
     pair_first: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # [P] response i (i < j)
     pair_second: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # [P] response j
     pair_target: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float64))  # [P] 1, 0 or TIE
-    _turn_position: dict[tuple[str, int], int] = field(default_factory=dict)
+    conversation_vocab: dict[str, int] = field(default_factory=dict)
     _text_row: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -137,7 +138,8 @@ class InteractionTable:
         """Append records (encoding only texts not seen before); return their new record ids."""
         records = list(records)
         llm_index = {name: i for i, name in enumerate(self.llms)}
-        unknown = sorted({llm for r in records for llm in r.llms if llm not in llm_index})
+        flat = [resp for r in records for resp in r.responses]
+        unknown = sorted({resp.llm for resp in flat} - llm_index.keys())
         if unknown:
             raise GmtError(
                 f"LLM(s) {', '.join(unknown)} are not known to this router (it knows {', '.join(self.llms)}); "
@@ -149,12 +151,14 @@ class InteractionTable:
         rec_query = _vocab_ids(self.query_vocab, [r.query for r in records])
         new_queries = list(self.query_vocab)[known_queries:]
         counts = np.array([len(r.responses) for r in records], dtype=np.int64)
-        flat = [resp for r in records for resp in r.responses]
         resp_llm = np.array([llm_index[resp.llm] for resp in flat], dtype=np.int64)
 
         self.records.extend(records)
         self.rec_user = np.concatenate([self.rec_user, rec_user])
         self.rec_query = np.concatenate([self.rec_query, rec_query])
+        conversations = _vocab_ids(self.conversation_vocab, [r.conversation for r in records])
+        self.rec_conversation = np.concatenate([self.rec_conversation, conversations])
+        self.rec_turn = np.concatenate([self.rec_turn, np.array([r.turn for r in records], dtype=np.int64)])
         self.query_emb = np.concatenate([self.query_emb, self.encoder.encode(new_queries)])
         owners = first_record + np.repeat(np.arange(len(records)), counts)
         self.resp_record = np.concatenate([self.resp_record, owners])
@@ -163,8 +167,10 @@ class InteractionTable:
         self.resp_text = np.concatenate([self.resp_text, self._text_rows(flat)])
         self.resp_feats = np.concatenate([self.resp_feats, self._rating_features(records, flat)])
         self.rec_offsets = np.concatenate([self.rec_offsets, first_response + np.cumsum(counts)])
-        self.resp_prev = np.concatenate([self.resp_prev, self._track_predecessors(first_record)])
-        prev_llm, prev_from = self._previous_llms(first_record, llm_index)
+        before = self._previous_turns(first_record)
+        self.resp_prev = np.concatenate([self.resp_prev, self._track_predecessors(first_record, before)])
+        named = [r.previous_llm for r in records]
+        prev_llm, prev_from = self._previous_llms(before, named, llm_index)
         self.rec_prev_llm = np.concatenate([self.rec_prev_llm, prev_llm])
         self.rec_prev_from = np.concatenate([self.rec_prev_from, prev_from])
         pair_record, first, second = record_pairs(self.rec_offsets[first_record:] - first_response)
@@ -198,40 +204,62 @@ class InteractionTable:
         feats = rating_features(records, *self.rating_range)
         return np.concatenate([feats, has_text[:, None]], axis=1).astype(np.float32)
 
-    def _previous_llms(self, first_record: int, llm_index: dict[str, int]) -> tuple[np.ndarray, np.ndarray]:
-        """(LLM id, source record) of the previous turn's LLM for the records from `first_record` on: the
-        record's own `previous_llm` (source -1), else `continued_llm` of the previous turn's record."""
-        count = self.num_records - first_record
-        llm, source = np.full(count, -1, dtype=np.int64), np.full(count, -1, dtype=np.int64)
-        for i, record in enumerate(self.records[first_record:]):
-            if record.previous_llm is not None:
-                llm[i] = llm_index.get(record.previous_llm, -1)
-                continue
-            before = self._turn_position.get((record.conversation, record.turn - 1))
-            if before is not None:
-                llm[i], source[i] = llm_index[continued_llm(self.records[before])], before
-        return llm, source
+    def _previous_turns(self, first_record: int) -> np.ndarray:
+        """[records from `first_record` on] the record of each one's conversation's previous turn (the first
+        record of that turn, wherever it stands in the table), -1 where there is none."""
+        if first_record == self.num_records:
+            return np.zeros(0, dtype=np.int64)
+        stride = int(self.rec_turn.max()) + 2  # turn < stride: a (conversation, turn) key is unique
+        keys = self.rec_conversation * stride + self.rec_turn
+        unique, first = np.unique(keys, return_index=True)
+        wanted = keys[first_record:] - 1
+        position = np.searchsorted(unique, wanted).clip(max=len(unique) - 1)
+        return np.where(unique[position] == wanted, first[position], -1)
 
-    def _track_predecessors(self, first_record: int) -> np.ndarray:
-        """For the responses of records from `first_record` on, the response of the previous turn on their track.
+    def continued_llms(self, records: np.ndarray) -> np.ndarray:
+        """[len(records)] the LLM id of each record's top-rated response (the first of equals): the LLM its
+        conversation went on with (`gmtrouter.data.conversation.continued_llm`)."""
+        if len(records) == 0:
+            return np.zeros(0, dtype=np.int64)
+        starts, counts = self.rec_offsets[records], np.diff(self.rec_offsets)[records]
+        group = np.repeat(np.arange(len(records)), counts)
+        group_starts = np.r_[0, np.cumsum(counts)[:-1]]
+        responses = np.repeat(starts - group_starts, counts) + np.arange(counts.sum())
+        ratings = self.resp_rating[responses]
+        top = ratings == np.repeat(np.maximum.reduceat(ratings, group_starts), counts)
+        _, first_top = np.unique(group[top], return_index=True)  # groups in order, each at its first top
+        return self.resp_llm[responses[np.flatnonzero(top)[first_top]]]
+
+    def _previous_llms(
+        self, before: np.ndarray, named: list[str | None], llm_index: dict[str, int]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(LLM id, source record) of the previous turn's LLM for the new records, whose previous turns'
+        records are `before`: the record's own `previous_llm` (`named`; source -1), else the LLM the previous
+        turn's record went on with."""
+        own = np.array([llm_index.get(name, -1) if name is not None else -2 for name in named], dtype=np.int64)
+        read = (own == -2) & (before >= 0)
+        llm = np.where(own == -2, -1, own)
+        llm[read] = self.continued_llms(before[read])
+        return llm, np.where(read, before, -1)
+
+    def _track_predecessors(self, first_record: int, before: np.ndarray) -> np.ndarray:
+        """For the responses of records from `first_record` on, the response of the previous turn on their track
+        (records `before` are their previous turns').
 
         The track of a response is its conversation and LLM; when the previous turn showed a single response
         (a plain chat log), every response of this turn follows that one.
         """
-        offsets, resp_llm = self.rec_offsets, self.resp_llm
-        prev = np.full(offsets[-1] - offsets[first_record], -1, dtype=np.int64)
-        base = offsets[first_record]
-        for index in range(first_record, self.num_records):
-            record = self.records[index]
-            self._turn_position.setdefault((record.conversation, record.turn), index)
-            before = self._turn_position.get((record.conversation, record.turn - 1))
-            if before is None:
-                continue
-            start, end = offsets[before], offsets[before + 1]
-            here = slice(offsets[index] - base, offsets[index + 1] - base)
-            if end - start == 1:
-                prev[here] = start
-                continue
-            by_llm = {int(resp_llm[k]): k for k in range(start, end)}
-            prev[here] = [by_llm.get(int(m), -1) for m in resp_llm[offsets[index] : offsets[index + 1]]]
+        offsets = self.rec_offsets
+        responses = np.arange(offsets[first_record], offsets[-1])
+        previous = before[self.resp_record[responses] - first_record]
+        prev = np.full(len(responses), -1, dtype=np.int64)
+        has = np.flatnonzero(previous >= 0)
+        start, end = offsets[previous[has]], offsets[previous[has] + 1]
+        llm = self.resp_llm[responses[has]]
+        found = np.where(end - start == 1, start, -1)
+        for k in range(int((end - start).max(initial=0))):  # at most one pass per LLM a record can show
+            slot = np.minimum(start + k, len(self.resp_llm) - 1)
+            match = (found < 0) & (start + k < end) & (self.resp_llm[slot] == llm)
+            found[match] = slot[match]
+        prev[has] = found
         return prev
