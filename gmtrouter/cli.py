@@ -63,9 +63,11 @@ def _print_table(title: str, payload: dict[str, object]) -> None:
 
 def _is_records_file(path: Path) -> bool:
     """Records have a list of responses; matrix rows have a dict of them."""
-    from gmtrouter.data.schema import check_readable
+    from gmtrouter.data.schema import check_readable, is_parquet
 
     check_readable(path)
+    if is_parquet(path):
+        return True  # only records are kept in Parquet
     with open(path, encoding="utf-8") as handle:
         for line in handle:
             if line.strip():
@@ -83,15 +85,20 @@ def data_prepare(
         typer.Argument(help="mt-bench, chatbot-arena, openai-logs (records); gsm8k, mmlu, llmrouter (matrices)."),
     ],
     data_dir: Annotated[Path, typer.Option("--data-dir", help="Folder (or file) of the upstream data.")],
-    output: Annotated[Path, typer.Option("-o", "--output", help="JSONL file to write.")],
+    output: Annotated[
+        Path, typer.Option("-o", "--output", help="File to write: JSONL, or for records also Parquet (.parquet).")
+    ],
 ) -> None:
     """Convert an upstream dataset into canonical records or a query x LLM matrix."""
     from gmtrouter.data.loaders import prepare
-    from gmtrouter.data.schema import write_jsonl
+    from gmtrouter.data.schema import is_parquet, write_jsonl, write_records
 
+    matrix = dataset in _matrix_names()
+    if matrix and is_parquet(output):
+        raise GmtError(f"{output}: a query x LLM matrix is written as JSONL; give a .jsonl output")
     items = prepare(dataset, data_dir)
-    count = write_jsonl(output, items)
-    err.print(f"wrote {count} {'rows' if dataset in _matrix_names() else 'records'} to {output}")
+    count = write_jsonl(output, items) if matrix else write_records(output, items)
+    err.print(f"wrote {count} {'rows' if matrix else 'records'} to {output}")
 
 
 def _matrix_names() -> list[str]:
@@ -105,7 +112,7 @@ def data_simulate(
     matrix: Annotated[
         Path, typer.Argument(help="Query x LLM matrix JSONL (from 'data prepare gsm8k|mmlu|llmrouter').")
     ],
-    output: Annotated[Path, typer.Option("-o", "--output", help="Records JSONL to write.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Records to write (JSONL, or Parquet: .parquet).")],
     users: Annotated[int, typer.Option("--users", help="Number of synthetic users.")] = 200,
     records_per_user: Annotated[
         int, typer.Option("--records-per-user", help="Rated turns per user, over all their conversations.")
@@ -208,7 +215,7 @@ def data_simulate(
 
 @data_app.command("split")
 def data_split(
-    file: Annotated[Path, typer.Argument(help="Records JSONL.")],
+    file: Annotated[Path, typer.Argument(help="Records (JSONL or Parquet).")],
     by: Annotated[
         str,
         typer.Option(
@@ -234,7 +241,7 @@ def data_split(
 
 @data_app.command("stats")
 def data_stats(
-    file: Annotated[Path, typer.Argument(help="Records or matrix JSONL.")],
+    file: Annotated[Path, typer.Argument(help="Records (JSONL or Parquet) or matrix JSONL.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Print what a records or matrix file holds."""
@@ -253,15 +260,17 @@ def data_stats(
 
 
 @data_app.command("validate")
-def data_validate(file: Annotated[Path, typer.Argument(help="Records or matrix JSONL.")]) -> None:
+def data_validate(
+    file: Annotated[Path, typer.Argument(help="Records (JSONL or Parquet) or matrix JSONL.")],
+) -> None:
     """Check every line against the format; list each problem with file, line and field."""
     from gmtrouter.data.matrix import MatrixRow
-    from gmtrouter.data.schema import Interaction, conversation_errors, read_jsonl, validate_jsonl
+    from gmtrouter.data.schema import Interaction, conversation_errors, read_items, validate_items
 
     is_records = _is_records_file(file)
-    good, errors = validate_jsonl(file, Interaction if is_records else MatrixRow)
+    good, errors = validate_items(file, Interaction if is_records else MatrixRow)
     if is_records and not errors:
-        errors = conversation_errors(file, read_jsonl(file, Interaction))
+        errors = conversation_errors(file, read_items(file, Interaction))
     for error in errors:
         err.print(str(error), markup=False, highlight=False, soft_wrap=True)
     if errors:
@@ -297,7 +306,7 @@ def _llm_descriptions(path: Path | None) -> dict[str, str] | None:
 @app.command("train")
 def train(
     output: Annotated[Path, typer.Option("-o", "--output", help="Folder to write the model into.")],
-    data: Annotated[Path | None, typer.Option("--data", help="Training records (JSONL).")] = None,
+    data: Annotated[Path | None, typer.Option("--data", help="Training records (JSONL or Parquet).")] = None,
     from_db: Annotated[
         str | None,
         typer.Option(
@@ -397,7 +406,7 @@ def _with_stored_feedback(records: list, url: str) -> list:
 @app.command("eval")
 def evaluate(
     model: Annotated[Path, typer.Option("--model", help="Model folder from 'gmtrouter train'.")],
-    data: Annotated[Path, typer.Option("--data", help="Records to score (JSONL).")],
+    data: Annotated[Path, typer.Option("--data", help="Records to score (JSONL or Parquet).")],
     shots: Annotated[int, typer.Option("--shots", help="Each user's first K records are history.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     allow_overlap: Annotated[

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from gmtrouter.data.schema import Interaction, read_records, validate_jsonl, write_records
+from gmtrouter.data.schema import Interaction, read_records, validate_items, write_records
 from gmtrouter.errors import DataError, GmtError
 from tests.conftest import make_record
 
@@ -75,7 +75,7 @@ def test_invalid_json_and_empty_file(tmp_path: Path) -> None:
 
 def test_validate_reports_every_bad_line(tmp_path: Path) -> None:
     path = write_lines(tmp_path / "r.jsonl", GOOD, {"user": "x"}, "[]", {**GOOD, "turn": "two"})
-    good, errors = validate_jsonl(path, Interaction)
+    good, errors = validate_items(path, Interaction)
     assert good == 1
     assert [e.line for e in errors] == [2, 3, 4]
 

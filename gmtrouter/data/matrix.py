@@ -16,7 +16,7 @@ from typing import Annotated, Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from gmtrouter.data.schema import FiniteFloat, NonEmpty, read_jsonl, write_jsonl
+from gmtrouter.data.schema import FiniteFloat, NonEmpty, read_items, write_jsonl
 
 
 class Cell(BaseModel):
@@ -50,7 +50,7 @@ class MatrixRow(BaseModel):
 
 def read_matrix(path: str | os.PathLike[str]) -> list[MatrixRow]:
     """Read a matrix file, refusing it at the first bad line."""
-    return read_jsonl(path, MatrixRow)
+    return read_items(path, MatrixRow)
 
 
 def write_matrix(path: str | os.PathLike[str], rows: Iterable[MatrixRow]) -> int:

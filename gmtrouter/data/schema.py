@@ -88,6 +88,12 @@ def _first_error(error: ValidationError) -> tuple[str, str]:
     return field or "", message
 
 
+def data_error(path: str | os.PathLike[str], number: int, error: ValidationError) -> DataError:
+    """The first problem of line (or row) `number`, in the words of the record contract."""
+    field, message = _first_error(error)
+    return DataError(str(path), number, field or None, message)
+
+
 def iter_jsonl(path: str | os.PathLike[str], model: type[ModelT]) -> Iterator[tuple[int, ModelT | DataError]]:
     """Yield (line number, parsed model or the error that line has), skipping blank lines."""
     with open(path, encoding="utf-8") as handle:
@@ -100,8 +106,31 @@ def iter_jsonl(path: str | os.PathLike[str], model: type[ModelT]) -> Iterator[tu
                 if error.errors()[0]["type"] == "json_invalid":
                     yield number, DataError(str(path), number, None, "is not valid JSON")
                     continue
-                field, message = _first_error(error)
-                yield number, DataError(str(path), number, field or None, message)
+                yield number, data_error(path, number, error)
+
+
+def iter_items(path: str | os.PathLike[str], model: type[ModelT]) -> Iterator[tuple[int, ModelT | DataError]]:
+    """(line or row number, parsed model or its error) from a JSONL file or, for records, a Parquet file."""
+    if model is Interaction and is_parquet(path):
+        return _iter_parquet_records(path)  # type: ignore[return-value]
+    return iter_jsonl(path, model)
+
+
+def is_parquet(path: str | os.PathLike[str]) -> bool:
+    return os.fspath(path).endswith(".parquet")
+
+
+def _iter_parquet_records(path: str | os.PathLike[str]) -> Iterator[tuple[int, Interaction | DataError]]:
+    from gmtrouter.data.columnar import iter_parquet  # pyarrow is imported only for Parquet files
+
+    for number, row in iter_parquet(path):
+        if isinstance(row, DataError):
+            yield number, row
+            continue
+        try:
+            yield number, Interaction.model_validate(row)
+        except ValidationError as error:
+            yield number, data_error(path, number, error)
 
 
 def check_readable(path: str | os.PathLike[str]) -> Path:
@@ -110,18 +139,18 @@ def check_readable(path: str | os.PathLike[str]) -> Path:
     if not file.exists():
         raise GmtError(f"{file}: no such file; check the path")
     if file.is_dir():
-        raise GmtError(f"{file}: is a directory; give a JSONL file")
+        raise GmtError(f"{file}: is a directory; give a JSONL (or, for records, Parquet) file")
     if file.stat().st_size == 0:
         raise GmtError(f"{file}: the file is empty; give a file with one JSON record per line")
     return file
 
 
-def read_jsonl(path: str | os.PathLike[str], model: type[ModelT]) -> list[ModelT]:
-    """Read a whole JSONL file of `model`, or refuse it at the first bad line (nothing is half-read)."""
+def read_items(path: str | os.PathLike[str], model: type[ModelT]) -> list[ModelT]:
+    """Read a whole file of `model` (`iter_items`), or refuse it at the first bad line (nothing is half-read)."""
     check_readable(path)
     items: list[ModelT] = []
     with long_lived():
-        for _, item in iter_jsonl(path, model):
+        for _, item in iter_items(path, model):
             if isinstance(item, DataError):
                 raise item
             items.append(item)
@@ -130,11 +159,11 @@ def read_jsonl(path: str | os.PathLike[str], model: type[ModelT]) -> list[ModelT
     return items
 
 
-def validate_jsonl(path: str | os.PathLike[str], model: type[ModelT]) -> tuple[int, list[DataError]]:
+def validate_items(path: str | os.PathLike[str], model: type[ModelT]) -> tuple[int, list[DataError]]:
     """Every problem in a file: the number of good lines and the errors of the bad ones."""
     check_readable(path)
     good, errors = 0, []
-    for _, item in iter_jsonl(path, model):
+    for _, item in iter_items(path, model):
         if isinstance(item, DataError):
             errors.append(item)
         else:
@@ -176,7 +205,7 @@ def conversation_errors(path: str | os.PathLike[str], records: Sequence[Interact
 
 def read_records(path: str | os.PathLike[str]) -> list[Interaction]:
     """Read canonical interaction records in file order, refusing the file at its first broken rule."""
-    records = read_jsonl(path, Interaction)
+    records = read_items(path, Interaction)
     with collector_paused():  # its million-entry dicts would otherwise set off collections
         problems = conversation_errors(path, records)
     if problems:
@@ -196,5 +225,10 @@ def write_jsonl(path: str | os.PathLike[str], items: Iterable[BaseModel]) -> int
 
 
 def write_records(path: str | os.PathLike[str], records: Iterable[Interaction]) -> int:
-    """Write canonical records (atomically) and return how many were written."""
+    """Write canonical records (atomically; Parquet where the path ends in .parquet, else JSONL) and return how
+    many were written."""
+    if is_parquet(path):
+        from gmtrouter.data.columnar import write_parquet
+
+        return write_parquet(path, (record.model_dump() for record in records))
     return write_jsonl(path, records)
