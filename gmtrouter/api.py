@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
-from gmtrouter.checkpoint import load_router
+from gmtrouter.checkpoint import load_context_state, load_router
 from gmtrouter.costs import cost_adjusted, mean_costs
 from gmtrouter.data.prices import estimate_tokens
 from gmtrouter.data.schema import Interaction
@@ -114,7 +115,10 @@ class Router:
         query_cache: int = 10_000,
         conversations: int = 100_000,
         cached_input_prices: Mapping[str, tuple[float, float]] | None = None,
+        context_state: dict[str, torch.Tensor] | None = None,
     ) -> None:
+        """`context_state`: the routing context a checkpoint saved over exactly this `history`
+        (`checkpoint.load_context_state`), which spares rebuilding it."""
         self.model = model
         # (user, conversation id) -> the LLM last routed there, the newest `conversations` kept
         self.conversations: OrderedDict[tuple[str, str], str] = OrderedDict()
@@ -124,7 +128,9 @@ class Router:
         if encoder is not None and hasattr(model, "use_text_encoder") and not isinstance(encoder(), QueryCacheEncoder):
             model.use_text_encoder(QueryCacheEncoder(encoder(), query_cache))
         self.costs = mean_costs(history)
-        self.context: RoutingContext = model.context(history)
+        self.context: RoutingContext = (
+            model.context(history) if context_state is None else model.context(history, state=context_state)
+        )
 
     @classmethod
     def load(cls, path: str | Path, cached_input_prices: Mapping[str, tuple[float, float]] | None = None) -> Router:
@@ -133,7 +139,8 @@ class Router:
         `PriceBook.cached_input_prices`) prices the prompt cache a conversation keeps by staying."""
         with long_lived():
             model, history = load_router(path)
-            return cls(model, history, cached_input_prices=cached_input_prices)
+            state = load_context_state(path)
+            return cls(model, history, cached_input_prices=cached_input_prices, context_state=state)
 
     @property
     def llms(self) -> list[str]:

@@ -2,7 +2,9 @@
 
 The history is kept because known users are whatever their interactions say: scoring a known user means
 putting their training interactions into the graph. The embeddings of its texts travel with it, so a
-machine without the encoder cache loads a router without re-encoding anything.
+machine without the encoder cache loads a router without re-encoding anything. Where the router has a routing
+context worth keeping (GMTRouter's fitted backbone and node states over the history), `context.safetensors`
+keeps it, so that loading does not refit it.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from gmtrouter.routers import PreferenceRouter
 
 FORMAT = 2  # 2: the Bradley-Terry backbone (strengths and priors) in the router state
 CONFIG, WEIGHTS, HISTORY, EMBEDDINGS = "config.json", "weights.safetensors", "history.jsonl", "embeddings.safetensors"
+CONTEXT = "context.safetensors"  # the routing context over the history, where the router has one to keep
 
 
 def records_hash(records: Sequence[Interaction]) -> str:
@@ -88,6 +91,9 @@ def _write_checkpoint(router: PreferenceRouter, folder: Path, history: Sequence[
         stored = {k: torch.from_numpy(np.array(v)) for k, v in zip(keys, vectors, strict=True)}
         with atomic_write(folder / EMBEDDINGS, "wb") as handle:
             handle.write(safetensors_bytes(stored))
+    if router.saves_context:
+        with atomic_write(folder / CONTEXT, "wb") as handle:
+            handle.write(safetensors_bytes(router.context(history).state()))
     write_records(folder / HISTORY, history)
     with atomic_write(folder / CONFIG) as handle:
         json.dump(meta, handle, indent=2)
@@ -120,6 +126,12 @@ def model_identity(directory: str | Path) -> dict[str, str]:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return {"model_version": digest.hexdigest()[:16], "data_hash": str(meta.get("data_hash", ""))}
+
+
+def load_context_state(directory: str | Path) -> dict[str, torch.Tensor] | None:
+    """The routing context saved over the checkpoint's history (None where the router keeps none)."""
+    path = Path(directory) / CONTEXT
+    return load_file(str(path)) if path.is_file() else None
 
 
 def load_router(directory: str | Path) -> tuple[PreferenceRouter, list[Interaction]]:

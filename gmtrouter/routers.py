@@ -78,6 +78,7 @@ class PreferenceRouter(ABC):
     """Learns which LLM a user prefers for a query. Constructors only store settings; `fit` learns."""
 
     name: ClassVar[str]
+    saves_context: ClassVar[bool] = False  # whether a checkpoint keeps `context(history).state()`
     llms_: list[str]
 
     @abstractmethod

@@ -49,6 +49,8 @@ def llm_text(name: str, description: str) -> str:
 class GMTRouter(PreferenceRouter):
     """Heterogeneous graph transformer over users' interaction graphs with a cross-attention preference head."""
 
+    saves_context = True
+
     name = "gmtrouter"
 
     def __init__(
@@ -300,11 +302,23 @@ class GMTRouter(PreferenceRouter):
         router.net_.eval()
         return router
 
-    def context(self, history: Sequence[Interaction]) -> GMTContext:
-        return GMTContext(self, history)
+    def context(self, history: Sequence[Interaction], state: dict[str, torch.Tensor] | None = None) -> GMTContext:
+        """The routing context over `history`; `state` (`GMTContext.state()` over this very history, as a
+        checkpoint keeps it) spares refitting the backbone and re-encoding the graph."""
+        return GMTContext(self, history, state)
 
     def describe(self) -> dict[str, Any]:
         return {"router": self.name, **asdict(self.net_config_)}
+
+
+def _layers_of(state: dict[str, torch.Tensor]) -> list[dict[str, torch.Tensor]]:
+    """The node states per layer kept in a `GMTContext.state()`."""
+    layers: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in state.items():
+        if key.startswith("layer."):
+            _, index, node = key.split(".", 2)
+            layers.setdefault(int(index), {})[node] = value
+    return [layers[i] for i in sorted(layers)]
 
 
 class GMTContext(RoutingContext):
@@ -312,23 +326,42 @@ class GMTContext(RoutingContext):
     the head. Where training kept no residual (the network adds 0 to every score) the network is skipped
     altogether: the same scores, without encoding the graph."""
 
-    def __init__(self, router: GMTRouter, history: Sequence[Interaction]) -> None:
+    def __init__(
+        self, router: GMTRouter, history: Sequence[Interaction], state: dict[str, torch.Tensor] | None = None
+    ) -> None:
         self.router = router
         self.network = not router.net_.adds_nothing()
+        self._saved = state
         super().__init__(history)
 
     def refresh(self) -> None:
-        """Fit the backbone to the whole history and, where the network adds something, encode its graph."""
+        """Fit the backbone to the whole history and, where the network adds something, encode its graph (or
+        take both from the saved state this context was made with, the first time)."""
         router = self.router
         router.net_.eval()
         self.table = router.table(self.history)
         everything = np.arange(self.table.num_records)
         self.graph = router.graph(self.table, everything) if self.network else None
+        saved, self._saved = self._saved, None
+        if saved is not None and int(saved["records"]) == self.table.num_records:
+            self.layers = _layers_of(saved)
+            self.prior = PriorScores.from_arrays(
+                {k.removeprefix("prior."): v.numpy() for k, v in saved.items() if k.startswith("prior.")}
+            )
+            return
         self.layers: list[dict[str, torch.Tensor]] = []
         if self.graph is not None:
             with torch.no_grad():
                 self.layers = router.net_.encode_layers(self.graph)
         self.prior = router.prior_scores(self.table, self.graph, self.states, everything)
+
+    def state(self) -> dict[str, torch.Tensor]:
+        """The fitted backbone and the node states of every layer, which a checkpoint keeps so that loading the
+        model does not refit or re-encode them."""
+        out = {f"prior.{k}": torch.from_numpy(np.array(v)) for k, v in self.prior.arrays().items()}
+        for index, layer in enumerate(self.layers):
+            out.update({f"layer.{index}.{node}": x.contiguous() for node, x in layer.items()})
+        return {**out, "records": torch.tensor(self.table.num_records)}
 
     @property
     def states(self) -> dict[str, torch.Tensor] | None:

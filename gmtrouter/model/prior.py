@@ -26,7 +26,7 @@ read from is shown too (or the record named it itself), so no hidden rating reac
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 from scipy.special import expit, log_expit
@@ -308,6 +308,19 @@ class PriorScores:
         expected = expected + with_average(topic[user_topic[comparisons.record]])
         query = deviations(table.rec_query, num_queries, comparisons, expected, priors.query)
         return cls(strengths, task, user, topic, topics, query, query_topic, stay, user_stay)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Every field as an array (scalars 0-d; no stickiness: absent), to be saved with a model."""
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        return {name: np.asarray(value) for name, value in values.items() if value is not None}
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> PriorScores:
+        """The backbone `arrays` describes."""
+        values: dict = {name: np.asarray(value) for name, value in arrays.items()}
+        values["topics"] = int(values["topics"])
+        values["stay_population"] = float(values.get("stay_population", 0.0))
+        return cls(**values)
 
     def scores(
         self,

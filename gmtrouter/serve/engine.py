@@ -27,7 +27,7 @@ from typing import Any
 import torch
 
 from gmtrouter.api import RouteDecision, Router, previous_model
-from gmtrouter.checkpoint import load_router, model_identity
+from gmtrouter.checkpoint import load_context_state, load_router, model_identity
 from gmtrouter.data.schema import Interaction
 from gmtrouter.errors import GmtError
 from gmtrouter.heap import long_lived, settle_heap
@@ -162,6 +162,7 @@ class Engine:
             if encoder is not None and hasattr(model, "use_text_encoder"):
                 model.use_text_encoder(ServiceEncoder(encoder(), self.query_cache))
             tombstones = self.store.tombstones()
+            saved = len(history)
             history = [r for r in history if r.user not in tombstones]
             seen = {_history_key(r) for r in history}
             rows = self.store.feedback_rows()
@@ -175,7 +176,9 @@ class Engine:
                     history.append(row.record)
                     seen.add(_history_key(row.record))
                     added += 1
-            router = Router(model, history, cached_input_prices=self.cached_input_prices)
+            # the saved context holds for the saved history only: no user forgotten, no feedback added
+            state = load_context_state(model_dir) if len(history) == saved and not added else None
+            router = Router(model, history, cached_input_prices=self.cached_input_prices, context_state=state)
         self._folded = {row.id: row.user for row in rows}
         self._tombstones = tombstones
         info = {
