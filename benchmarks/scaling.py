@@ -1,6 +1,9 @@
 """How training, loading and routing grow with the number of records: synthetic users over the LLMRouter matrix.
 
     python -m benchmarks.scaling --sizes 10000,100000 [--budget 1800] [--memory-gb 20]
+    python -m benchmarks.scaling --sizes 1000000 --reuse-models           # load and serve the trained model again
+    python -m benchmarks.scaling --sizes 10000,1000000 --train-only --set users_per_step=100 \
+        --work runs/scaling-100 --name scaling_users_per_step_100   # steps of the same users at both sizes
 
 For each size N (users x 50 records, the simulator's defaults otherwise) it simulates the records once, then
 runs each phase as its own process, so that every peak memory is that phase's alone:
@@ -129,14 +132,16 @@ def _healthy(port: int) -> bool:
         return False
 
 
-def measure(size: int, data: Path, work: Path, budget: float, memory_mb: float, earlier: dict | None) -> dict:
+def measure(size: int, data: Path, args: argparse.Namespace, earlier: dict | None) -> dict:
     """Every phase at one size; without `earlier` (this size's row of an earlier run) it trains the model,
     with it the training figures are that row's and the model is the one that run saved."""
     gmtrouter = [sys.executable, "-m", "gmtrouter"]
+    work, budget, memory_mb = args.work, args.budget, args.memory_gb * 1024
     model = work / f"model-{size}"
-    row: dict[str, Any] = {"records": size}
+    row: dict[str, Any] = {"records": size, "settings": args.settings}
     if earlier is None:
-        train = watched([*gmtrouter, "train", "--data", str(data), "-o", str(model)], budget, memory_mb)
+        settings = [part for pair in args.settings for part in ("--set", pair)]
+        train = watched([*gmtrouter, "train", "--data", str(data), "-o", str(model), *settings], budget, memory_mb)
         row["train"] = {k: v for k, v in train.items() if k != "stdout"}
         if train["stopped"]:
             return row
@@ -148,6 +153,8 @@ def measure(size: int, data: Path, work: Path, budget: float, memory_mb: float, 
         )
     else:
         row["train"] = earlier["train"]
+    if args.train_only:
+        return row
     route = watched([sys.executable, "-c", ROUTE_SCRIPT, str(model)], budget, memory_mb)
     row["route"] = {k: v for k, v in route.items() if k != "stdout"}
     if not route["stopped"]:
@@ -220,6 +227,9 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=1800.0, help="seconds a phase may take")
     parser.add_argument("--memory-gb", type=float, default=20.0, help="resident memory a phase may use")
     parser.add_argument("--work", type=Path, default=Path("runs/scaling"))
+    parser.add_argument("--set", dest="settings", action="append", default=[], help="KEY=VALUE for train")
+    parser.add_argument("--train-only", action="store_true", help="measure training only (no load, route, serve)")
+    parser.add_argument("--name", default="scaling", help="name of the JSON and PNG written into benchmarks/out")
     parser.add_argument(
         "--reuse-models",
         action="store_true",
@@ -229,7 +239,7 @@ def main() -> None:
     args.work.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     sizes = [int(s) for s in args.sizes.split(",")]
-    earlier = OUT / "scaling.json"  # rows of other sizes from an earlier run are kept
+    earlier = OUT / f"{args.name}.json"  # rows of other sizes from an earlier run are kept
     before = {r["records"]: r for r in json.loads(earlier.read_text())["rows"]} if earlier.exists() else {}
     rows = [r for size, r in before.items() if size not in sizes]
     for size in sizes:
@@ -237,12 +247,12 @@ def main() -> None:
         seconds = simulate_records(args.data_dir, size, data)
         console.print(f"[bold]{size:,} records[/] ({data}{f', simulated in {seconds:.0f} s' if seconds else ''})")
         reused = before.get(size) if args.reuse_models and (args.work / f"model-{size}").is_dir() else None
-        rows.append(measure(size, data, args.work, args.budget, args.memory_gb * 1024, reused))
+        rows.append(measure(size, data, args, reused))
         rows.sort(key=lambda row: row["records"])
         console.print(table(rows))
-        save_json("scaling", {"budget_seconds": args.budget, "memory_gb": args.memory_gb, "rows": rows})
-    plot(rows, OUT / "scaling.png")
-    console.print(f"wrote {OUT / 'scaling.json'} and {OUT / 'scaling.png'}")
+        save_json(args.name, {"budget_seconds": args.budget, "memory_gb": args.memory_gb, "rows": rows})
+    plot(rows, OUT / f"{args.name}.png")
+    console.print(f"wrote {OUT / f'{args.name}.json'} and {OUT / f'{args.name}.png'}")
 
 
 if __name__ == "__main__":
