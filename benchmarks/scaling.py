@@ -11,7 +11,8 @@ runs each phase as its own process, so that every peak memory is that phase's al
 - train: `gmtrouter train` with default settings: wall time, the training log's seconds per step and backbone
   tuning time, peak memory;
 - load and route: `Router.load` (reading the history and building the routing context), then `Router.route`
-  for known users on cached queries (median ms), peak memory;
+  for known users on cached queries (median ms), then `Router.observe` of one rated record of a known user
+  (median of 7: what a thumbs sent to the service costs before that user's next route), peak memory;
 - serve: `gmtrouter serve` on the model, seconds until `/healthz` answers.
 
 A phase past `--budget` seconds or `--memory-gb` of resident memory is stopped, and the table says so: the
@@ -58,8 +59,20 @@ for user, query in picks:
     begin = time.perf_counter()
     router.route(user, query)
     times.append(1000 * (time.perf_counter() - begin))
+observed = []
+for k, (user, query) in enumerate(picks[:7]):
+    votes = [{"llm": m, "rating": float(i == 0)} for i, m in enumerate(router.llms[k % 3 : k % 3 + 2])]
+    record = {"user": user, "conversation": f"scaling/{k}", "turn": 1, "query": query, "responses": votes}
+    begin = time.perf_counter()
+    router.observe(record)
+    observed.append(time.perf_counter() - begin)
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-print(json.dumps({"load_seconds": load, "route_ms_median": float(np.median(times)), "peak_mb": peak}))
+print(json.dumps({
+    "load_seconds": load,
+    "route_ms_median": float(np.median(times)),
+    "observe_seconds_median": float(np.median(observed)),
+    "peak_mb": peak,
+}))
 """
 
 
@@ -173,7 +186,8 @@ def _cell(value: Any, spec: str) -> str:
 
 def table(rows: list[dict[str, Any]]) -> Table:
     out = Table(title="scaling: synthetic users over the LLMRouter matrix")
-    for column in ("records", "s / step", "tuning s", "fit s", "fit GB", "load s", "route ms", "load GB", "serve s"):
+    columns = ("records", "s / step", "tuning s", "fit s", "fit GB", "load s", "route ms", "observe s", "load GB")
+    for column in (*columns, "serve s"):
         out.add_column(column, justify="right")
     for row in rows:
         train, route, serve = row.get("train", {}), row.get("route", {}), row.get("serve", {})
@@ -185,6 +199,7 @@ def table(rows: list[dict[str, Any]]) -> Table:
             _cell(train.get("peak_mb", 0) / 1024, ".2f"),
             route.get("stopped") or _cell(route.get("load_seconds"), ".1f"),
             _cell(route.get("route_ms_median"), ".2f"),
+            _cell(route.get("observe_seconds_median"), ".2f"),
             _cell(route.get("peak_mb", 0) / 1024, ".2f") if route else "–",
             _cell(serve.get("healthz_seconds"), ".1f") if serve else "–",
         )
@@ -201,6 +216,7 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
         "load (history + context), s": lambda r: r.get("route", {}).get("load_seconds"),
         "serve to /healthz, s": lambda r: r.get("serve", {}).get("healthz_seconds"),
         "route, ms": lambda r: r.get("route", {}).get("route_ms_median"),
+        "observe one record, s": lambda r: r.get("route", {}).get("observe_seconds_median"),
         "peak memory of fit, GB": lambda r: r.get("train", {}).get("peak_mb", 0) / 1024 or None,
     }
     fig, ax = plt.subplots(figsize=(8.5, 5))

@@ -3,7 +3,9 @@ reads the labels it is scored on, and survives a checkpoint round trip."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 
 import numpy as np
 import pytest
@@ -206,3 +208,25 @@ def test_a_model_that_kept_no_residual_routes_without_the_network_with_the_same_
             np.testing.assert_allclose(
                 lean.score(user, query, ["a", "b", "c"]), full.score(user, query, ["a", "b", "c"]), atol=1e-5
             )
+
+
+def test_observe_refits_only_the_users_and_queries_it_touches_yet_as_a_full_fit_would() -> None:
+    """Feedback refits the backbone of its users and of the queries they asked; with everybody's topic verdicts
+    held (here: off), that is exactly what fitting the whole history again gives, new users and queries too."""
+    train = taste_records(10, 6, seed=5)
+    router = GMTRouter(**{**FAST, "residual": False}).fit(train)
+    router.priors_ = dataclasses.replace(router.priors_, task=math.inf, user=1.0, topic=2.0, query=1.0)
+    context = router.context(train)
+    known_user_new_query = taste_records(4, 7, seed=5)[-1]  # u3's seventh question, one nobody asked yet
+    late = [
+        *taste_records(2, 3, seed=9, prefix="late"),
+        known_user_new_query,
+        train[0].model_copy(update={"user": "late0", "conversation": "late0/x"}),
+    ]
+    context.observe(late[:3])
+    context.observe(late[3:])
+    full = router.context(train + late)
+    for name in ("user", "topic", "query", "stay"):
+        np.testing.assert_allclose(getattr(context.prior, name), getattr(full.prior, name), atol=1e-5, err_msg=name)
+    before = router.context(train).prior
+    assert not np.allclose(context.prior.query[: len(before.query)], before.query)  # the shared query moved

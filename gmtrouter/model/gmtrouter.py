@@ -25,6 +25,7 @@ from gmtrouter.model.prior import (
     population_stay,
     population_strengths,
     record_evidence,
+    refit_scope,
     topic_of,
 )
 from gmtrouter.routers import PreferenceRouter, RoutingContext
@@ -218,8 +219,11 @@ class GMTRouter(PreferenceRouter):
         graph: HeteroGraph | None,
         states: dict[str, torch.Tensor] | None = None,
         shown: np.ndarray | None = None,
+        since: PriorScores | None = None,
+        users: np.ndarray | None = None,
     ) -> PriorScores:
-        """The backbone given the records `shown` (default: the graph's).
+        """The backbone given the records `shown` (default: the graph's); with `since` and `users`, `since`
+        with the deviations of those users and their queries refitted (`PriorScores.of`).
 
         With the graph's node `states`, each user's deviation is fitted against the network's residual on
         their own shown records as well, so that it measures how the user departs from everything else the
@@ -236,7 +240,9 @@ class GMTRouter(PreferenceRouter):
                 residual[shown] = self.net_.score(states, batch).numpy()
         topics = max(len(self.topics_), 1)
         query_topic = topic_of(table.query_emb, self.topics_)
-        return PriorScores.of(table, shown, self.strengths_, self.priors_, query_topic, topics, residual, self.stay_)
+        return PriorScores.of(
+            table, shown, self.strengths_, self.priors_, query_topic, topics, residual, self.stay_, since, users
+        )
 
     def score_targets(
         self,
@@ -368,7 +374,8 @@ class GMTContext(RoutingContext):
         return self.layers[-1] if self.layers else None
 
     def observe(self, records: Sequence[Interaction]) -> None:
-        """Append the records to the graph and re-encode only the subgraph around their users."""
+        """Append the records to the graph, re-encode only the subgraph around their users and refit only their
+        part of the backbone."""
         records = list(records)
         self.history.extend(records)
         self._users.update(r.user for r in records)
@@ -379,8 +386,10 @@ class GMTContext(RoutingContext):
             nodes = self.graph.user_nodes(self.table, np.unique(self.table.rec_user[new]))
             nodes["query"] = torch.arange(queries_before, self.graph.num_nodes["query"])
             self.layers = self.router.net_.update_layers(self.graph, self.layers, nodes)
-        everything = np.arange(self.table.num_records)
-        self.prior = self.router.prior_scores(self.table, self.graph, self.states, everything)
+        # the backbone of the records' users and of the queries they asked is refitted; the rest is kept
+        users = np.unique(self.table.rec_user[new])
+        scope = refit_scope(self.table, users)
+        self.prior = self.router.prior_scores(self.table, self.graph, self.states, scope, self.prior, users)
 
     def score_records(self, records: Sequence[Interaction]) -> list[np.ndarray]:
         if not records:

@@ -152,6 +152,13 @@ def population_stay(table: InteractionTable, records: np.ndarray, strengths: np.
     return float(stay_deviations(groups, 1, comparisons, margin, stay, l2)[0])
 
 
+def refit_scope(table: InteractionTable, users: np.ndarray) -> np.ndarray:
+    """The table records that fitting the deviations of table users `users`, and of every query they asked,
+    reads: their records, and every record of those queries."""
+    theirs = np.isin(table.rec_user, users)
+    return np.flatnonzero(theirs | np.isin(table.rec_query, np.unique(table.rec_query[theirs])))
+
+
 def deviations(
     groups: np.ndarray,
     n_groups: int,
@@ -268,9 +275,16 @@ class PriorScores:
         topics: int,
         residual: np.ndarray | None = None,
         stay: float = 0.0,
+        since: PriorScores | None = None,
+        users: np.ndarray | None = None,
     ) -> PriorScores:
         """The deviations given the shown `records`; `query_topic` [table queries] is each query's topic and
         `stay` everybody's preference for the previous turn's LLM (0: the conversation is not read).
+
+        With `since`, the backbone before table users `users` showed more records, only their deviations and
+        those of the queries they asked are fitted, from `records` = `refit_scope(table, users)`; every other
+        deviation, and everybody's verdicts on topics, are kept from `since`. Given those verdicts, that is
+        what a fit over every record gives, at the cost of those users' and queries' records alone.
 
         First, every user's verdicts on a topic of queries (a cluster of similar queries): which LLM is good
         at what, against the population strengths and, if given, the network's `residual`.
@@ -292,21 +306,37 @@ class PriorScores:
         previous = usable[comparisons.record]
         sticky = comparisons.stay(usable) if stay or np.isfinite(priors.stay) else None
         record_topic = query_topic[table.rec_query]
-        task = deviations(record_topic, topics, comparisons, expected, priors.task)
+
+        def kept(name: str, fitted: np.ndarray, rows: np.ndarray) -> np.ndarray:
+            """`fitted` where a full fit is made, else `since`'s deviations with `rows` fitted."""
+            if since is None:
+                return fitted
+            old = getattr(since, name)
+            old = np.zeros((0, *fitted.shape[1:])) if old is None else old
+            out = np.concatenate([old, np.zeros((len(fitted) - len(old), *old.shape[1:]))])  # new users, queries
+            out[rows] = fitted[rows]
+            return out
+
+        users = np.zeros(0, dtype=np.int64) if users is None else np.asarray(users, dtype=np.int64)
+        task = since.task if since is not None else deviations(record_topic, topics, comparisons, expected, priors.task)
         expected = expected + with_average(task[record_topic[comparisons.record]])
         user = deviations(table.rec_user, num_users, comparisons, expected, priors.user, priors.user_tail)
+        user = kept("user", user, users)
         expected = expected + with_average(user[table.rec_user[comparisons.record]])
         user_stay = np.zeros(num_users)
         if sticky is not None:
             margin = comparisons.margin(expected) + stay * sticky
             user_stay = stay_deviations(table.rec_user, num_users, comparisons, margin, sticky, priors.stay)
+            user_stay = kept("stay", user_stay, users)
             # later deviations are fitted against the stickiness too
             amount = stay + user_stay[table.rec_user[comparisons.record]]
             expected = expected + stay_bonus(previous, amount, expected.shape[1])
         user_topic = table.rec_user * topics + record_topic
         topic = deviations(user_topic, num_users * topics, comparisons, expected, priors.topic)
+        topic = kept("topic", topic, (users[:, None] * topics + np.arange(topics)).ravel())
         expected = expected + with_average(topic[user_topic[comparisons.record]])
         query = deviations(table.rec_query, num_queries, comparisons, expected, priors.query)
+        query = kept("query", query, np.unique(table.rec_query[np.isin(table.rec_user, users)]))
         return cls(strengths, task, user, topic, topics, query, query_topic, stay, user_stay)
 
     def arrays(self) -> dict[str, np.ndarray]:
