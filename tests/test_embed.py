@@ -27,6 +27,25 @@ def test_cache_encodes_each_text_once_across_instances(tmp_path) -> None:
     assert first.dtype == np.float32 and first.shape == (4, 32)
 
 
+class InterruptedHashingEncoder(CountingHashingEncoder):
+    """The counting encoder, interrupted (as by Ctrl-C) on its third batch."""
+
+    def encode(self, texts):
+        if self.encoded >= 2 * 256:
+            raise KeyboardInterrupt
+        return super().encode(texts)
+
+
+def test_an_interrupted_encoding_keeps_every_finished_batch(tmp_path) -> None:
+    texts = [f"text number {i}" for i in range(1000)]
+    with pytest.raises(KeyboardInterrupt):
+        CachedEncoder(InterruptedHashingEncoder(), tmp_path, progress=False).encode(texts)
+    resumed = CountingHashingEncoder()
+    vectors = CachedEncoder(resumed, tmp_path, progress=False).encode(texts)
+    assert resumed.encoded == 1000 - 2 * 256  # the two batches finished before the interruption are not redone
+    np.testing.assert_array_equal(vectors, HashingEncoder(32).encode(texts))
+
+
 def test_hashing_encoder_is_deterministic() -> None:
     a = HashingEncoder(64).encode(["route this query"])
     b = HashingEncoder(64).encode(["route this query"])
