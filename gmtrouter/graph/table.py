@@ -209,12 +209,20 @@ class InteractionTable:
         record of that turn, wherever it stands in the table), -1 where there is none."""
         if first_record == self.num_records:
             return np.zeros(0, dtype=np.int64)
-        stride = int(self.rec_turn.max()) + 2  # turn < stride: a (conversation, turn) key is unique
-        keys = self.rec_conversation * stride + self.rec_turn
+        # only the records of the new records' conversations can be their previous turns: a few new records
+        # (feedback) look among a few records, not the whole table
+        conversations = self.rec_conversation
+        candidates = (
+            np.arange(self.num_records)
+            if first_record == 0
+            else np.flatnonzero(np.isin(conversations, conversations[first_record:]))
+        )
+        stride = int(self.rec_turn[candidates].max()) + 2  # turn < stride: a (conversation, turn) key is unique
+        keys = conversations[candidates] * stride + self.rec_turn[candidates]
         unique, first = np.unique(keys, return_index=True)
-        wanted = keys[first_record:] - 1
+        wanted = conversations[first_record:] * stride + self.rec_turn[first_record:] - 1
         position = np.searchsorted(unique, wanted).clip(max=len(unique) - 1)
-        return np.where(unique[position] == wanted, first[position], -1)
+        return np.where(unique[position] == wanted, candidates[first[position]], -1)
 
     def continued_llms(self, records: np.ndarray) -> np.ndarray:
         """[len(records)] the LLM id of each record's top-rated response (the first of equals): the LLM its
