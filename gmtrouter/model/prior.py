@@ -56,6 +56,10 @@ class Comparisons:
         rows = np.arange(len(self.record))
         return scores[rows, self.first] - scores[rows, self.second]
 
+    def subset(self, keep: np.ndarray | slice) -> Comparisons:
+        """The comparisons `keep` selects."""
+        return Comparisons(self.record[keep], self.first[keep], self.second[keep], self.target[keep])
+
     def stay(self, previous: np.ndarray) -> np.ndarray:
         """[C] +1 where the first side is the LLM that answered the previous turn (`previous` [table records],
         -1: unknown), -1 where the second is, 0 where neither (the virtual opponent never is)."""
@@ -320,19 +324,22 @@ class PriorScores:
         users = np.zeros(0, dtype=np.int64) if users is None else np.asarray(users, dtype=np.int64)
         task = since.task if since is not None else deviations(record_topic, topics, comparisons, expected, priors.task)
         expected = expected + with_average(task[record_topic[comparisons.record]])
-        user = deviations(table.rec_user, num_users, comparisons, expected, priors.user, priors.user_tail)
+        # refitting, the users' own deviations come from their comparisons alone (the other users' are kept)
+        own = slice(None) if since is None else np.isin(table.rec_user[comparisons.record], users)
+        theirs = comparisons.subset(own)
+        user = deviations(table.rec_user, num_users, theirs, expected[own], priors.user, priors.user_tail)
         user = kept("user", user, users)
         expected = expected + with_average(user[table.rec_user[comparisons.record]])
         user_stay = np.zeros(num_users)
         if sticky is not None:
             margin = comparisons.margin(expected) + stay * sticky
-            user_stay = stay_deviations(table.rec_user, num_users, comparisons, margin, sticky, priors.stay)
+            user_stay = stay_deviations(table.rec_user, num_users, theirs, margin[own], sticky[own], priors.stay)
             user_stay = kept("stay", user_stay, users)
             # later deviations are fitted against the stickiness too
             amount = stay + user_stay[table.rec_user[comparisons.record]]
             expected = expected + stay_bonus(previous, amount, expected.shape[1])
         user_topic = table.rec_user * topics + record_topic
-        topic = deviations(user_topic, num_users * topics, comparisons, expected, priors.topic)
+        topic = deviations(user_topic, num_users * topics, theirs, expected[own], priors.topic)
         topic = kept("topic", topic, (users[:, None] * topics + np.arange(topics)).ravel())
         expected = expected + with_average(topic[user_topic[comparisons.record]])
         query = deviations(table.rec_query, num_queries, comparisons, expected, priors.query)
