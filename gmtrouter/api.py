@@ -22,7 +22,7 @@ from gmtrouter.costs import cost_adjusted, mean_costs
 from gmtrouter.data.prices import estimate_tokens
 from gmtrouter.data.schema import Interaction
 from gmtrouter.errors import GmtError
-from gmtrouter.heap import long_lived
+from gmtrouter.heap import collector_paused
 from gmtrouter.querycache import QueryCacheEncoder
 from gmtrouter.routers import PreferenceRouter, RoutingContext
 
@@ -137,7 +137,7 @@ class Router:
         """The router saved in `path` by `gmtrouter train`, with its training history as context;
         `cached_input_prices` (LLM -> input and cached-input USD per 1M tokens, e.g. from
         `PriceBook.cached_input_prices`) prices the prompt cache a conversation keeps by staying."""
-        with long_lived():
+        with collector_paused():  # no collections while millions of objects are built (nothing is frozen here)
             model, history = load_router(path)
             state = load_context_state(path)
             return cls(model, history, cached_input_prices=cached_input_prices, context_state=state)

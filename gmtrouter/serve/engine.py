@@ -30,7 +30,7 @@ from gmtrouter.api import RouteDecision, Router, previous_model
 from gmtrouter.checkpoint import load_context_state, load_router, model_identity
 from gmtrouter.data.schema import Interaction
 from gmtrouter.errors import GmtError
-from gmtrouter.heap import long_lived, settle_heap
+from gmtrouter.heap import collector_paused, settle_heap
 from gmtrouter.serve.querycache import ServiceEncoder
 from gmtrouter.serve.store import RouteRow, Store, StoredFeedback
 
@@ -156,7 +156,7 @@ class Engine:
     def _load(self, model_dir: Path) -> tuple[Router, dict[str, Any]]:
         """A router from a model folder with the stored feedback replayed into its history (one refresh)."""
         started = time.perf_counter()
-        with long_lived():
+        with collector_paused():  # `settle_heap` collects once and freezes after every load
             model, history = load_router(model_dir)
             encoder = getattr(model, "text_encoder", None)
             if encoder is not None and hasattr(model, "use_text_encoder"):
