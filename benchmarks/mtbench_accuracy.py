@@ -29,11 +29,11 @@ from benchmarks.common import DEFAULT_DATA, OUT, mt_bench, save_json
 from gmtrouter.baselines import BASELINES
 from gmtrouter.baselines.base import RecordTable
 from gmtrouter.baselines.knn import win_counts
-from gmtrouter.cli import parse_settings
+from gmtrouter.cli.common import parse_settings
 from gmtrouter.data.split import split_records
-from gmtrouter.evaluate import evaluate_router
-from gmtrouter.metrics import evaluate_scores
-from gmtrouter.registry import make_router
+from gmtrouter.evaluation.kshot import evaluate_router
+from gmtrouter.evaluation.metrics import evaluate_scores
+from gmtrouter.registry.routers import make_router
 
 ROUTERS = ("global-winrate", "knn", "gmtrouter")
 

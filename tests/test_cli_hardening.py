@@ -156,7 +156,7 @@ def test_demo_names_the_folder_to_give(data_dir: Path, tmp_path: Path) -> None:
 def test_demo_shows_two_users_routed_differently_and_why(served_model: Path) -> None:  # noqa: F811
     """The demo's personalised part on a real trained router whose users have different favourite LLMs."""
     from gmtrouter.api import Router
-    from gmtrouter.cli import _print_personalised, out
+    from gmtrouter.cli.demo import _print_personalised, out
 
     router = Router.load(served_model)
     users = [f"taste-{u}" for u in range(6)]

@@ -19,7 +19,7 @@ from gmtrouter.data.sim_config import SimConfig
 from gmtrouter.data.sim_features import build_features, rare_word_ratios
 from gmtrouter.data.sim_topics import nearest_neighbours, query_vectors
 from gmtrouter.data.simulate import simulate
-from gmtrouter.errors import GmtError
+from gmtrouter.utils.errors import GmtError
 from tests.sim_matrices import gsm8k_matrix, toy_matrix
 from tests.test_cli import assert_one_line_error, run
 
@@ -277,7 +277,7 @@ def test_bad_settings_name_the_option() -> None:
 
 
 def test_cli_defaults_are_the_simulator_defaults() -> None:
-    from gmtrouter.cli import data_simulate
+    from gmtrouter.cli.data import data_simulate
 
     defaults = SimConfig()
     options = inspect.signature(data_simulate).parameters

@@ -1,0 +1,60 @@
+"""The `gmtrouter` command (its contract: docs/architecture.md): every group's commands under one app, and the
+entry point that turns a user's mistake into one line on stderr and exit status 2."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import typer
+
+from gmtrouter.cli.bench import bench_app
+from gmtrouter.cli.data import data_app
+from gmtrouter.cli.demo import demo_app
+from gmtrouter.cli.serve import serve_app
+from gmtrouter.cli.train import train_app
+from gmtrouter.utils.errors import GmtError
+
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    help="Personalized LLM routing learned from multi-turn feedback (GMTRouter).",
+)
+app.add_typer(data_app, name="data")
+app.add_typer(train_app)
+app.add_typer(bench_app)
+app.add_typer(serve_app, name="serve")
+app.add_typer(demo_app)
+
+
+def main() -> None:
+    """Entry point: run the app, turning user errors into one line on stderr and exit status 2."""
+    try:
+        app(standalone_mode=False)
+    except GmtError as error:
+        sys.stderr.write(f"error: {error}\n")
+        sys.exit(2)
+    except typer.Abort:
+        sys.stderr.write("error: aborted\n")
+        sys.exit(130)
+    except typer.Exit as done:
+        sys.exit(done.exit_code)
+    except KeyboardInterrupt:
+        sys.stderr.write("error: interrupted\n")
+        sys.exit(130)
+    except Exception as error:
+        # Typer's usage errors (missing argument, bad option value) carry their own message.
+        if hasattr(error, "format_message"):
+            sys.stderr.write(f"error: {error.format_message().rstrip('.')}; see 'gmtrouter --help'\n")
+            sys.exit(2)
+        if os.environ.get("GMTROUTER_DEBUG"):
+            raise
+        if isinstance(error, OSError) and error.filename is not None:
+            sys.stderr.write(f"error: {error.filename}: {error.strerror}; check the path\n")
+            sys.exit(2)
+        first = str(error).splitlines()[0] if str(error) else ""
+        sys.stderr.write(
+            f"error: unexpected {error.__class__.__name__}: {first} (a bug; GMTROUTER_DEBUG=1 shows the traceback)\n"
+        )
+        sys.exit(1)

@@ -1,0 +1,107 @@
+"""`gmtrouter bench`: every router on every dataset and setting, into one report."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from gmtrouter.cli.common import err
+
+bench_app = typer.Typer()
+
+
+@bench_app.command("bench")
+def bench(
+    quick: Annotated[
+        bool, typer.Option("--quick", help="One seed, k in {0, 5}, the faster routers: a check in minutes.")
+    ] = False,
+    datasets: Annotated[
+        str | None,
+        typer.Option("--datasets", help="Comma-separated: mt-bench, gsm8k, mmlu, llmrouter, chatbot-arena."),
+    ] = None,
+    routers: Annotated[
+        str | None, typer.Option("--routers", help="Comma-separated routers, ablations and --variant names.")
+    ] = None,
+    variant: Annotated[
+        list[str] | None,
+        typer.Option("--variant", help="Extra variant NAME=ROUTER:key=value,... (repeatable); runs with the rest."),
+    ] = None,
+    seeds: Annotated[str | None, typer.Option("--seeds", help="Seeds, e.g. 0-4 or 0,2 (split and router).")] = None,
+    ablation_seeds: Annotated[
+        str | None, typer.Option("--ablation-seeds", help="Seeds for the GMTRouter ablations (default: 0-2).")
+    ] = None,
+    shots: Annotated[str | None, typer.Option("--shots", help="k values for new users, e.g. 0,1,2,5,10,20.")] = None,
+    data_dir: Annotated[
+        Path, typer.Option("--data-dir", envvar="GMTROUTER_DATA_DIR", help="The shared data folder.")
+    ] = Path("../shared/data"),
+    chatbot_arena: Annotated[
+        Path | None, typer.Option("--chatbot-arena", help="Chatbot Arena battles file: adds the dataset.")
+    ] = None,
+    out_dir: Annotated[Path, typer.Option("--out", help="Data, job results and logs (resumable).")] = Path(
+        "runs/bench"
+    ),
+    report: Annotated[
+        Path | None,
+        typer.Option("--report", help="Markdown report; figures go to img/ beside it (default docs/results.md)."),
+    ] = None,
+    users: Annotated[
+        int | None, typer.Option("--users", help="Synthetic users per benchmark matrix (default 100, --quick 40).")
+    ] = None,
+    records_per_user: Annotated[int, typer.Option("--records-per-user", help="Records per synthetic user.")] = 50,
+    encoder: Annotated[
+        str | None, typer.Option("--encoder", help="Text encoder for every router (default: each router's own).")
+    ] = None,
+    settings: Annotated[
+        list[str] | None, typer.Option("--set", help="ROUTER.key=value for a router and its variants (repeatable).")
+    ] = None,
+    timeout: Annotated[float, typer.Option("--timeout", help="Wall-time budget of one job, seconds.")] = 900.0,
+    workers: Annotated[int, typer.Option("--workers", help="Jobs at a time, each its own process.")] = 2,
+    threads: Annotated[int, typer.Option("--threads", help="Torch threads per job.")] = 1,
+    retry_failed: Annotated[
+        bool, typer.Option("--retry-failed", help="Rerun jobs that failed or timed out before.")
+    ] = False,
+    all_jobs: Annotated[
+        bool, typer.Option("--all-jobs", help="Also run the slow jobs the plan leaves out (listed in the report).")
+    ] = False,
+) -> None:
+    """Run every router on every dataset (known users, new users by k shots, new queries; seeds) into one report."""
+    from gmtrouter.bench.cli_options import bench_config
+
+    config, report_path, full_routers = bench_config(
+        quick=quick,
+        datasets=datasets,
+        routers=routers,
+        variants=variant or [],
+        seeds=seeds,
+        ablation_seeds=ablation_seeds,
+        shots=shots,
+        data_dir=data_dir,
+        chatbot_arena=chatbot_arena,
+        out=out_dir,
+        report=report,
+        users=users,
+        records_per_user=records_per_user,
+        encoder=encoder,
+        settings=settings or [],
+        timeout=timeout,
+        workers=workers,
+        threads=threads,
+        retry_failed=retry_failed,
+        all_jobs=all_jobs,
+    )
+    from gmtrouter.bench.run import run_bench
+
+    command = "gmtrouter " + shlex.join(sys.argv[1:])
+    outcome = run_bench(config, command, err, full_routers, report_path)
+    statuses = ", ".join(f"{n} {s}" for s, n in sorted(outcome.summary.statuses.items())) or "nothing to run"
+    err.print(
+        f"{outcome.jobs} jobs: {outcome.summary.skipped} finished before, ran {outcome.summary.ran} ({statuses}); "
+        f"the run took {outcome.wall_seconds / 60:.1f} min (jobs {outcome.summary.wall_seconds / 60:.1f} min, "
+        f"the rest preparing data and text embeddings); report: {outcome.report}",
+        soft_wrap=True,
+        highlight=False,
+    )
