@@ -19,7 +19,9 @@ from rich.console import Console
 from rich.table import Table
 
 from gmtrouter.data.loaders import prepare
-from gmtrouter.embed import BACKENDS, DEFAULT_ENCODER, CachedEncoder, model_encoder
+from gmtrouter.text.base import DEFAULT_ENCODER
+from gmtrouter.text.cache import CachedEncoder
+from gmtrouter.text.encoders import BACKENDS, model_encoder
 
 
 def main() -> None:

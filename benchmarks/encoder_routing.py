@@ -26,11 +26,13 @@ from rich.table import Table
 from benchmarks.common import DEFAULT_DATA, mt_bench, save_json
 from gmtrouter.data.schema import Interaction
 from gmtrouter.data.split import split_records
-from gmtrouter.embed import CachedEncoder, TextEncoder, model_encoder
-from gmtrouter.evaluate import evaluate_router
-from gmtrouter.metrics import evaluate_scores
-from gmtrouter.querycache import QueryCacheEncoder
-from gmtrouter.registry import make_router
+from gmtrouter.evaluation.kshot import evaluate_router
+from gmtrouter.evaluation.metrics import evaluate_scores
+from gmtrouter.registry.routers import make_router
+from gmtrouter.text.base import TextEncoder
+from gmtrouter.text.cache import CachedEncoder
+from gmtrouter.text.encoders import model_encoder
+from gmtrouter.text.querycache import QueryCacheEncoder
 
 
 def route_scores(model, history: list[Interaction], test: list[Interaction], queries: TextEncoder) -> dict:

@@ -16,8 +16,8 @@ import torch
 
 from gmtrouter.baselines.gnn import LAYERS, NORMS
 from gmtrouter.data.split import split_records
-from gmtrouter.evaluate import evaluate_router
-from gmtrouter.registry import make_router
+from gmtrouter.evaluation.kshot import evaluate_router
+from gmtrouter.registry.routers import make_router
 from tests.test_baselines import taste_records
 
 

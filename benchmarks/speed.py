@@ -28,7 +28,7 @@ from benchmarks.common import DEFAULT_DATA, mt_bench, save_json
 from gmtrouter.api import Router
 from gmtrouter.data.schema import Interaction, Response
 from gmtrouter.data.split import split_records
-from gmtrouter.registry import make_router
+from gmtrouter.registry.routers import make_router
 
 
 def main() -> None:

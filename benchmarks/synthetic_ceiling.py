@@ -29,7 +29,7 @@ from benchmarks.common import OUT, save_json, synthetic_arguments, synthetic_use
 from gmtrouter.data.matrix import read_matrix
 from gmtrouter.data.schema import Interaction
 from gmtrouter.data.split import split_records
-from gmtrouter.data.stats import oracle_metrics
+from gmtrouter.evaluation.stats import oracle_metrics
 
 
 def pair_features(

@@ -21,9 +21,9 @@ from rich.table import Table
 
 from benchmarks.common import OUT, save_json, synthetic_arguments, synthetic_users
 from gmtrouter.data.split import split_records
-from gmtrouter.data.stats import oracle_metrics
-from gmtrouter.evaluate import evaluate_router
-from gmtrouter.registry import make_router
+from gmtrouter.evaluation.kshot import evaluate_router
+from gmtrouter.evaluation.stats import oracle_metrics
+from gmtrouter.registry.routers import make_router
 
 BASELINES = ("global-winrate", "user-winrate")
 SHOTS = (0, 1, 2, 5, 10, 20)

@@ -17,14 +17,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from gmtrouter.checkpoint import load_context_state, load_router
-from gmtrouter.costs import cost_adjusted, mean_costs
 from gmtrouter.data.prices import estimate_tokens
 from gmtrouter.data.schema import Interaction
-from gmtrouter.errors import GmtError
-from gmtrouter.heap import collector_paused
-from gmtrouter.querycache import QueryCacheEncoder
-from gmtrouter.routers import PreferenceRouter, RoutingContext
+from gmtrouter.registry.checkpoint import load_context_state, load_router
+from gmtrouter.routing.base import PreferenceRouter, RoutingContext
+from gmtrouter.routing.costs import cost_adjusted, mean_costs
+from gmtrouter.text.querycache import QueryCacheEncoder
+from gmtrouter.utils.errors import GmtError
+from gmtrouter.utils.heap import collector_paused
 
 Message = Mapping[str, Any]
 

@@ -57,8 +57,8 @@ def train_small_model(records_path: Path, out: Path) -> Path:
     """GMTRouter on a few MT-Bench users plus taste users: hashing encoder, 150 steps."""
     import torch
 
-    from gmtrouter.checkpoint import save_router
-    from gmtrouter.registry import make_router
+    from gmtrouter.registry.checkpoint import save_router
+    from gmtrouter.registry.routers import make_router
 
     torch.set_num_threads(1)
     records = read_records(records_path)

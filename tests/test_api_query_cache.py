@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from gmtrouter.api import Router
-from gmtrouter.embed import HashingEncoder
 from gmtrouter.model.gmtrouter import GMTRouter
+from gmtrouter.text.hashing import HashingEncoder
 from tests.test_gmtrouter import FAST, taste_records
 
 

@@ -15,14 +15,14 @@ from torch_geometric.nn import NNConv
 from gmtrouter.baselines.base import RecordTable
 from gmtrouter.baselines.gnn import LinearEdgeConv
 from gmtrouter.baselines.winrate import global_strengths
-from gmtrouter.checkpoint import load_router, save_router
 from gmtrouter.cli import main
 from gmtrouter.data.loaders import prepare
 from gmtrouter.data.schema import Interaction, write_records
 from gmtrouter.data.split import split_records
-from gmtrouter.errors import GmtError
-from gmtrouter.evaluate import evaluate_router
-from gmtrouter.registry import make_router, router_classes
+from gmtrouter.evaluation.kshot import evaluate_router
+from gmtrouter.registry.checkpoint import load_router, save_router
+from gmtrouter.registry.routers import make_router, router_classes
+from gmtrouter.utils.errors import GmtError
 from tests.conftest import make_record
 
 BASELINES = [

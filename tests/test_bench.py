@@ -24,7 +24,7 @@ from gmtrouter.bench.plan import (
 )
 from gmtrouter.bench.tradeoff import single_llm_points, tradeoff_curve, win_share
 from gmtrouter.cli import main
-from gmtrouter.errors import GmtError
+from gmtrouter.utils.errors import GmtError
 from tests.conftest import FIXTURES, make_record
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

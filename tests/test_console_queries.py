@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from gmtrouter.api import switch_adjusted
-from gmtrouter.costs import cost_adjusted
 from gmtrouter.data.schema import Interaction, Response
+from gmtrouter.routing.costs import cost_adjusted
 from gmtrouter.serve.auth import Principal
 from gmtrouter.serve.store import RouteRow, Store
 from gmtrouter.serve.ui import insights, queries

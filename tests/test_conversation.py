@@ -14,13 +14,13 @@ import pytest
 
 from gmtrouter.api import Router, previous_model
 from gmtrouter.bench.conversation import SWITCH_COSTS, conversation_metrics
-from gmtrouter.checkpoint import load_router, save_router
 from gmtrouter.data.conversation import continued_llm, previous_llms
 from gmtrouter.data.schema import Interaction, Response
 from gmtrouter.graph.table import InteractionTable
 from gmtrouter.model.gmtrouter import GMTRouter
 from gmtrouter.model.prior import Comparisons, Priors, PriorScores, usable_previous
-from gmtrouter.registry import make_router
+from gmtrouter.registry.checkpoint import load_router, save_router
+from gmtrouter.registry.routers import make_router
 from tests.conftest import make_record
 
 LLMS = ["a", "b", "c"]

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from gmtrouter.baselines.training import train_early_stopping
-from gmtrouter.early_stopping import EarlyStopping
+from gmtrouter.training.early_stopping import EarlyStopping
 
 
 def test_stops_after_patience_checks_without_gain_and_keeps_the_best_weights() -> None:

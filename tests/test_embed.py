@@ -1,7 +1,9 @@
 import numpy as np
 import pytest
 
-from gmtrouter.embed import CachedEncoder, HashingEncoder, get_encoder
+from gmtrouter.text.cache import CachedEncoder
+from gmtrouter.text.encoders import get_encoder
+from gmtrouter.text.hashing import HashingEncoder
 
 
 class CountingHashingEncoder(HashingEncoder):

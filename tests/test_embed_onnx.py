@@ -12,15 +12,12 @@ import numpy as np
 import pytest
 
 from gmtrouter.data.loaders import prepare
-from gmtrouter.embed import (
-    BACKEND_ENV,
-    CachedEncoder,
-    SentenceTransformerEncoder,
-    bundled_model_path,
-    get_encoder,
-)
-from gmtrouter.embed_onnx import OnnxEncoder, export_path
-from gmtrouter.errors import GmtError
+from gmtrouter.text.base import bundled_model_path
+from gmtrouter.text.cache import CachedEncoder
+from gmtrouter.text.encoders import BACKEND_ENV, get_encoder
+from gmtrouter.text.onnx_runtime import OnnxEncoder, export_path
+from gmtrouter.text.sentence import SentenceTransformerEncoder
+from gmtrouter.utils.errors import GmtError
 
 pytestmark = pytest.mark.slow
 
@@ -118,7 +115,7 @@ def cls_pooled_copy(tmp_path: Path) -> Path:
 def test_a_model_that_does_not_export_falls_back_to_pytorch_and_says_so(monkeypatch, tmp_path, caplog) -> None:
     folder = cls_pooled_copy(tmp_path)
     monkeypatch.delenv(BACKEND_ENV, raising=False)
-    with caplog.at_level(logging.INFO, logger="gmtrouter.embed"):
+    with caplog.at_level(logging.INFO, logger="gmtrouter.text"):
         encoder = get_encoder(str(folder), cache_dir=tmp_path, cache=False)
     assert isinstance(encoder, SentenceTransformerEncoder)
     assert "runs on PyTorch" in caplog.text and "not mean pooling" in caplog.text

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from gmtrouter.errors import GmtError
-from gmtrouter.evaluate import shot_split, users_left_out
+from gmtrouter.evaluation.kshot import shot_split, users_left_out
+from gmtrouter.utils.errors import GmtError
 from tests.conftest import make_record
 
 

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 
 from gmtrouter.api import Router
-from gmtrouter.checkpoint import load_router, save_router
 from gmtrouter.data.schema import Interaction, Response
-from gmtrouter.errors import GmtError
-from gmtrouter.evaluate import evaluate_router
+from gmtrouter.evaluation.kshot import evaluate_router
 from gmtrouter.model.gmtrouter import GMTRouter
+from gmtrouter.registry.checkpoint import load_router, save_router
+from gmtrouter.utils.errors import GmtError
 
 FAST = {
     "encoder": "hashing-64",

@@ -6,10 +6,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gmtrouter.data.conversation import continued_llm
-from gmtrouter.embed import HashingEncoder
 from gmtrouter.graph.build import BASE_RELATIONS, TRACK_RELATIONS, build_graph, targets
 from gmtrouter.graph.sample import SamplingConfig, sample_step
 from gmtrouter.graph.table import InteractionTable
+from gmtrouter.text.hashing import HashingEncoder
 from tests.conftest import make_record
 
 LLMS = ["a", "b", "c"]
@@ -111,7 +111,7 @@ def test_sampling_keeps_visible_and_targets_disjoint() -> None:
 
 
 def test_unknown_llm_is_refused() -> None:
-    from gmtrouter.errors import GmtError
+    from gmtrouter.utils.errors import GmtError
 
     with pytest.raises(GmtError, match="LLM\\(s\\) z are not known"):
         InteractionTable.build([make_record("u", "q", {"z": 1.0, "a": 0.0})], LLMS, HashingEncoder(16), (0, 1))

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from gmtrouter.data.schema import Interaction
-from gmtrouter.registry import make_router, router_classes
+from gmtrouter.registry.routers import make_router, router_classes
 from tests import test_baselines, test_gmtrouter
 
 SETTINGS = {**test_baselines.FAST, "gmtrouter": {**test_gmtrouter.FAST, "steps": 40}}

@@ -1,7 +1,7 @@
 from collections import Counter
 
 from gmtrouter.data.loaders import prepare
-from gmtrouter.data.stats import record_stats
+from gmtrouter.evaluation.stats import record_stats
 
 
 def test_mt_bench_human_votes(data_dir) -> None:

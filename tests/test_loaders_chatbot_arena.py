@@ -10,8 +10,8 @@ import pytest
 
 from gmtrouter.data.loaders import prepare
 from gmtrouter.data.prices import estimate_tokens
-from gmtrouter.data.stats import record_stats
-from gmtrouter.errors import DataError, GmtError
+from gmtrouter.evaluation.stats import record_stats
+from gmtrouter.utils.errors import DataError, GmtError
 from tests.conftest import FIXTURES
 from tests.test_cli import assert_one_line_error, run
 

@@ -11,7 +11,7 @@ import pytest
 from gmtrouter.data.loaders import prepare
 from gmtrouter.data.matrix import score_table
 from gmtrouter.data.prices import estimate_tokens
-from gmtrouter.errors import DataError, GmtError
+from gmtrouter.utils.errors import DataError, GmtError
 
 LLMS = [
     "gpt3-6b-finetuning",

@@ -7,7 +7,7 @@ import pytest
 
 from gmtrouter.data.loaders import prepare
 from gmtrouter.data.prices import estimate_tokens
-from gmtrouter.errors import DataError, GmtError
+from gmtrouter.utils.errors import DataError, GmtError
 from tests.conftest import FIXTURES
 
 LOGS = FIXTURES / "openai_logs" / "logs.jsonl"

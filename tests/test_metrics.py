@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from gmtrouter.metrics import auc, evaluate_scores, per_user, rated_pairs, top1_accuracy
+from gmtrouter.evaluation.metrics import auc, evaluate_scores, per_user, rated_pairs, top1_accuracy
 from tests.conftest import make_record
 
 

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from gmtrouter.data.columnar import SCHEMA
 from gmtrouter.data.schema import Interaction, Response, read_records, validate_items, write_records
-from gmtrouter.errors import DataError, GmtError
+from gmtrouter.utils.errors import DataError, GmtError
 from tests.conftest import FIXTURES
 from tests.test_cli import assert_one_line_error, run
 

@@ -7,8 +7,8 @@ import pytest
 
 from gmtrouter.data.schema import Interaction
 from gmtrouter.data.split import split_records
-from gmtrouter.evaluate import evaluate_router
-from gmtrouter.registry import make_router
+from gmtrouter.evaluation.kshot import evaluate_router
+from gmtrouter.registry.routers import make_router
 from tests.conftest import make_record
 
 FAST = {"encoder": "hashing-64"}

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 from gmtrouter.api import Router
-from gmtrouter.checkpoint import CONTEXT, load_context_state, load_router, save_router
 from gmtrouter.graph.sample import UserRecords
 from gmtrouter.model.gmtrouter import GMTRouter
+from gmtrouter.registry.checkpoint import CONTEXT, load_context_state, load_router, save_router
 from tests.conftest import make_record
 from tests.test_conversation import sticky_records
 

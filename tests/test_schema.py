@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from gmtrouter.data.schema import Interaction, read_records, validate_items, write_records
-from gmtrouter.errors import DataError, GmtError
+from gmtrouter.utils.errors import DataError, GmtError
 from tests.conftest import make_record
 
 GOOD = {

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from gmtrouter.checkpoint import model_identity
+from gmtrouter.registry.checkpoint import model_identity
 from gmtrouter.serve.app import create_app
 from gmtrouter.serve.config import load_config
 from gmtrouter.serve.store import Store

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 from gmtrouter.api import Router
-from gmtrouter.checkpoint import save_router
 from gmtrouter.data.loaders import prepare
-from gmtrouter.embed import get_encoder
-from gmtrouter.registry import make_router
+from gmtrouter.registry.checkpoint import save_router
+from gmtrouter.registry.routers import make_router
+from gmtrouter.text.encoders import get_encoder
 from tests.serve_support import ADMIN, server
 
 pytestmark = pytest.mark.slow

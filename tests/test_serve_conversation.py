@@ -19,9 +19,9 @@ import openai
 import pytest
 
 from gmtrouter.data.schema import Interaction, Response
-from gmtrouter.errors import GmtError
 from gmtrouter.serve.config import cached_input_prices, load_config
 from gmtrouter.serve.store import Store
+from gmtrouter.utils.errors import GmtError
 from tests.serve_support import ADMIN, echo_upstream, start_server, stop
 
 pytestmark = pytest.mark.slow
@@ -89,8 +89,8 @@ def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def sticky_model(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path) -> Path:
     import torch
 
-    from gmtrouter.checkpoint import save_router
     from gmtrouter.model.gmtrouter import GMTRouter
+    from gmtrouter.registry.checkpoint import save_router
 
     records = multi_turn_users()
     with pytest.MonkeyPatch.context() as patch:

@@ -15,8 +15,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gmtrouter.embed import CachedEncoder, HashingEncoder
 from gmtrouter.serve.store import Store
+from gmtrouter.text.cache import CachedEncoder
+from gmtrouter.text.hashing import HashingEncoder
 from tests.conftest import REPO
 from tests.serve_support import (  # noqa: F401 - served_model is a fixture
     ADMIN,

@@ -14,7 +14,7 @@ import httpx
 import openai
 import pytest
 
-from gmtrouter.checkpoint import model_identity
+from gmtrouter.registry.checkpoint import model_identity
 from gmtrouter.serve.store import Store
 from tests.serve_support import ADMIN, echo_upstream, served_model, server, start_server, stop  # noqa: F401
 

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from gmtrouter.checkpoint import load_router
-from gmtrouter.errors import GmtError
+from gmtrouter.registry.checkpoint import load_router
 from gmtrouter.serve.config import load_config
 from gmtrouter.serve.store import FeedbackConflict, Store, make_engine
+from gmtrouter.utils.errors import GmtError
 from tests.conftest import REPO, make_record
 from tests.serve_support import child_env
 

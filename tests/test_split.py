@@ -3,7 +3,7 @@ from collections import Counter
 import pytest
 
 from gmtrouter.data.split import split_records
-from gmtrouter.errors import GmtError
+from gmtrouter.utils.errors import GmtError
 from tests.conftest import make_record
 
 

@@ -10,9 +10,9 @@ import pytest
 from scipy.optimize import minimize
 from scipy.special import log_expit
 
-from gmtrouter.bradley_terry import bradley_terry, penalty
+from gmtrouter.model.bradley_terry import bradley_terry, penalty
 from gmtrouter.model.prior import preference_after, responsive
-from gmtrouter.train import USER_PRIOR_GRID, USER_TAIL_GRID
+from gmtrouter.model.training import USER_PRIOR_GRID, USER_TAIL_GRID
 
 
 @pytest.mark.parametrize("tail", USER_TAIL_GRID)

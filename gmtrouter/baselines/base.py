@@ -21,11 +21,12 @@ from sklearn.model_selection import ParameterGrid
 
 from gmtrouter.data.schema import Interaction
 from gmtrouter.data.split import holdout_split
-from gmtrouter.embed import TextEncoder, get_encoder
-from gmtrouter.errors import GmtError
+from gmtrouter.evaluation.metrics import auc
 from gmtrouter.graph.table import TIE, pair_targets, record_pairs
-from gmtrouter.metrics import auc
-from gmtrouter.routers import PreferenceRouter, RoutingContext
+from gmtrouter.routing.base import PreferenceRouter, RoutingContext
+from gmtrouter.text.base import TextEncoder
+from gmtrouter.text.encoders import get_encoder
+from gmtrouter.utils.errors import GmtError
 
 Fitted = TypeVar("Fitted")
 

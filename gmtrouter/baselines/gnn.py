@@ -31,7 +31,7 @@ from torch_geometric.nn import GeneralConv, GINEConv, NNConv, ResGatedGraphConv,
 from torch_geometric.nn.norm import HeteroBatchNorm
 from torch_geometric.utils import scatter
 
-from gmtrouter.errors import GmtError
+from gmtrouter.utils.errors import GmtError
 
 CALIBRATION_PASSES = 16
 

@@ -22,8 +22,8 @@ import torch
 from gmtrouter.baselines.base import BaselineRouter, QueryEncoding, RecordTable, pairs_auc, tune
 from gmtrouter.baselines.gnn import EdgeList, HomogeneousGNN, ScoreHead, Tasks, recalibrate
 from gmtrouter.baselines.training import pairwise_loss, train_early_stopping
-from gmtrouter.embed import DEFAULT_ENCODER
 from gmtrouter.model.gmtrouter import llm_text
+from gmtrouter.text.base import DEFAULT_ENCODER
 
 EDGE_KINDS = ("task->query", "query->task", "query->llm", "llm->query", "query->query")
 EDGE_VALUES = 3  # win rate, confidence, similarity

@@ -17,7 +17,7 @@ import torch
 from scipy.special import logit, softmax
 
 from gmtrouter.baselines.base import BaselineRouter, QueryEncoding, RecordTable, pairs_auc, tune
-from gmtrouter.embed import DEFAULT_ENCODER
+from gmtrouter.text.base import DEFAULT_ENCODER
 
 
 def win_counts(table: RecordTable, n_llms: int) -> tuple[np.ndarray, np.ndarray]:

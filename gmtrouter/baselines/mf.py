@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gmtrouter.baselines.neural import PairwiseNetRouter
-from gmtrouter.embed import DEFAULT_ENCODER
+from gmtrouter.text.base import DEFAULT_ENCODER
 
 
 class MatrixFactorization(nn.Module):

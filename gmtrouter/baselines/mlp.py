@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 from torch import nn
 
 from gmtrouter.baselines.neural import PairwiseNetRouter, QueryMLP
-from gmtrouter.embed import DEFAULT_ENCODER
+from gmtrouter.text.base import DEFAULT_ENCODER
 
 
 class MLPRouter(PairwiseNetRouter):

@@ -18,9 +18,9 @@ from torch import nn
 
 from gmtrouter.baselines.base import BaselineContext, RecordTable, pairs_auc, tune
 from gmtrouter.baselines.neural import PairwiseNetRouter, QueryMLP
-from gmtrouter.bradley_terry import bradley_terry
 from gmtrouter.data.schema import Interaction
-from gmtrouter.embed import DEFAULT_ENCODER
+from gmtrouter.model.bradley_terry import bradley_terry
+from gmtrouter.text.base import DEFAULT_ENCODER
 
 
 class PersonalizedMLPRouter(PairwiseNetRouter):

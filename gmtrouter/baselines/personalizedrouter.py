@@ -27,10 +27,10 @@ from gmtrouter.baselines.base import BaselineContext, BaselineRouter, QueryEncod
 from gmtrouter.baselines.gnn import EdgeList, HomogeneousGNN, ScoreHead, Tasks, recalibrate
 from gmtrouter.baselines.training import pairwise_loss, train_early_stopping
 from gmtrouter.data.schema import Interaction
-from gmtrouter.embed import DEFAULT_ENCODER
 from gmtrouter.graph.sample import SamplingConfig, sample_step
 from gmtrouter.graph.table import rating_features
 from gmtrouter.model.gmtrouter import llm_text
+from gmtrouter.text.base import DEFAULT_ENCODER
 
 EDGE_KINDS = ("user->query", "query->user", "task->query", "query->task", "query->llm", "llm->query")
 EDGE_VALUES = 2  # rating normalised within its record, rating on the data's scale

@@ -17,9 +17,9 @@ import numpy as np
 
 from gmtrouter.baselines.base import BaselineContext, QueryEncoding, RecordTable, pairs_auc, tune
 from gmtrouter.baselines.winrate import GlobalWinrateRouter, global_strengths
-from gmtrouter.bradley_terry import bradley_terry
 from gmtrouter.data.schema import Interaction
-from gmtrouter.embed import DEFAULT_ENCODER
+from gmtrouter.model.bradley_terry import bradley_terry
+from gmtrouter.text.base import DEFAULT_ENCODER
 
 BACKFIT_ROUNDS = 3  # user and query deviations alternate this many times (the estimates settle by then)
 

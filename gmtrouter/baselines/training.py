@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gmtrouter.early_stopping import EarlyStopping
+from gmtrouter.training.early_stopping import EarlyStopping
 
 
 def pairwise_loss(diff: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -16,8 +16,8 @@ import numpy as np
 import torch
 
 from gmtrouter.baselines.base import BaselineContext, BaselineRouter, RecordTable, pairs_auc, tune
-from gmtrouter.bradley_terry import bradley_terry
 from gmtrouter.data.schema import Interaction
+from gmtrouter.model.bradley_terry import bradley_terry
 
 
 def global_strengths(table: RecordTable, n_llms: int, l2: float) -> np.ndarray:

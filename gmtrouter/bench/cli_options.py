@@ -24,7 +24,7 @@ from gmtrouter.bench.plan import (
     parse_variant,
     registered_variants,
 )
-from gmtrouter.errors import GmtError
+from gmtrouter.utils.errors import GmtError
 
 FULL_ABLATION_SEEDS = (0, 1, 2)
 FULL_USERS, QUICK_USERS = 100, 40

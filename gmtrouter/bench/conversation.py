@@ -17,8 +17,8 @@ import numpy as np
 from gmtrouter.api import switch_adjusted
 from gmtrouter.data.conversation import previous_llms
 from gmtrouter.data.schema import Interaction
-from gmtrouter.data.stats import UTILITY_KEY
-from gmtrouter.metrics import rated_pairs
+from gmtrouter.data.sim_config import UTILITY_KEY
+from gmtrouter.evaluation.metrics import rated_pairs
 
 SWITCH_COSTS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)
 

@@ -12,11 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gmtrouter.atomic import atomic_write
 from gmtrouter.bench.plan import ARENA, BenchConfig
 from gmtrouter.data.schema import Interaction
 from gmtrouter.data.sim_users import TASK_ARCHETYPES
-from gmtrouter.errors import GmtError
+from gmtrouter.utils.atomic import atomic_write
+from gmtrouter.utils.errors import GmtError
 
 SOURCES = {
     "mt-bench": "MT-Bench human pairwise votes (`gmtrouter data prepare mt-bench`), real users",
@@ -105,7 +105,7 @@ def _load(name: str, config: BenchConfig) -> tuple[list[Interaction], str]:
 
 def prepare_dataset(name: str, config: BenchConfig) -> BenchData:
     """Build (or find unchanged) OUT/data/<file> for dataset `name`."""
-    from gmtrouter.data.stats import record_stats
+    from gmtrouter.evaluation.stats import record_stats
 
     records, file_name = _load(name, config)
     if not records:

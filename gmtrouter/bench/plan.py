@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from gmtrouter import __version__
-from gmtrouter.errors import GmtError
+from gmtrouter.utils.errors import GmtError
 
 SPLITS = ("record", "user", "query")
 SPLIT_NAMES = {"record": "known users", "user": "new users", "query": "new queries"}
@@ -130,7 +130,7 @@ QUICK_ROUTERS = (
 def registered_variants() -> dict[str, Variant]:
     """Every registered router under its own name (default settings), GMTRouter routing each turn alone, then
     the GMTRouter ablations."""
-    from gmtrouter.registry import router_classes
+    from gmtrouter.registry.routers import router_classes
 
     variants = {name: Variant(name, name) for name in router_classes()}
     variants[TURN_ALONE.name] = TURN_ALONE
@@ -262,7 +262,7 @@ class Job:
 
 def router_settings_for(variant: Variant, config: BenchConfig, seed: int) -> dict[str, Any]:
     """The settings a variant's router is made with: its own, the run's overrides, the seed, the encoder."""
-    from gmtrouter.registry import router_settings
+    from gmtrouter.registry.routers import router_settings
 
     accepted = router_settings(variant.router)
     settings: dict[str, Any] = {**config.overrides.get(variant.router, {}), **variant.settings, "seed": seed}
@@ -275,7 +275,7 @@ def router_settings_for(variant: Variant, config: BenchConfig, seed: int) -> dic
 
 def check_variants(variants: Sequence[Variant], overrides: Mapping[str, Mapping[str, Any]]) -> None:
     """Refuse unknown routers and unknown setting names before anything runs (bad values fail their job)."""
-    from gmtrouter.registry import router_classes, router_settings
+    from gmtrouter.registry.routers import router_classes, router_settings
 
     known = router_classes()
     for variant in variants:

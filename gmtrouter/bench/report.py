@@ -474,7 +474,7 @@ def write_report(
     progress: Callable[[str], Any] | None = None,
 ) -> Path:
     """Write the Markdown report and its figures (into an `img` folder beside it)."""
-    from gmtrouter.atomic import atomic_write
+    from gmtrouter.utils.atomic import atomic_write
 
     results = Results(jobs, config.out)
     report_dir = path.parent

@@ -58,7 +58,9 @@ def warm_embeddings(config: BenchConfig, data: dict[str, BenchData], console: Co
     The encoder's on-disk cache makes this free on later runs; the hashing test encoder needs no cache.
     """
     from gmtrouter.data.schema import read_records
-    from gmtrouter.embed import DEFAULT_ENCODER, HASHING_PREFIX, get_encoder
+    from gmtrouter.text.base import DEFAULT_ENCODER
+    from gmtrouter.text.encoders import get_encoder
+    from gmtrouter.text.hashing import HASHING_PREFIX
 
     name = config.encoder or DEFAULT_ENCODER
     if name.startswith(HASHING_PREFIX):

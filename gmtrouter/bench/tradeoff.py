@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from gmtrouter.costs import cost_adjusted
 from gmtrouter.data.schema import Interaction
+from gmtrouter.routing.costs import cost_adjusted
 
 COST_WEIGHTS = (0.0, 0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0)
 

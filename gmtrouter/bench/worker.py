@@ -25,18 +25,18 @@ import torch
 import gmtrouter.baselines  # warm imports for the fork server
 import gmtrouter.model.gmtrouter  # noqa: F401
 from gmtrouter.api import Router
-from gmtrouter.atomic import atomic_write
 from gmtrouter.bench.conversation import conversation_metrics
 from gmtrouter.bench.tradeoff import single_llm_points, tradeoff_curve
-from gmtrouter.costs import mean_costs
 from gmtrouter.data.schema import Interaction, read_records
+from gmtrouter.data.sim_config import UTILITY_KEY
 from gmtrouter.data.split import split_records
-from gmtrouter.data.stats import UTILITY_KEY
-from gmtrouter.errors import GmtError
-from gmtrouter.evaluate import score_split, split_metrics, users_left_out
-from gmtrouter.metrics import auc, per_user_values, rated_pairs
-from gmtrouter.registry import make_router
-from gmtrouter.routers import PreferenceRouter
+from gmtrouter.evaluation.kshot import score_split, split_metrics, users_left_out
+from gmtrouter.evaluation.metrics import auc, per_user_values, rated_pairs
+from gmtrouter.registry.routers import make_router
+from gmtrouter.routing.base import PreferenceRouter
+from gmtrouter.routing.costs import mean_costs
+from gmtrouter.utils.atomic import atomic_write
+from gmtrouter.utils.errors import GmtError
 
 with contextlib.suppress(ImportError):  # the default encoder's library: imported here, it costs no job seconds
     import sentence_transformers  # noqa: F401

@@ -16,8 +16,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from gmtrouter.atomic import atomic_write
-from gmtrouter.errors import DataError, GmtError
+from gmtrouter.utils.atomic import atomic_write
+from gmtrouter.utils.errors import DataError, GmtError
 
 RESPONSE = pa.struct(
     [

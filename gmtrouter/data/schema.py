@@ -13,9 +13,9 @@ from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from gmtrouter.atomic import atomic_write
-from gmtrouter.errors import DataError, GmtError
-from gmtrouter.heap import collector_paused, long_lived
+from gmtrouter.utils.atomic import atomic_write
+from gmtrouter.utils.errors import DataError, GmtError
+from gmtrouter.utils.heap import collector_paused, long_lived
 
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 NonEmpty = Annotated[str, Field(min_length=1)]

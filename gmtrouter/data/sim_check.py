@@ -23,7 +23,7 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 
 from gmtrouter.data.schema import Interaction
-from gmtrouter.data.stats import UTILITY_KEY
+from gmtrouter.data.sim_config import UTILITY_KEY
 
 
 @dataclass(frozen=True)

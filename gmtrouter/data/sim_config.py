@@ -11,7 +11,9 @@ from dataclasses import dataclass
 
 from gmtrouter.data.matrix import MatrixRow, matrix_llms
 from gmtrouter.data.sim_users import parse_archetypes
-from gmtrouter.errors import GmtError
+from gmtrouter.utils.errors import GmtError
+
+UTILITY_KEY = "utility"  # the `meta` key of a simulated record's true utilities (for analysis; never read by a router)
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gmtrouter.errors import GmtError
+from gmtrouter.utils.errors import GmtError
 
 
 @dataclass(frozen=True)

@@ -21,11 +21,11 @@ import numpy as np
 
 from gmtrouter.data.matrix import MatrixRow
 from gmtrouter.data.schema import Interaction, Response
-from gmtrouter.data.sim_config import SimConfig
+from gmtrouter.data.sim_config import UTILITY_KEY, SimConfig
 from gmtrouter.data.sim_features import FEATURES, FeatureTables, build_features
 from gmtrouter.data.sim_topics import nearest_neighbours
 from gmtrouter.data.sim_users import Users, draw_switch_aversion, draw_users, parse_archetypes
-from gmtrouter.errors import GmtError
+from gmtrouter.utils.errors import GmtError
 
 
 @dataclass(frozen=True)
@@ -284,7 +284,7 @@ def _records(rows: Sequence[MatrixRow], tables: FeatureTables, result: Plan, use
         meta["archetype"] = users.archetype_names[int(users.archetype[u])]
         if users.switch_aversion is not None:
             meta["switch_aversion"] = round(float(users.switch_aversion[u]), 4)
-        meta["utility"] = [round(float(x), 4) for x in result.utility[n]]
+        meta[UTILITY_KEY] = [round(float(x), 4) for x in result.utility[n]]
         meta["matrix_id"] = source.id
         records.append(
             Interaction(

@@ -9,7 +9,7 @@ from typing import Literal
 import numpy as np
 
 from gmtrouter.data.schema import Interaction
-from gmtrouter.errors import GmtError
+from gmtrouter.utils.errors import GmtError
 
 SplitBy = Literal["record", "user", "query"]
 MIN_VALID_RECORDS = 20

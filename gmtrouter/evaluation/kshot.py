@@ -10,9 +10,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from gmtrouter.data.schema import Interaction
-from gmtrouter.errors import GmtError
-from gmtrouter.metrics import evaluate_scores
-from gmtrouter.routers import PreferenceRouter, RoutingContext
+from gmtrouter.evaluation.metrics import evaluate_scores
+from gmtrouter.routing.base import PreferenceRouter, RoutingContext
+from gmtrouter.utils.errors import GmtError
 
 
 def shot_split(

@@ -9,9 +9,8 @@ import numpy as np
 
 from gmtrouter.data.matrix import MatrixRow, score_table
 from gmtrouter.data.schema import Interaction
-from gmtrouter.metrics import evaluate_scores
-
-UTILITY_KEY = "utility"
+from gmtrouter.data.sim_config import UTILITY_KEY
+from gmtrouter.evaluation.metrics import evaluate_scores
 
 
 def record_stats(records: Sequence[Interaction]) -> dict[str, object]:

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from gmtrouter.data.schema import Interaction
-from gmtrouter.embed import TextEncoder
-from gmtrouter.errors import GmtError
+from gmtrouter.text.base import TextEncoder
+from gmtrouter.utils.errors import GmtError
 
 RATING_FEATURES = 3  # rating normalised within its record, rating on the data's global scale, has-text flag
 TIE = 0.5  # a tie is half a win for each side: the Bradley-Terry convention every router trains with

@@ -13,8 +13,6 @@ import numpy as np
 import torch
 
 from gmtrouter.data.schema import Interaction
-from gmtrouter.embed import DEFAULT_ENCODER, TextEncoder, get_encoder
-from gmtrouter.errors import GmtError
 from gmtrouter.graph.build import HeteroGraph, TargetBatch, build_graph, targets
 from gmtrouter.graph.sample import SamplingConfig
 from gmtrouter.graph.table import InteractionTable
@@ -28,7 +26,11 @@ from gmtrouter.model.prior import (
     refit_scope,
     topic_of,
 )
-from gmtrouter.routers import PreferenceRouter, RoutingContext
+from gmtrouter.model.training import train_network
+from gmtrouter.routing.base import PreferenceRouter, RoutingContext
+from gmtrouter.text.base import DEFAULT_ENCODER, TextEncoder
+from gmtrouter.text.encoders import get_encoder
+from gmtrouter.utils.errors import GmtError
 
 TOPICS_KEY = "backbone.topics"  # the checkpoint tensor with the backbone's topic centroids
 
@@ -155,8 +157,6 @@ class GMTRouter(PreferenceRouter):
         self._encoder = encoder
 
     def fit(self, train: Sequence[Interaction], valid: Sequence[Interaction] | None = None) -> GMTRouter:
-        from gmtrouter.train import train_network
-
         if not train:
             raise GmtError("no training records; give a file with at least one rated pair")
         self.llms_ = sorted({llm for r in list(train) + list(valid or []) for llm in r.llms})

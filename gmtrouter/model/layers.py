@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from gmtrouter.errors import GmtError
+from gmtrouter.utils.errors import GmtError
 
 LAYER_KINDS = ("hgt", "pyg-hgt", "sage")
 

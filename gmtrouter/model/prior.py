@@ -32,8 +32,8 @@ import numpy as np
 from scipy.special import expit, log_expit
 from sklearn.cluster import KMeans
 
-from gmtrouter.bradley_terry import bradley_terry
 from gmtrouter.graph.table import InteractionTable
+from gmtrouter.model.bradley_terry import bradley_terry
 
 GLOBAL_SCALE = 1  # column of the table's `resp_feats` with the rating on the data's global scale
 

@@ -6,7 +6,7 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -15,12 +15,12 @@ from tqdm.auto import tqdm
 
 from gmtrouter.data.schema import Interaction
 from gmtrouter.data.split import holdout_split
-from gmtrouter.distributed import agree, workers
-from gmtrouter.early_stopping import EarlyStopping
-from gmtrouter.graph.sample import UserRecords, sample_step, shuffled_ranks
+from gmtrouter.evaluation.metrics import evaluate_scores
+from gmtrouter.graph.build import HeteroGraph, TargetBatch
+from gmtrouter.graph.sample import SamplingConfig, UserRecords, sample_step, shuffled_ranks
 from gmtrouter.graph.table import InteractionTable
-from gmtrouter.metrics import evaluate_scores
 from gmtrouter.model.loss import preference_loss
+from gmtrouter.model.network import GMTRouterNet
 from gmtrouter.model.prior import (
     Comparisons,
     Priors,
@@ -30,6 +30,8 @@ from gmtrouter.model.prior import (
     responsive,
     topic_of,
 )
+from gmtrouter.training.distributed import agree, workers
+from gmtrouter.training.early_stopping import EarlyStopping
 
 TUNING_FOLDS = 5
 # Candidate prior strengths (a prior's precision on a deviation; inf: that deviation off). A user's deviation is
@@ -42,16 +44,65 @@ TOPIC_PRIOR_GRID = [math.inf, 0.5, 1.0, 2.0, 4.0, 8.0]
 STAY_PRIOR_GRID = [math.inf, 0.5, 1.0, 2.0, 4.0, 8.0]  # a user's stickiness to the previous turn's LLM
 QUERY_PRIOR_GRID = [0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 64.0, math.inf]
 
-if TYPE_CHECKING:
-    from gmtrouter.model.gmtrouter import GMTRouter
+
+class Trainable(Protocol):
+    """What training reads and sets on a router (GMTRouter is one): its settings, its network and its backbone.
+
+    Training is a step of the router's `fit`, so it takes the router through this interface rather than by
+    its class, which imports it."""
+
+    # settings
+    seed: int
+    steps: int
+    lr: float
+    weight_decay: float
+    eval_every: int
+    patience: int
+    residual: bool
+    residual_margin: float
+    thumbs_rate: float
+    valid_frac: float
+    valid_users: int
+    users_per_step: int
+    tune_users: int
+    user_sampling: bool
+    backbone: bool
+    conversation: bool
+    progress: bool
+    user_prior: float | None
+    user_tail: float | None
+    query_prior: float | None
+    stay_prior: float | None
+    task_prior: float | None
+    topic_prior: float | None
+    # learned
+    net_: GMTRouterNet
+    strengths_: np.ndarray
+    stay_: float
+    topics_: np.ndarray
+    priors_: Priors
+
+    def table(self, records: Sequence[Interaction]) -> InteractionTable: ...
+    def graph(self, table: InteractionTable, records: np.ndarray, extra_users: np.ndarray = ...) -> HeteroGraph: ...
+    def sampling(self) -> SamplingConfig: ...
+    def fit_population(self, table: InteractionTable, records: np.ndarray) -> None: ...
+    def score_targets(
+        self,
+        table: InteractionTable,
+        graph: HeteroGraph,
+        scored: np.ndarray,
+        shown: np.ndarray | None = ...,
+        network: bool = ...,
+        net: torch.nn.Module | None = ...,
+    ) -> tuple[torch.Tensor, TargetBatch]: ...
 
 
-def _validation_split(router: GMTRouter, train: list[Interaction]) -> tuple[list[Interaction], list[Interaction]]:
+def _validation_split(router: Trainable, train: list[Interaction]) -> tuple[list[Interaction], list[Interaction]]:
     """Hold out a share of each user's records (known-user style) when there is enough data."""
     return holdout_split(train, router.valid_frac, router.seed)
 
 
-def train_network(router: GMTRouter, train: list[Interaction], valid: Sequence[Interaction] | None) -> dict[str, Any]:
+def train_network(router: Trainable, train: list[Interaction], valid: Sequence[Interaction] | None) -> dict[str, Any]:
     """Tune the backbone, then fit `router.net_`'s residual in place; return a log of the run.
 
     The backbone's priors are chosen first (by cross-validation on the training records); the network then
@@ -149,7 +200,7 @@ def train_network(router: GMTRouter, train: list[Interaction], valid: Sequence[I
 
 
 def _validation_users(
-    router: GMTRouter,
+    router: Trainable,
     table: InteractionTable,
     train_ids: np.ndarray,
     valid_ids: np.ndarray,
@@ -168,7 +219,7 @@ def _validation_users(
     return valid_ids[keep], [record for record, kept in zip(valid, keep, strict=True) if kept], shown
 
 
-def tune_backbone(router: GMTRouter, table: InteractionTable, train_ids: np.ndarray) -> dict[str, Any]:
+def tune_backbone(router: Trainable, table: InteractionTable, train_ids: np.ndarray) -> dict[str, Any]:
     """Set the population strengths and query topics, and choose the priors by cross-validation.
 
     The backbone has no weights to train, so every candidate is scored on `TUNING_FOLDS` folds of the
@@ -284,7 +335,7 @@ def _auc_of(records: Sequence[Interaction], scores: list[np.ndarray]) -> float:
 
 
 def _validation_auc(
-    router: GMTRouter, table: InteractionTable, graph, scored: np.ndarray, records: Sequence[Interaction]
+    router: Trainable, table: InteractionTable, graph, scored: np.ndarray, records: Sequence[Interaction]
 ) -> float:
     router.net_.eval()
     with torch.no_grad():

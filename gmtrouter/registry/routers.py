@@ -10,9 +10,9 @@ import inspect
 from typing import Any
 
 from gmtrouter.baselines import BASELINES
-from gmtrouter.errors import GmtError
 from gmtrouter.model.gmtrouter import GMTRouter
-from gmtrouter.routers import PreferenceRouter
+from gmtrouter.routing.base import PreferenceRouter
+from gmtrouter.utils.errors import GmtError
 
 
 def router_classes() -> dict[str, type[PreferenceRouter]]:

@@ -1,4 +1,4 @@
-"""The interface every router implements (GMTRouter and each baseline); `gmtrouter.registry` names them.
+"""The interface every router implements (GMTRouter and each baseline); `gmtrouter.registry.routers` names them.
 
 A router is fitted on records; `context(history)` binds it to the interactions users have shown so far and
 answers scoring questions from them. Keeping the two apart is what lets evaluation hide exactly the records
@@ -16,8 +16,8 @@ import numpy as np
 import torch
 
 from gmtrouter.data.schema import Interaction
-from gmtrouter.errors import GmtError
-from gmtrouter.heap import collector_paused
+from gmtrouter.utils.errors import GmtError
+from gmtrouter.utils.heap import collector_paused
 
 
 class RoutingContext(ABC):

@@ -11,11 +11,11 @@ from typing import Any
 from fastapi import APIRouter, HTTPException
 from fastapi.concurrency import run_in_threadpool
 
-from gmtrouter.checkpoint import read_config
-from gmtrouter.cli_env import TRAIN_DB_ENV
+from gmtrouter.registry.checkpoint import read_config
 from gmtrouter.serve.deps import ERRORS, Admin, Svc
 from gmtrouter.serve.schemas import JobOut, KeyCreate, KeyCreated, KeyOut, ReloadOut, ReloadRequest, RetrainRequest
 from gmtrouter.serve.service import Service
+from gmtrouter.utils.env import TRAIN_DB_ENV
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"])
 

@@ -17,13 +17,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from gmtrouter.errors import GmtError
 from gmtrouter.serve import admin, chat, routes
 from gmtrouter.serve.config import ServeConfig
 from gmtrouter.serve.service import Service, build_service
 from gmtrouter.serve.store import FeedbackConflict
 from gmtrouter.serve.ui import mount as mount_console
 from gmtrouter.serve.upstream import UpstreamError
+from gmtrouter.utils.errors import GmtError
 
 log = logging.getLogger("gmtrouter.serve")
 FEEDBACK_KINDS = ("rating", "thumbs", "pairwise", "record")

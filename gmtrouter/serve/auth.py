@@ -17,8 +17,8 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from gmtrouter.errors import GmtError
 from gmtrouter.serve.store import Store
+from gmtrouter.utils.errors import GmtError
 
 PREFIX = "gmt"
 

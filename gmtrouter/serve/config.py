@@ -14,8 +14,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from gmtrouter.errors import GmtError
 from gmtrouter.serve.schemas import MAX_SWITCH_COST
+from gmtrouter.utils.errors import GmtError
 
 ADMIN_KEY_ENV = "GMTROUTER_ADMIN_KEY"
 ADMIN_KEY_MIN = 16

@@ -27,12 +27,12 @@ from typing import Any
 import torch
 
 from gmtrouter.api import RouteDecision, Router, previous_model
-from gmtrouter.checkpoint import load_context_state, load_router, model_identity
 from gmtrouter.data.schema import Interaction
-from gmtrouter.errors import GmtError
-from gmtrouter.heap import collector_paused, settle_heap
-from gmtrouter.serve.querycache import ServiceEncoder
+from gmtrouter.registry.checkpoint import load_context_state, load_router, model_identity
 from gmtrouter.serve.store import RouteRow, Store, StoredFeedback
+from gmtrouter.text.querycache import QueryCacheEncoder
+from gmtrouter.utils.errors import GmtError
+from gmtrouter.utils.heap import collector_paused, settle_heap
 
 log = logging.getLogger("gmtrouter.serve")
 SYNC_LOOKBACK_S = 120.0  # rows committed by other replicas up to this late are still picked up
@@ -160,7 +160,7 @@ class Engine:
             model, history = load_router(model_dir)
             encoder = getattr(model, "text_encoder", None)
             if encoder is not None and hasattr(model, "use_text_encoder"):
-                model.use_text_encoder(ServiceEncoder(encoder(), self.query_cache))
+                model.use_text_encoder(QueryCacheEncoder(encoder(), self.query_cache))
             tombstones = self.store.tombstones()
             saved = len(history)
             history = [r for r in history if r.user not in tombstones]
@@ -271,7 +271,7 @@ class Engine:
 
     def _needs_encoding(self, batch: list[_RouteJob]) -> bool:
         encoder = getattr(self.router.model, "text_encoder", None)
-        if encoder is None or not isinstance(encoder(), ServiceEncoder):
+        if encoder is None or not isinstance(encoder(), QueryCacheEncoder):
             return False
         return not all(encoder().has(job.query) for job in batch)
 
@@ -284,7 +284,7 @@ class Engine:
         encoder = getattr(router.model, "text_encoder", None)
         encoded = 0
         try:
-            if encoder is not None and isinstance(encoder(), ServiceEncoder):
+            if encoder is not None and isinstance(encoder(), QueryCacheEncoder):
                 encoded = encoder().encode_queries([job.query for job in batch])
         except Exception as error:  # the encoder failing fails the batch, not the thread
             log.exception("encoding a batch of %d queries failed", len(batch))
@@ -343,7 +343,7 @@ class Engine:
         with self._router_lock:
             router = self.router
             encoder = getattr(router.model, "text_encoder", None)
-            if encoder is not None and isinstance(encoder(), ServiceEncoder):
+            if encoder is not None and isinstance(encoder(), QueryCacheEncoder):
                 encoder().encode_queries([query])
             decision = router.route(user, query, candidates, cost_weight)
             return decision, explanation_of(router, user, query, decision.llm)

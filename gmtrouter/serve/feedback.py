@@ -13,9 +13,9 @@ from __future__ import annotations
 from typing import Any
 
 from gmtrouter.data.schema import Interaction, Response
-from gmtrouter.errors import GmtError
 from gmtrouter.serve.schemas import PairwiseFeedback, RatingFeedback, ThumbsFeedback
 from gmtrouter.serve.store import RouteRow
+from gmtrouter.utils.errors import GmtError
 
 SOURCE = "gmtrouter-serve"
 

@@ -17,7 +17,7 @@ from alembic.script import ScriptDirectory
 from alembic.util.exc import CommandError
 from sqlalchemy.engine import Connection
 
-from gmtrouter.errors import GmtError
+from gmtrouter.utils.errors import GmtError
 
 _LOCK_ID = 0x67_6D_74  # any constant: the advisory lock all replicas of this service agree on
 _LEGACY = {1: "0001", 2: "0002", 3: "0003"}  # schema_version of the hand-written migrations -> revision

@@ -19,7 +19,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from gmtrouter.data.loaders.common import find_file, iter_json_lines, require
-from gmtrouter.errors import GmtError
+from gmtrouter.utils.errors import GmtError
 
 FINGERPRINT = "mt-bench-replay"
 

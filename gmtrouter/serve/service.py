@@ -5,9 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from gmtrouter.checkpoint import read_config
-from gmtrouter.errors import GmtError
-from gmtrouter.heap import settle_heap
+from gmtrouter.registry.checkpoint import read_config
 from gmtrouter.serve.auth import KeyRing
 from gmtrouter.serve.config import ADMIN_KEY_ENV, ServeConfig, cached_input_prices
 from gmtrouter.serve.engine import Engine
@@ -16,6 +14,8 @@ from gmtrouter.serve.ratelimit import RateLimiter
 from gmtrouter.serve.schemas import JobOut
 from gmtrouter.serve.store import Store
 from gmtrouter.serve.upstream import Upstreams
+from gmtrouter.utils.errors import GmtError
+from gmtrouter.utils.heap import settle_heap
 
 log = logging.getLogger("gmtrouter.serve")
 

@@ -20,8 +20,8 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from gmtrouter.data.schema import Interaction
-from gmtrouter.errors import GmtError
 from gmtrouter.serve.migrations import HEAD, current_version, migrate
+from gmtrouter.utils.errors import GmtError
 
 meta = sa.MetaData()
 routes = sa.Table(

@@ -26,11 +26,11 @@ from typing import Any
 
 import numpy as np
 
-from gmtrouter.atomic import atomic_write
-from gmtrouter.embed import DEFAULT_ENCODER, TextEncoder, bundled_model_path, default_cache_dir, quiet_loading
-from gmtrouter.errors import GmtError
+from gmtrouter.text.base import DEFAULT_ENCODER, TextEncoder, bundled_model_path, default_cache_dir, quiet_loading
+from gmtrouter.utils.atomic import atomic_write
+from gmtrouter.utils.errors import GmtError
 
-log = logging.getLogger("gmtrouter.embed")
+log = logging.getLogger("gmtrouter.text")
 RECIPE = "int8-dynamic-per-channel-v1"  # change it whenever the export changes: cached files are then rebuilt
 VARIANT = "onnx-int8"
 THREADS_ENV = "GMTROUTER_ENCODER_THREADS"

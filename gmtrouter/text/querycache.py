@@ -15,7 +15,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from gmtrouter.embed import EmbeddingCache, TextEncoder
+from gmtrouter.text.base import TextEncoder
+from gmtrouter.text.cache import EmbeddingCache
 
 
 class QueryCacheEncoder(TextEncoder):

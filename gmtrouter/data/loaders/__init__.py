@@ -12,7 +12,7 @@ from pathlib import Path
 
 from gmtrouter.data.matrix import MatrixRow
 from gmtrouter.data.schema import Interaction
-from gmtrouter.errors import GmtError
+from gmtrouter.utils.errors import GmtError
 
 RecordLoader = Callable[[Path], list[Interaction]]
 MatrixLoader = Callable[[Path], list[MatrixRow]]

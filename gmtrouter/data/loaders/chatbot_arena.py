@@ -21,7 +21,7 @@ from gmtrouter.data.loaders.common import build, dataset_root
 from gmtrouter.data.loaders.mt_bench import RATINGS
 from gmtrouter.data.prices import PriceBook, estimate_tokens
 from gmtrouter.data.schema import Interaction, Response
-from gmtrouter.errors import DataError, GmtError
+from gmtrouter.utils.errors import DataError, GmtError
 
 UPSTREAM = "lmsys/chatbot_arena_conversations"
 SUFFIXES = (".jsonl", ".json", ".parquet")

@@ -25,7 +25,7 @@ from gmtrouter.data.loaders.common import (
 )
 from gmtrouter.data.matrix import Cell, MatrixRow
 from gmtrouter.data.prices import PriceBook, estimate_tokens
-from gmtrouter.errors import DataError, GmtError
+from gmtrouter.utils.errors import DataError, GmtError
 
 # Upstream key -> (LLM name in the matrix, price key in prices/public_list_prices.json).
 GPT3_SYSTEMS = {

@@ -17,7 +17,7 @@ from typing import Any
 from gmtrouter.data.loaders.common import build, iter_json_lines, normalise_text, require
 from gmtrouter.data.matrix import Cell, MatrixRow
 from gmtrouter.data.prices import PriceBook, estimate_tokens
-from gmtrouter.errors import DataError, GmtError
+from gmtrouter.utils.errors import DataError, GmtError
 
 # LLMRouter's data pipeline capped every answer at max_tokens=512; true lengths are not published, so the
 # cost takes the cap: an upper bound, the same for every LLM, so it ranks LLMs by price alone.

@@ -13,7 +13,7 @@ from pathlib import Path
 from gmtrouter.data.loaders.common import build, dataset_root, parse_bool, read_csv
 from gmtrouter.data.matrix import Cell, MatrixRow
 from gmtrouter.data.prices import PriceBook, estimate_tokens
-from gmtrouter.errors import DataError, GmtError
+from gmtrouter.utils.errors import DataError, GmtError
 
 # RouteLLM asked each model for max_new_tokens=1: the answer letter.
 OUTPUT_TOKENS = 1

@@ -12,7 +12,7 @@ from pathlib import Path
 from gmtrouter.data.loaders.common import find_file, iter_json_lines, require
 from gmtrouter.data.prices import PriceBook, estimate_tokens
 from gmtrouter.data.schema import Interaction, Response
-from gmtrouter.errors import DataError
+from gmtrouter.utils.errors import DataError
 
 RATINGS = {"model_a": (1.0, 0.0), "model_b": (0.0, 1.0), "tie": (0.5, 0.5), "tie (bothbad)": (0.5, 0.5)}
 

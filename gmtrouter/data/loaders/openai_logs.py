@@ -21,7 +21,7 @@ from gmtrouter.data.conversation import continued_llm
 from gmtrouter.data.loaders.common import build, dataset_root, iter_json_lines
 from gmtrouter.data.prices import PriceBook, estimate_tokens
 from gmtrouter.data.schema import Interaction, Response
-from gmtrouter.errors import DataError, GmtError
+from gmtrouter.utils.errors import DataError, GmtError
 
 THUMBS = {"up": 1.0, "down": 0.0}
 CONTEXT_ROLES = ("system", "developer")

@@ -19,7 +19,7 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Redirect
 from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel, ConfigDict, Field
 
-from gmtrouter.checkpoint import read_config
+from gmtrouter.registry.checkpoint import read_config
 from gmtrouter.serve import routes as api
 from gmtrouter.serve.auth import Principal
 from gmtrouter.serve.deps import check_candidates, encodable
