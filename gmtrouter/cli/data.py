@@ -35,12 +35,24 @@ def _is_records_file(path: Path) -> bool:
 def data_prepare(
     dataset: Annotated[
         str,
-        typer.Argument(help="mt-bench, chatbot-arena, openai-logs (records); gsm8k, mmlu, llmrouter (matrices)."),
+        typer.Argument(
+            help="mt-bench, chatbot-arena, openai-logs, langfuse (records); gsm8k, mmlu, llmrouter (matrices)."
+        ),
     ],
-    data_dir: Annotated[Path, typer.Option("--data-dir", help="Folder (or file) of the upstream data.")],
     output: Annotated[
         Path, typer.Option("-o", "--output", help="File to write: JSONL, or for records also Parquet (.parquet).")
     ],
+    data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Folder (or file) of the upstream data.")] = None,
+    score_names: Annotated[
+        list[str] | None, typer.Option("--score-name", help="langfuse: a score that rates answers (repeatable).")
+    ] = None,
+    from_langfuse: Annotated[
+        str | None,
+        typer.Option(
+            "--from-langfuse",
+            help="langfuse: read this Langfuse server, not --data-dir (keys LANGFUSE_PUBLIC_KEY, LANGFUSE_SECRET_KEY).",
+        ),
+    ] = None,
 ) -> None:
     """Convert an upstream dataset into canonical records or a query x LLM matrix."""
     from gmtrouter.data.loaders import prepare
@@ -49,7 +61,7 @@ def data_prepare(
     matrix = dataset in _matrix_names()
     if matrix and is_parquet(output):
         raise GmtError(f"{output}: a query x LLM matrix is written as JSONL; give a .jsonl output")
-    items = prepare(dataset, data_dir)
+    items = prepare(dataset, data_dir, score_names or (), from_langfuse)
     count = write_jsonl(output, items) if matrix else write_records(output, items)
     err.print(f"wrote {count} {'rows' if matrix else 'records'} to {output}")
 
