@@ -1,5 +1,5 @@
 """gmtrouter: personalized LLM routing learned from multi-turn feedback (GMTRouter)."""
 
-__version__ = "0.1.0"
+from gmtrouter.utils.version import __version__
 
 __all__ = ["__version__"]

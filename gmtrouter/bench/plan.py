@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gmtrouter import __version__
 from gmtrouter.utils.errors import GmtError
+from gmtrouter.utils.version import __version__
 
 SPLITS = ("record", "user", "query")
 SPLIT_NAMES = {"record": "known users", "user": "new users", "query": "new queries"}

@@ -14,12 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gmtrouter import __version__
 from gmtrouter.bench import narrative, plots
 from gmtrouter.bench.aggregate import Estimate, Results
 from gmtrouter.bench.datasets import BenchData
 from gmtrouter.bench.plan import SPLIT_NAMES, BenchConfig, Job, Skipped, Variant
 from gmtrouter.bench.tradeoff import COST_WEIGHTS
+from gmtrouter.utils.version import __version__
 
 TABLE_WEIGHTS = (0.0, 0.5, 1.0, 2.0, 5.0)
 

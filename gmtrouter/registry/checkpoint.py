@@ -21,13 +21,13 @@ import torch
 from safetensors.torch import load_file
 from safetensors.torch import save as safetensors_bytes
 
-from gmtrouter import __version__
 from gmtrouter.data.schema import Interaction, read_records, write_records
 from gmtrouter.registry.routers import router_classes
 from gmtrouter.routing.base import PreferenceRouter
 from gmtrouter.text.cache import CachedEncoder, EmbeddingCache
 from gmtrouter.utils.atomic import atomic_folder, atomic_write
 from gmtrouter.utils.errors import GmtError
+from gmtrouter.utils.version import __version__
 
 FORMAT = 2  # 2: the Bradley-Terry backbone (strengths and priors) in the router state
 CONFIG, WEIGHTS, HISTORY, EMBEDDINGS = "config.json", "weights.safetensors", "history.jsonl", "embeddings.safetensors"
