@@ -18,8 +18,9 @@ import litellm
 import pytest
 
 from gmtrouter.api import Router
-from gmtrouter.integrations.client import LocalClient, ServiceClient
+from gmtrouter.integrations.client import ServiceClient
 from gmtrouter.integrations.litellm import GmtRouting
+from gmtrouter.integrations.local import LocalClient
 from gmtrouter.utils.errors import GmtError
 from tests.serve_support import ADMIN, free_port, served_model, server, upstream_process  # noqa: F401
 

@@ -35,7 +35,7 @@ from litellm.router_strategy.simple_shuffle import simple_shuffle
 from litellm.types.router import CustomRoutingStrategyBase, RoutingContext
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from gmtrouter.integrations.client import Client, Feedback, LocalClient, ServiceClient, Thumbs, Unavailable
+from gmtrouter.integrations.client import Client, Feedback, ServiceClient, Thumbs, Unavailable
 from gmtrouter.utils.errors import GmtError
 
 logger = logging.getLogger(__name__)
@@ -93,8 +93,9 @@ class Settings(BaseModel):
         """The client these settings name: the service at `url`, or the model folder `model` in process."""
         if (self.url is None) == (self.model is None):
             raise GmtError("gmtrouter settings: give either 'url' (a gmtrouter service) or 'model' (a model folder)")
-        if self.model is not None:
+        if self.model is not None:  # imported here: a gateway asking a service over HTTP never loads torch
             from gmtrouter.api import Router
+            from gmtrouter.integrations.local import LocalClient
 
             return LocalClient(Router.load(self.model), cost_weight=self.cost_weight, keep=self.keep)
         key = self.api_key or os.environ.get(self.api_key_env)
