@@ -22,6 +22,7 @@ from gmtrouter.integrations.client import ServiceClient
 from gmtrouter.integrations.litellm import GmtRouting
 from gmtrouter.integrations.local import LocalClient
 from gmtrouter.utils.errors import GmtError
+from tests.conftest import REPO
 from tests.serve_support import ADMIN, free_port, served_model, server, upstream_process  # noqa: F401
 
 pytestmark = pytest.mark.slow
@@ -109,6 +110,8 @@ def test_routes_follow_gmtrouters_ranking_per_user(replay_url, service, callback
         answer = ask(router, user, way)
         chosen[user] = answer.model
         assert answer.model == ranking(service, user)[0]["llm"], user  # the replay answers as the deployed LLM
+        headers = asyncio.run(gmt.callback.async_post_call_response_headers_hook({}, None, answer))
+        assert headers is not None and headers["x-gmtrouter-llm"] == answer.model  # what a proxy client sees
     assert chosen["taste-1"] != chosen["taste-3"], chosen  # two histories, two routes
     if way == "strategy":  # LiteLLM's synchronous calls take the strategy's sync pick
         answer = router.completion(model="auto", messages=CHAT, user="taste-1")
@@ -188,3 +191,46 @@ def test_a_failed_deployment_is_a_thumbs_down_and_the_retry_goes_elsewhere(repla
     assert answer.model in DEPLOYED and answer.model != "claude-v1"
     after = httpx.get(f"{service}/v1/users/taste-1", headers=headers).json()
     assert after["stored_feedback"] == before["stored_feedback"] + 1  # the failed attempt's thumbs down
+
+
+def test_the_proxy_config_example_resolves_with_litellms_own_loader(monkeypatch) -> None:
+    """examples/litellm/config.yaml names the plugin and the callback as the proxy loads them (`get_instance_fn`),
+    and both come from one GmtRouting built from examples/litellm/gmtrouter.yaml."""
+    import importlib
+
+    import yaml
+    from litellm.integrations.custom_logger import CustomLogger
+    from litellm.proxy.types_utils.utils import get_instance_fn
+    from litellm.types.router import RoutingPlugin
+
+    example = REPO / "examples" / "litellm"
+    config = yaml.safe_load((example / "config.yaml").read_text())
+    monkeypatch.setenv("GMTROUTER_LITELLM_SETTINGS", str(example / "gmtrouter.yaml"))
+    monkeypatch.setenv("GMTROUTER_API_KEY", "gmt_example_key")
+    sys.modules.pop("gmtrouter.integrations.litellm_proxy", None)
+    (plugin_path,) = config["router_settings"]["plugins"]
+    (callback_path,) = config["litellm_settings"]["callbacks"]
+    plugin = get_instance_fn(plugin_path, config_file_path=str(example / "config.yaml"))
+    callback = get_instance_fn(callback_path, config_file_path=str(example / "config.yaml"))
+    assert isinstance(plugin, RoutingPlugin) and isinstance(callback, CustomLogger)
+    assert plugin.routing is callback.routing
+    assert plugin.routing.llm_of("anthropic/claude-3-5-sonnet-20240620") == "claude-3-5-sonnet"
+    assert plugin.routing.model_groups == {"auto"}
+    monkeypatch.delenv("GMTROUTER_LITELLM_SETTINGS")
+    sys.modules.pop("gmtrouter.integrations.litellm_proxy", None)
+    with pytest.raises(GmtError, match="set GMTROUTER_LITELLM_SETTINGS"):
+        importlib.import_module("gmtrouter.integrations.litellm_proxy")
+
+
+def test_bad_settings_are_one_line_naming_the_setting(tmp_path: Path) -> None:
+    from gmtrouter.integrations.litellm import Settings
+
+    bad = tmp_path / "gmtrouter.yaml"
+    bad.write_text("url: http://127.0.0.1:8000\ntimeout: -1\n")
+    with pytest.raises(GmtError, match=r"gmtrouter.yaml: 'timeout': Input should be greater than 0"):
+        Settings.read(bad)
+    bad.write_text("url: http://127.0.0.1:8000\nllm: {a: b}\n")
+    with pytest.raises(GmtError, match="'llm': Extra inputs are not permitted"):
+        Settings.read(bad)
+    with pytest.raises(GmtError, match="give either 'url'"):
+        GmtRouting.from_settings(llms={})
