@@ -128,8 +128,25 @@ def data_simulate(
     switch_share: Annotated[
         float, typer.Option("--switch-share", help="Share of users averse to a change of LLM (with --switch-aversion).")
     ] = 0.7,
+    communities: Annotated[
+        int,
+        typer.Option(
+            "--communities", help="Users come in this many taste communities (0: each user drawn on their own)."
+        ),
+    ] = 0,
+    community_sd: Annotated[
+        float, typer.Option("--community-sd", help="SD of a community's affinity per LLM (with --communities).")
+    ] = 1.0,
+    community_task_loyalty: Annotated[
+        float,
+        typer.Option("--community-task-loyalty", help="Extra utility of a community's favourite LLM for each task."),
+    ] = 1.5,
     check: Annotated[
-        bool, typer.Option("--check", help="Print oracle, global win-rate and per-user reference accuracies.")
+        bool,
+        typer.Option(
+            "--check",
+            help="Print oracle, global win-rate and per-user reference accuracies (and the community posterior's).",
+        ),
     ] = False,
 ) -> None:
     """Simulate users with different tastes rating LLM answers over a matrix (see docs/simulator.md)."""
@@ -154,6 +171,9 @@ def data_simulate(
         interest_concentration=interest_concentration,
         switch_aversion=switch_aversion,
         switch_share=switch_share,
+        communities=communities,
+        community_sd=community_sd,
+        community_task_loyalty=community_task_loyalty,
     )
     config.check()
     if _is_records_file(matrix):
@@ -174,8 +194,10 @@ def data_simulate(
     err.print(f"wrote {count} records of {users} users to {output}")
     if check:
         from gmtrouter.data.sim_check import check as check_records
+        from gmtrouter.data.sim_posterior import CommunityModel
 
-        print_json(check_records(result.records))
+        model = CommunityModel.of(config) if communities and candidates == 2 else None
+        print_json(check_records(result.records, community_model=model))
 
 
 @data_app.command("split")

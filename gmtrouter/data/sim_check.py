@@ -8,7 +8,10 @@
   sees only what a personalized router sees (query category, candidate LLMs, the user's past ratings), so it
   shows how much of the users' preferences can be learnt from their history.
 
-All three use the pairwise accuracy of the metrics contract: pairs i < j of a record with different ratings;
+- community posterior (worlds of taste communities only): the Bayes rule of `sim_posterior` at k shots, with
+  the rule that is told each user's community (the limit of many shots) and the oracle on the same records.
+
+All use the pairwise accuracy of the metrics contract: pairs i < j of a record with different ratings;
 a predicted tie counts as wrong.
 """
 
@@ -23,7 +26,16 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 
 from gmtrouter.data.schema import Interaction
-from gmtrouter.data.sim_config import UTILITY_KEY
+from gmtrouter.data.sim_config import COMMUNITY_KEY, COMMUNITY_UTILITY_KEY, UTILITY_KEY
+from gmtrouter.data.sim_posterior import (
+    CommunityModel,
+    community_posterior_scores,
+    community_posteriors,
+    known_community_scores,
+    true_community_mass,
+)
+
+COMMUNITY_SHOTS = (0, 1, 3, 5, 10, 20)
 
 
 @dataclass(frozen=True)
@@ -124,17 +136,23 @@ def _design(pairs: PairTable, index: np.ndarray) -> np.ndarray:
     return x
 
 
+def user_ranks(records: Sequence[Interaction]) -> tuple[np.ndarray, dict[str, int]]:
+    """([N] each record's place among its user's records in file order, from 0; user -> number of records)."""
+    rank = np.zeros(len(records), dtype=int)
+    size: dict[str, int] = defaultdict(int)
+    for index, record in enumerate(records):
+        rank[index] = size[record.user]
+        size[record.user] += 1
+    return rank, dict(size)
+
+
 def per_user_logistic_diffs(
     pairs: PairTable, records: Sequence[Interaction], train_frac: float = 0.7, c: float = 1.0
 ) -> tuple[np.ndarray, np.ndarray]:
     """(held-out mask [P], predicted score differences [P]) of one logistic regression per user, fitted on
     the pairs of the user's first `train_frac` records. Each training pair is also added swapped, so the
     model is antisymmetric and a user who always picks the same side still gets a fit."""
-    rank = np.zeros(len(records), dtype=int)
-    size: dict[str, int] = defaultdict(int)
-    for index, record in enumerate(records):
-        rank[index] = size[record.user]
-        size[record.user] += 1
+    rank, size = user_ranks(records)
     cut = np.asarray([round(train_frac * size[r.user]) for r in records])
     held = rank[pairs.record] >= cut[pairs.record]
     diff = np.zeros(len(pairs.label))
@@ -152,16 +170,54 @@ def per_user_logistic_diffs(
     return held, diff
 
 
-def check(records: Sequence[Interaction], train_frac: float = 0.7) -> dict[str, object]:
+def community_reference(
+    records: Sequence[Interaction], model: CommunityModel, shots: Sequence[int] = COMMUNITY_SHOTS
+) -> dict[str, object]:
+    """The community-posterior rule's accuracy at each k of `shots` (that leaves a record to score): each
+    user's first k records are the history, and every k scores the same records, each user's after the
+    largest k. With the oracle and the rule told each user's community on those records, and the mean
+    posterior probability of the user's own community at each k."""
+    rank, size = user_ranks(records)
+    usable = [k for k in shots if k < min(size.values())]
+    after = max(usable)
+    scored = [r for r, n in zip(records, rank, strict=True) if n >= after]
+    pairs = pair_table(scored)  # two responses a record (the rule refuses others): one pair per rated record
+
+    def scored_by(scores: Sequence[Sequence[float]]) -> float:
+        margin = np.asarray([first - second for first, second in scores])
+        return accuracy(pairs.label, margin[pairs.record])
+
+    communities = {r.user: int(r.meta[COMMUNITY_KEY]) for r in records}
+    n_communities = len(records[0].meta[COMMUNITY_UTILITY_KEY])
+    by_k, found = {}, {}
+    for k in usable:
+        history = [r for r, n in zip(records, rank, strict=True) if n < k]
+        by_k[str(k)] = scored_by(community_posterior_scores(history, scored, model))
+        posteriors = community_posteriors(history, model, n_communities)
+        found[str(k)] = true_community_mass(posteriors, communities) if posteriors else 1.0 / n_communities
+    return {
+        "scored_after": after,
+        "pairs": len(pairs.label),
+        "oracle_accuracy": scored_by([r.meta[UTILITY_KEY] for r in scored]),
+        "known_community_accuracy": scored_by(known_community_scores(scored, model)),
+        "accuracy": by_k,
+        "own_community_posterior": found,
+    }
+
+
+def check(
+    records: Sequence[Interaction], train_frac: float = 0.7, community_model: CommunityModel | None = None
+) -> dict[str, object]:
     """The three reference accuracies over all pairs, and again over the held-out pairs that the per-user
-    model is scored on (oracle and win rate repeated there for a like-for-like comparison)."""
+    model is scored on (oracle and win rate repeated there for a like-for-like comparison); in a world of
+    taste communities (given its `community_model`), the community-posterior reference as well."""
     pairs = pair_table(records)
     nan = float("nan")
     rates = win_rates(pairs)
     rate_diff = rates[pairs.first] - rates[pairs.second]
     held, logistic_diff = per_user_logistic_diffs(pairs, records, train_frac)
     utility = pairs.utility_diff
-    return {
+    result: dict[str, object] = {
         "pairs": len(pairs.label),
         "oracle_accuracy": accuracy(pairs.label, utility) if utility is not None else nan,
         "win_rate_accuracy": accuracy(pairs.label, rate_diff),
@@ -173,3 +229,6 @@ def check(records: Sequence[Interaction], train_frac: float = 0.7) -> dict[str, 
             "per_user_logistic_accuracy": accuracy(pairs.label[held], logistic_diff[held]),
         },
     }
+    if community_model is not None:
+        result["community_posterior"] = community_reference(records, community_model)
+    return result

@@ -14,6 +14,8 @@ from gmtrouter.data.sim_users import parse_archetypes
 from gmtrouter.utils.errors import GmtError
 
 UTILITY_KEY = "utility"  # the `meta` key of a simulated record's true utilities (for analysis; never read by a router)
+COMMUNITY_KEY = "community"  # the `meta` key of a simulated user's taste community (analysis only)
+COMMUNITY_UTILITY_KEY = "community_utility"  # each community's utilities of the shown responses (analysis only)
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,9 @@ class SimConfig:
     interest_concentration: float = 0.5
     switch_aversion: float = 0.0  # mean utility drop for changing LLM mid-conversation, among averse users; 0 = off
     switch_share: float = 0.7  # share of users who mind a change of LLM at all
+    communities: int = 0  # taste communities the users come in; 0 = none (every user drawn on their own)
+    community_sd: float = 1.0  # SD of a community's affinity per LLM
+    community_task_loyalty: float = 1.5  # extra utility of a community's favourite LLM for each task
 
     def check(self) -> None:
         """Refuse settings that cannot work, naming the option to fix."""
@@ -64,6 +69,22 @@ class SimConfig:
                 f"--switch-aversion must be a finite number, 0 or more, got {self.switch_aversion}",
             ),
             (0.0 <= self.switch_share <= 1.0, f"--switch-share must be between 0 and 1, got {self.switch_share}"),
+            (
+                0 <= self.communities <= self.users,
+                f"--communities must be between 0 and --users ({self.users}), got {self.communities}",
+            ),
+            (
+                0.0 <= self.community_sd < math.inf,
+                f"--community-sd must be a finite number, 0 or more, got {self.community_sd}",
+            ),
+            (
+                math.isfinite(self.community_task_loyalty),
+                f"--community-task-loyalty must be a finite number, got {self.community_task_loyalty}",
+            ),
+            (
+                self.communities == 0 or self.switch_aversion == 0,
+                "--communities does not combine with --switch-aversion; give one of them",
+            ),
         ]
         for ok, message in rules:
             if not ok:

@@ -5,7 +5,8 @@ A user is a weight vector over the response features (quality, cost, length, rar
 archetype gives the centre of the weights; each user adds Gaussian variation, so two users of one archetype
 agree in direction but not in degree, and a few cross over.
 
-A user may also dislike a change of LLM within a conversation (`draw_switch_aversion`; off by default).
+A user may also dislike a change of LLM within a conversation (`draw_switch_aversion`; off by default), and
+users may come in taste communities (`sim_communities`; off by default).
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ class Users:
     interests: np.ndarray  # [N, C] probability of starting a conversation in each category
     task_affinity: np.ndarray | None = None  # [N, C, M] utility offset per task and LLM; None: no task taste
     switch_aversion: np.ndarray | None = None  # [N] utility lost by a change of LLM mid-conversation; None: off
+    community: np.ndarray | None = None  # [N] the taste community of each user (`sim_communities`); None: none
 
 
 def parse_archetypes(names: str | None) -> list[Archetype]:

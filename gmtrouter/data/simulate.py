@@ -10,6 +10,9 @@ utility(user, query, llm) = w_quality * perceived_quality + w_cost * cost + w_le
                             + w_rare * rare + affinity[llm] + task_affinity[task of the query, llm]
                             - switch_aversion[user] * [turn >= 2 and llm != the previous turn's LLM]
 perceived_quality = realism * score + (1 - realism) * the LLM's mean score on the query's category
+
+With taste communities (`sim_communities`), the weights, affinities and task affinities are the user's
+community's, plus a personal affinity per LLM.
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ import numpy as np
 
 from gmtrouter.data.matrix import MatrixRow
 from gmtrouter.data.schema import Interaction, Response
-from gmtrouter.data.sim_config import UTILITY_KEY, SimConfig
+from gmtrouter.data.sim_communities import Communities, community_members, draw_communities
+from gmtrouter.data.sim_config import COMMUNITY_KEY, COMMUNITY_UTILITY_KEY, UTILITY_KEY, SimConfig
 from gmtrouter.data.sim_features import FEATURES, FeatureTables, build_features
 from gmtrouter.data.sim_topics import nearest_neighbours
 from gmtrouter.data.sim_users import Users, draw_switch_aversion, draw_users, parse_archetypes
@@ -39,6 +43,7 @@ class Plan:
     llm: np.ndarray  # [N, K] candidate LLMs in the order shown
     utility: np.ndarray  # [N, K]
     rating: np.ndarray  # [N, K]
+    community_utility: np.ndarray | None = None  # [N, C, K] each community's utility of the shown responses
 
 
 def _turn_numbers(
@@ -133,21 +138,39 @@ def plan(tables: FeatureTables, queries: Sequence[str], config: SimConfig) -> tu
     eligible = np.flatnonzero(tables.available.sum(axis=1) >= k)
     if k > n_llms or len(eligible) == 0:
         raise GmtError(f"no matrix row has results of {k} LLMs; lower --candidates")
-    # spawn(6) begins with the same five children as spawn(5): the switch stream leaves the others as they were.
-    seeds = np.random.SeedSequence(config.seed).spawn(6)
-    users_rng, turns_rng, walk_rng, llm_rng, choice_rng, switch_rng = (np.random.default_rng(s) for s in seeds)
+    # spawn(7) begins with the same five children as spawn(5): the switch and community streams leave the
+    # others as they were.
+    seeds = np.random.SeedSequence(config.seed).spawn(7)
+    users_rng, turns_rng, walk_rng, llm_rng, choice_rng, switch_rng, community_rng = (
+        np.random.default_rng(s) for s in seeds
+    )
 
     _, categories = np.unique(tables.categories[eligible], return_inverse=True)
+    n_tasks = int(categories.max()) + 1
     users = draw_users(
         config.users,
         n_llms,
-        int(categories.max()) + 1,
+        n_tasks,
         parse_archetypes(config.archetypes),
         users_rng,
         config.spread,
         config.affinity_sd,
         config.interest_concentration,
     )
+    communities = None
+    if config.communities:
+        communities = draw_communities(
+            config.communities,
+            config.users,
+            n_llms,
+            n_tasks,
+            parse_archetypes(config.archetypes),
+            community_rng,
+            config.spread,
+            config.community_sd,
+            config.community_task_loyalty,
+        )
+        users = community_members(users, communities, config.affinity_sd, community_rng)
     conversation, turn = _turn_numbers(config.users, config.records_per_user, config.max_turns, turns_rng)
     neighbours = nearest_neighbours([queries[i] for i in eligible], categories, config.neighbours)
     local = _walk(turn, users, categories, neighbours, walk_rng).ravel()
@@ -170,7 +193,23 @@ def plan(tables: FeatureTables, queries: Sequence[str], config: SimConfig) -> tu
         llm = np.argsort(keys, axis=1, kind="stable")[:, :k]
         utility = utilities(tables, users, user, row, llm, config.realism, task)
         rating = _choose(utility, config, noise)
-    return Plan(user, conversation.ravel(), turn.ravel(), row, llm, utility, rating), users
+    shared = None if communities is None else _community_utilities(tables, communities, users, row, llm, config, task)
+    return Plan(user, conversation.ravel(), turn.ravel(), row, llm, utility, rating, shared), users
+
+
+def _community_utilities(
+    tables: FeatureTables,
+    communities: Communities,
+    users: Users,
+    row: np.ndarray,
+    llm: np.ndarray,
+    config: SimConfig,
+    task: np.ndarray,
+) -> np.ndarray:
+    """[N, C, K] the utility of every shown response for each community's shared taste (no personal part)."""
+    shared = communities.as_users(users)
+    every = [np.full(len(row), c) for c in range(len(communities.weights))]
+    return np.stack([utilities(tables, shared, c, row, llm, config.realism, task) for c in every], axis=1)
 
 
 @dataclass(frozen=True)
@@ -282,9 +321,13 @@ def _records(rows: Sequence[MatrixRow], tables: FeatureTables, result: Plan, use
         if "category" in source.meta:
             meta["category"] = source.meta["category"]
         meta["archetype"] = users.archetype_names[int(users.archetype[u])]
+        if users.community is not None:
+            meta[COMMUNITY_KEY] = int(users.community[u])
         if users.switch_aversion is not None:
             meta["switch_aversion"] = round(float(users.switch_aversion[u]), 4)
         meta[UTILITY_KEY] = [round(float(x), 4) for x in result.utility[n]]
+        if result.community_utility is not None:
+            meta[COMMUNITY_UTILITY_KEY] = [[round(float(x), 4) for x in c] for c in result.community_utility[n]]
         meta["matrix_id"] = source.id
         records.append(
             Interaction(
