@@ -2,9 +2,11 @@ from collections import Counter
 
 import pytest
 
+from gmtrouter.data.schema import write_records
 from gmtrouter.data.split import split_records
 from gmtrouter.utils.errors import GmtError
 from tests.conftest import make_record
+from tests.test_cli import assert_one_line_error, run
 
 
 def records():
@@ -59,3 +61,39 @@ def test_query_split_holds_out_whole_texts_and_keeps_the_rest_as_history() -> No
 def test_query_split_needs_two_texts() -> None:
     with pytest.raises(GmtError, match="two distinct query texts"):
         split_records([make_record(f"u{i}", "same", {"a": 1.0, "b": 0.0}) for i in range(5)], "query", 0.2, seed=0)
+
+
+def topic_records():
+    """Six users asking about five topics, several records a topic each."""
+    topics = ["math", "code", "writing", "roleplay", "stem"]
+    return [
+        make_record(f"u{i % 6}", f"q{i}", {"a": 1.0, "b": 0.0}, conversation=f"c{i}", category=topics[(i // 6) % 5])
+        for i in range(120)
+    ]
+
+
+def test_category_split_holds_out_whole_topics_and_keeps_the_rest_as_history() -> None:
+    data = topic_records()
+    train, test = split_records(data, "category", 0.3, seed=2)
+    held = {r.meta["category"] for r in test}
+    assert held and not held & {r.meta["category"] for r in train}  # no test topic is in training, for anyone
+    assert sorted(map(id, train + test)) == sorted(map(id, data))
+    for user in {r.user for r in test}:
+        assert [r for r in train if r.user == user] == [
+            r for r in data if r.user == user and r.meta["category"] not in held
+        ]
+    assert 0.3 <= len(test) / len(data) <= 0.45  # whole topics of 20% each, until 30% are held out
+    assert split_records(data, "category", 0.3, seed=2) == (train, test)
+    assert any(split_records(data, "category", 0.3, seed=s) != (train, test) for s in range(3, 6))
+
+
+def test_category_split_refuses_records_without_topics(tmp_path) -> None:
+    data = topic_records()
+    with pytest.raises(GmtError, match="two distinct categories"):
+        split_records([r for r in data if r.meta["category"] == "math"], "category", 0.2, seed=0)
+    unlabelled = tmp_path / "records.jsonl"
+    write_records(unlabelled, [*data[:3], make_record("u9", "no topic", {"a": 1.0, "b": 0.0})])
+    result = run("data", "split", str(unlabelled), "--by", "category", "-o", str(tmp_path / "split"))
+    assert result.returncode == 2
+    assert_one_line_error(result, "record 4", "no meta.category")
+    assert not (tmp_path / "split").exists()

@@ -207,7 +207,8 @@ def data_split(
         str,
         typer.Option(
             "--by",
-            help="record (known users), user (new users) or query (new queries: no test query text is in training).",
+            help="record (known users), user (new users), query (new queries: no test query text is in training) "
+            "or category (new topics: no test meta.category is in training).",
         ),
     ] = "record",
     test_frac: Annotated[float, typer.Option("--test-frac")] = 0.2,

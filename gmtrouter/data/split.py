@@ -1,9 +1,10 @@
-"""Seeded train/test splits: by record (known users), by user (new users) or by query text (new queries)."""
+"""Seeded train/test splits: by record (known users), by user (new users), by query text (new queries) or by
+category (new topics)."""
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 import numpy as np
@@ -11,7 +12,7 @@ import numpy as np
 from gmtrouter.data.schema import Interaction
 from gmtrouter.utils.errors import GmtError
 
-SplitBy = Literal["record", "user", "query"]
+SplitBy = Literal["record", "user", "query", "category"]
 MIN_VALID_RECORDS = 20
 VALID_SEED_OFFSET = 7919
 
@@ -23,7 +24,8 @@ def split_records(
 
     By record, each user keeps at least one training record, and about `test_frac` of each user's records
     go to test (rounded stochastically, so small users still contribute). By user, a `test_frac` share of
-    users moves to test whole.
+    users moves to test whole. By query or by category, whole query texts or whole `meta.category` values
+    move to test until about `test_frac` of the records are there.
     """
     if not 0.0 < test_frac < 1.0:
         raise GmtError(f"--test-frac must be between 0 and 1 (exclusive), got {test_frac}")
@@ -47,28 +49,48 @@ def split_records(
             n_test = min(n_test, len(indices) - 1)
             test.update(rng.permutation(indices)[:n_test].tolist())
     elif by == "query":
-        test = _query_test_indices(records, test_frac, rng)
+        test = _whole_groups(_indices_by(records, lambda r: r.query), test_frac, len(records), rng, by, "query texts")
+    elif by == "category":
+        test = _whole_groups(_indices_by_category(records), test_frac, len(records), rng, by, "categories")
     else:
-        raise GmtError(f"--by must be 'record', 'user' or 'query', got '{by}'")
+        raise GmtError(f"--by must be 'record', 'user', 'query' or 'category', got '{by}'")
     train = [r for i, r in enumerate(records) if i not in test]
     held = [r for i, r in enumerate(records) if i in test]
     return train, held
 
 
-def _query_test_indices(records: Sequence[Interaction], test_frac: float, rng: np.random.Generator) -> set[int]:
-    """Indices of the records whose query text is held out (whole texts, about `test_frac` of the records)."""
-    by_query: dict[str, list[int]] = defaultdict(list)
+def _indices_by(records: Sequence[Interaction], key: Callable[[Interaction], str]) -> dict[str, list[int]]:
+    groups: dict[str, list[int]] = defaultdict(list)
     for index, record in enumerate(records):
-        by_query[record.query].append(index)
-    texts = sorted(by_query)
-    if len(texts) < 2:
-        raise GmtError("a split by query needs at least two distinct query texts")
-    wanted = test_frac * len(records)
+        groups[key(record)].append(index)
+    return groups
+
+
+def _indices_by_category(records: Sequence[Interaction]) -> dict[str, list[int]]:
+    """Record indices by `meta.category`; a record without one is refused (new topics need every topic known)."""
+    for index, record in enumerate(records):
+        if not isinstance(record.meta.get("category"), str):
+            raise GmtError(
+                f"record {index + 1} (user {record.user}, conversation {record.conversation}) has no meta.category; "
+                "a split by category needs a category on every record"
+            )
+    return _indices_by(records, lambda r: r.meta["category"])
+
+
+def _whole_groups(
+    groups: dict[str, list[int]], test_frac: float, n_records: int, rng: np.random.Generator, by: str, what: str
+) -> set[int]:
+    """Indices of the records of whole groups, drawn in a seeded order until about `test_frac` of the records
+    are held out; one group at least stays in training."""
+    names = sorted(groups)
+    if len(names) < 2:
+        raise GmtError(f"a split by {by} needs at least two distinct {what}, found {len(names)}")
+    wanted = test_frac * n_records
     test: set[int] = set()
-    for position in rng.permutation(len(texts))[: len(texts) - 1]:  # one text at least stays in training
+    for position in rng.permutation(len(names))[: len(names) - 1]:
         if len(test) >= wanted:
             break
-        test.update(by_query[texts[position]])
+        test.update(groups[names[position]])
     return test
 
 
