@@ -9,7 +9,8 @@ earlier sum: c carries evaluation and process start-up in proportion. Today's fu
 setting, router, ablation and seed, less the jobs it leaves out) is then summed job by job:
 
 - a (dataset, router) of the earlier report takes its own numbers; a dataset variant borrows its matrix's
-  (llmrouter-task from llmrouter);
+  (llmrouter-task and llmrouter-communities from llmrouter, gsm8k-communities from gsm8k); a new-topics job
+  costs what a new-queries job does (a fit and one evaluation);
 - a router the earlier report lacks takes its fit time from a finished job under `--runs` (e.g. from
   `gmtrouter bench --quick`), converted to the earlier run's conditions by the ratio of user-winrate's fit
   times in the two runs on that dataset (which carries both machine load and data size).
@@ -28,8 +29,10 @@ from pathlib import Path
 from gmtrouter.bench.cli_options import bench_config
 from gmtrouter.bench.plan import ABLATIONS, Job, build_plan
 
-BORROW = {"llmrouter-task": "llmrouter"}
-HAS_TEXT = {"mt-bench", "gsm8k"}
+BORROW = {"llmrouter-task": "llmrouter", "llmrouter-communities": "llmrouter", "gsm8k-communities": "gsm8k"}
+HAS_TEXT = {"mt-bench", "gsm8k", "gsm8k-communities"}
+# distinct meta.category values, which decide whether a dataset has the new-topics setting
+CATEGORIES = {"mt-bench": 8, "mmlu": 57, "llmrouter": 14, "llmrouter-task": 14, "llmrouter-communities": 14}
 LATENCY_ROUTES = 400  # 200 warm-up routes and 200 timed ones
 ANCHOR = "user-winrate"
 
@@ -95,7 +98,9 @@ def main() -> None:
         data_dir=Path("."), chatbot_arena=None, out=Path("."), report=None, users=None, records_per_user=50,
         encoder=None, settings=[], timeout=900.0, workers=args.workers, threads=1, retry_failed=False,
     )  # fmt: skip
-    jobs, skipped = build_plan(config, dict.fromkeys(config.datasets, ""), {d: d in HAS_TEXT for d in config.datasets})
+    jobs, skipped = build_plan(
+        config, dict.fromkeys(config.datasets, ""), {d: d in HAS_TEXT for d in config.datasets}, CATEGORIES
+    )
     table, earlier_minutes, earlier_jobs = read_report(args.report)
     scale = 60 * earlier_minutes / earlier_plan_cost(table)
     measured = measured_fits(args.runs)

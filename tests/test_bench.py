@@ -12,8 +12,10 @@ from pathlib import Path
 import pytest
 
 from gmtrouter.bench.aggregate import estimate
+from gmtrouter.bench.datasets import SIM_VARIANTS
 from gmtrouter.bench.plan import (
     ABLATIONS,
+    DEFAULT_DATASETS,
     TURN_ALONE,
     BenchConfig,
     Job,
@@ -60,11 +62,12 @@ def results_of(out: Path) -> dict[tuple[str, str, str], dict]:
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> tuple[Path, list[str]]:
-    """One tiny bench: synthetic GSM8K users and the Chatbot Arena fixture, two routers and a broken variant."""
+    """One tiny bench: synthetic LLMRouter users in taste communities and the Chatbot Arena fixture, two routers
+    and a broken variant."""
     out = tmp_path_factory.mktemp("bench")
     args = [
         "--data-dir", str(data_dir),
-        "--datasets", "gsm8k,chatbot-arena",
+        "--datasets", "llmrouter-communities,chatbot-arena",
         "--chatbot-arena", str(FIXTURES / "chatbot_arena" / "battles.json"),
         "--users", "12",
         "--records-per-user", "20",
@@ -85,8 +88,10 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> tuple[
 def test_tiny_plan_writes_results_report_and_plots(tiny_run: tuple[Path, list[str]]) -> None:
     out, _ = tiny_run
     results = results_of(out)
-    assert len(results) == 2 * 3 * 3  # datasets x splits (known users, new users, new queries) x variants
-    ok = results["gsm8k", "record", "gmtrouter"]
+    # (datasets x known users, new users, new queries) + new topics on the matrix's tasks (the arena has none),
+    # each with three variants
+    assert len(results) == (2 * 3 + 1) * 3
+    ok = results["llmrouter-communities", "record", "gmtrouter"]
     assert ok["status"] == "ok"
     assert 0.0 <= ok["evaluations"]["0"]["accuracy"] <= 1.0
     assert ok["params"] > 0 and ok["peak_rss_mb"] > 0 and ok["train_seconds"] > 0
@@ -96,31 +101,40 @@ def test_tiny_plan_writes_results_report_and_plots(tiny_run: tuple[Path, list[st
     assert later["records"] > 0 and [p["switch_cost"] for p in later["sweep"]][:2] == [0.0, 0.25]
     assert later["sweep"][-1]["switch_rate"] <= later["sweep"][0]["switch_rate"] and later["oracle"]["utility"]
     assert results["chatbot-arena", "record", "gmtrouter"]["conversation"]["oracle"] is None  # real users: no truth
-    new_users = results["gsm8k", "user", "global-winrate"]
+    new_users = results["llmrouter-communities", "user", "global-winrate"]
     assert set(new_users["evaluations"]) == {"0", "2"}
     assert new_users["evaluations"]["2"]["known_users"] == new_users["evaluations"]["2"]["n_users"]
     assert new_users["evaluations"]["0"]["known_users"] == 0
     # every k scores the same records (each test user's after their first 2), so the pairs are the same
     assert new_users["score_after"] == 2 and new_users["users_left_out"] == 0
     assert new_users["evaluations"]["0"]["n_pairs"] == new_users["evaluations"]["2"]["n_pairs"]
-    new_queries = results["gsm8k", "query", "gmtrouter"]
+    for k in ("0", "2"):  # the Bayes rule that knows the communities, on the same records at every k
+        reference = new_users["evaluations"][k]["community_posterior"]["accuracy"]
+        assert 0.5 < reference <= new_users["evaluations"][k]["oracle"]["accuracy"]
+    assert "community_posterior" not in ok["evaluations"]["0"]  # shown where new users are scored
+    new_queries = results["llmrouter-communities", "query", "gmtrouter"]
     assert new_queries["status"] == "ok" and set(new_queries["evaluations"]) == {"0"}
+    new_topics = results["llmrouter-communities", "category", "gmtrouter"]
+    assert new_topics["status"] == "ok" and new_topics["test_records"] > 0
 
     report = (out / "report" / "results.md").read_text()
     assert "gmtrouter bench --data-dir" in report  # the exact command
     assert ok["job"]["data_hash"][:16] in report
     for heading in (
-        "## gsm8k",
+        "## llmrouter-communities",
         "## chatbot-arena",
         "### Known users",
         "pairwise accuracy by k shots",
         "### New queries",
+        "### New topics",
         "### Conversations: turns after a known previous turn",
         "## Resources",
     ):
         assert heading in report
     assert "Users with 2 records or fewer are left out: 0 per seed" in report
-    assert "best, new queries" in report  # the summary has the third setting
+    assert "best, new queries" in report and "best, new topics" in report  # the summary has every setting
+    reference_row = next(line for line in report.splitlines() if line.startswith("| *community posterior"))
+    assert reference_row.count("|") == 4  # the router column and k = 0, 2
     assert "| gmtrouter |" in report and "| global-winrate |" in report
     assert "**" in report  # best values in bold
     assert "oracle: the simulator's true utilities" in report
@@ -134,14 +148,15 @@ def test_tiny_plan_writes_results_report_and_plots(tiny_run: tuple[Path, list[st
 def test_a_crashing_variant_is_reported_and_the_others_finish(tiny_run: tuple[Path, list[str]]) -> None:
     out, _ = tiny_run
     results = results_of(out)
-    for dataset in ("gsm8k", "chatbot-arena"):
-        for split in ("record", "user", "query"):
-            assert results[dataset, split, "broken"]["status"] == "failed"
-            assert "no-such-layer" in results[dataset, split, "broken"]["traceback"]
-            assert results[dataset, split, "gmtrouter"]["status"] == "ok"
+    for dataset, split in [
+        (d, s) for d in ("llmrouter-communities", "chatbot-arena") for s in ("record", "user", "query")
+    ] + [("llmrouter-communities", "category")]:
+        assert results[dataset, split, "broken"]["status"] == "failed"
+        assert "no-such-layer" in results[dataset, split, "broken"]["traceback"]
+        assert results[dataset, split, "gmtrouter"]["status"] == "ok"
     report = (out / "report" / "results.md").read_text()
     failed = report[report.index("## Failed jobs") :]
-    assert failed.count("| broken | failed |") == 6
+    assert failed.count("| broken | failed |") == 7
     assert "broken (0/1 ok; failed)" in report
 
 
@@ -150,11 +165,11 @@ def test_rerun_skips_finished_jobs_and_retries_failed_only_when_asked(tiny_run: 
     stamps = {p: p.stat().st_mtime_ns for p in (out / "results").rglob("*.json")}
     code, stderr = bench(*args)
     assert code == 0, stderr
-    assert "18 jobs: 18 finished before, ran 0" in stderr
+    assert "21 jobs: 21 finished before, ran 0" in stderr
     assert {p: p.stat().st_mtime_ns for p in (out / "results").rglob("*.json")} == stamps
     code, stderr = bench(*args, "--retry-failed")
     assert code == 0, stderr
-    assert "18 jobs: 12 finished before, ran 6 (6 failed)" in stderr
+    assert "21 jobs: 14 finished before, ran 7 (7 failed)" in stderr
     changed = {p for p, stamp in stamps.items() if p.stat().st_mtime_ns != stamp}
     assert changed == {p for p in stamps if p.name.startswith("broken.")}
 
@@ -297,3 +312,22 @@ def test_routing_each_turn_alone_runs_only_where_users_mind_a_switch() -> None:
         ("llmrouter-switch", "gmtrouter-turn-alone"),
     }
     assert {j.settings["conversation"] for j in jobs if j.variant == TURN_ALONE.name} == {False}
+
+
+def test_the_plan_has_the_community_worlds_and_new_topics_where_there_are_topics() -> None:
+    assert {"llmrouter-communities", "gsm8k-communities"} <= set(DEFAULT_DATASETS)
+    assert {SIM_VARIANTS[name].communities for name in ("llmrouter-communities", "gsm8k-communities")} == {4}
+    config = BenchConfig(
+        datasets=("mt-bench", "gsm8k-communities", "llmrouter-switch"),
+        variants=(Variant("gmtrouter", "gmtrouter"), ABLATIONS[0]),
+        seeds=(0,),
+        shots=(0, 5),
+        data_dir=Path("."),
+        out=Path("."),
+    )
+    names = {"mt-bench": "a", "gsm8k-communities": "b", "llmrouter-switch": "c"}
+    jobs, _ = build_plan(config, names, dict.fromkeys(names, True), {"mt-bench": 8, "gsm8k-communities": 1})
+    topics = [j for j in jobs if j.split == "category"]
+    assert [(j.dataset, j.variant, j.shots) for j in topics] == [("mt-bench", "gmtrouter", (0,))]  # no ablation
+    assert {j.split for j in jobs if j.dataset == "gsm8k-communities"} == {"record", "user", "query"}
+    assert {j.split for j in jobs if j.dataset == "llmrouter-switch"} == {"record"}

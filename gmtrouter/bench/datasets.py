@@ -14,6 +14,8 @@ from typing import Any
 
 from gmtrouter.bench.plan import ARENA, BenchConfig
 from gmtrouter.data.schema import Interaction
+from gmtrouter.data.sim_config import SimConfig
+from gmtrouter.data.sim_posterior import CommunityModel
 from gmtrouter.data.sim_users import TASK_ARCHETYPES
 from gmtrouter.utils.atomic import atomic_write
 from gmtrouter.utils.errors import GmtError
@@ -28,6 +30,10 @@ SOURCES = {
     "specialist,task-critic`) over the LLMRouter matrix",
     "llmrouter-switch": "synthetic users of whom some dislike a change of LLM within a conversation "
     "(`data simulate --switch-aversion 1`) over the LLMRouter matrix",
+    "llmrouter-communities": "synthetic users in 4 taste communities (`data simulate --communities 4`) over the "
+    "LLMRouter matrix",
+    "gsm8k-communities": "synthetic users in 4 taste communities (`data simulate --communities 4`) over the "
+    "GSM8K matrix",
 }
 UPSTREAM_DIRS = {
     "mt-bench": "mt_bench",
@@ -36,8 +42,13 @@ UPSTREAM_DIRS = {
     "llmrouter": "llmrouter",
     "llmrouter-task": "llmrouter",
     "llmrouter-switch": "llmrouter",
+    "llmrouter-communities": "llmrouter",
+    "gsm8k-communities": "gsm8k",
 }
 SWITCH_AVERSION = 1.0  # utility units (two choice temperatures): a switch is felt, but quality still matters more
+# Four communities: at the full plan's 100 users, 20 training users each to learn a community from, and few
+# enough that one to three ratings of a new user already say much about which one it is (docs/simulator.md).
+COMMUNITIES = 4
 
 
 @dataclass(frozen=True)
@@ -47,11 +58,25 @@ class SimVariant:
     matrix: str
     archetypes: str | None = None
     switch_aversion: float = 0.0
+    communities: int = 0
+
+    def config(self, bench: BenchConfig) -> SimConfig:
+        """The simulator settings: the variant's, the run's users and seed, every other knob its default."""
+        return SimConfig(
+            users=bench.users,
+            records_per_user=bench.records_per_user,
+            seed=bench.sim_seed,
+            archetypes=self.archetypes,
+            switch_aversion=self.switch_aversion,
+            communities=self.communities,
+        )
 
 
 SIM_VARIANTS = {
     "llmrouter-task": SimVariant("llmrouter", archetypes=",".join(TASK_ARCHETYPES)),
     "llmrouter-switch": SimVariant("llmrouter", switch_aversion=SWITCH_AVERSION),
+    "llmrouter-communities": SimVariant("llmrouter", communities=COMMUNITIES),
+    "gsm8k-communities": SimVariant("gsm8k", communities=COMMUNITIES),
 }
 
 
@@ -67,6 +92,8 @@ class BenchData:
     stats: dict[str, Any]
     has_response_text: bool
     has_costs: bool
+    categories: int  # distinct meta.category values; 0 when some record has none
+    community_model: CommunityModel | None = None  # what the community-posterior reference knows; None: no communities
 
 
 def _serialise(records: Sequence[Interaction]) -> bytes:
@@ -74,40 +101,34 @@ def _serialise(records: Sequence[Interaction]) -> bytes:
     return b"".join(r.model_dump_json(exclude_none=True).encode() + b"\n" for r in records)
 
 
-def _load(name: str, config: BenchConfig) -> tuple[list[Interaction], str]:
-    """The dataset's records and the file name (which names the simulator settings for synthetic data)."""
+def _load(name: str, config: BenchConfig) -> tuple[list[Interaction], str, SimConfig | None]:
+    """The dataset's records, the file name (which names the simulator settings for synthetic data) and the
+    simulator settings (None for real feedback)."""
     from gmtrouter.data.loaders import prepare
 
     if name == ARENA:
         if config.chatbot_arena is None:
             raise GmtError("chatbot-arena needs the upstream battles file: give --chatbot-arena PATH")
-        return list(prepare(ARENA, config.chatbot_arena)), f"{ARENA}.jsonl"
+        return list(prepare(ARENA, config.chatbot_arena)), f"{ARENA}.jsonl", None
     folder = config.data_dir / UPSTREAM_DIRS[name]
     if not folder.exists():
         raise GmtError(f"{folder}: not found; point --data-dir at the shared data folder (it holds {folder.name}/)")
     variant = SIM_VARIANTS.get(name, SimVariant(name))
     loaded = prepare(variant.matrix, folder)
     if name == "mt-bench":
-        return list(loaded), f"{name}.jsonl"
-    from gmtrouter.data.sim_config import SimConfig
+        return list(loaded), f"{name}.jsonl", None
     from gmtrouter.data.simulate import simulate
 
-    sim = SimConfig(
-        users=config.users,
-        records_per_user=config.records_per_user,
-        seed=config.sim_seed,
-        archetypes=variant.archetypes,
-        switch_aversion=variant.switch_aversion,
-    )
+    sim = variant.config(config)
     records = simulate(loaded, sim).records  # type: ignore[arg-type]
-    return records, f"{name}-{config.users}x{config.records_per_user}-seed{config.sim_seed}.jsonl"
+    return records, f"{name}-{config.users}x{config.records_per_user}-seed{config.sim_seed}.jsonl", sim
 
 
 def prepare_dataset(name: str, config: BenchConfig) -> BenchData:
     """Build (or find unchanged) OUT/data/<file> for dataset `name`."""
     from gmtrouter.evaluation.stats import record_stats
 
-    records, file_name = _load(name, config)
+    records, file_name, sim = _load(name, config)
     if not records:
         raise GmtError(f"dataset '{name}' gave no records")
     payload = _serialise(records)
@@ -127,4 +148,12 @@ def prepare_dataset(name: str, config: BenchConfig) -> BenchData:
         stats=stats,
         has_response_text=any(x.text for x in responses),
         has_costs=any(x.cost is not None for x in responses),
+        categories=_categories(records),
+        community_model=CommunityModel.of(sim) if sim is not None and sim.communities else None,
     )
+
+
+def _categories(records: Sequence[Interaction]) -> int:
+    """Distinct `meta.category` values, or 0 when some record has none (no split by category then)."""
+    found = [r.meta.get("category") for r in records]
+    return 0 if any(not isinstance(c, str) for c in found) else len(set(found))

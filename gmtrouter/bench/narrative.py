@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from gmtrouter.bench.aggregate import Estimate, Results
+from gmtrouter.bench.plan import SPLIT_NAMES
 
 MAIN = "gmtrouter"
 USER_AWARE_ROUTERS = {"user-winrate", "user-query-winrate", "personalized-mlp", "personalizedrouter", "gmtrouter"}
@@ -86,6 +87,10 @@ def ablations(results: Results, dataset: str, names: Sequence[str], shots: Seque
     return lines
 
 
+def _means(values: Sequence[Estimate | None]) -> str:
+    return " / ".join("–" if e is None else f"{e.mean:.3f}" for e in values)
+
+
 def new_users(results: Results, dataset: str, shots: Sequence[int]) -> list[str]:
     """Sentences on the new-user split: the best router at the smallest and largest k, GMTRouter's gain with k."""
     variants = results.variants(dataset, "user")
@@ -97,6 +102,13 @@ def new_users(results: Results, dataset: str, shots: Sequence[int]) -> list[str]
             if MAIN in dict(ranked) and ranked[0][0] != MAIN:
                 diff = results.paired(dataset, "user", MAIN, ranked[0][0], f"evaluations.{k}.accuracy")
                 lines.append(f"GMTRouter minus {ranked[0][0]} at k = {k}: {_diff_text(diff)}.")
+    reference = [results.shared(dataset, "user", f"evaluations.{k}.community_posterior.accuracy") for k in shots]
+    mine = [results.estimate(dataset, "user", MAIN, f"evaluations.{k}.accuracy") for k in shots]
+    if any(e is not None for e in reference):
+        lines.append(
+            f"At k = {', '.join(map(str, shots))}: the Bayes rule that knows the taste communities and infers each "
+            f"user's from the k shots scores {_means(reference)}; GMTRouter {_means(mine)}."
+        )
     if len(shots) > 1 and MAIN in variants:
         low, high = shots[0], shots[-1]
         first = results.values(dataset, "user", MAIN, f"evaluations.{low}.accuracy")
@@ -110,17 +122,19 @@ def new_users(results: Results, dataset: str, shots: Sequence[int]) -> list[str]
     return lines
 
 
-def new_queries(results: Results, dataset: str) -> list[str]:
-    """Sentences on the new-query split: the best router, and GMTRouter against it."""
-    ranked = _ranked(results, dataset, "query", ACCURACY, results.variants(dataset, "query"))
+def new_queries(results: Results, dataset: str, split: str = "query") -> list[str]:
+    """Sentences on the new-query (or, with split "category", new-topic) setting: the best router, and GMTRouter
+    against it."""
+    ranked = _ranked(results, dataset, split, ACCURACY, results.variants(dataset, split))
     if not ranked:
         return []
-    lines = [f"New queries: best is {ranked[0][0]} ({ranked[0][1].format()})."]
+    where = SPLIT_NAMES[split]
+    lines = [f"{where.capitalize()}: best is {ranked[0][0]} ({ranked[0][1].format()})."]
     if MAIN in dict(ranked) and ranked[0][0] != MAIN:
-        diff = results.paired(dataset, "query", MAIN, ranked[0][0], ACCURACY)
-        lines.append(f"GMTRouter minus {ranked[0][0]} on new queries: {_diff_text(diff)}.")
+        diff = results.paired(dataset, split, MAIN, ranked[0][0], ACCURACY)
+        lines.append(f"GMTRouter minus {ranked[0][0]} on {where}: {_diff_text(diff)}.")
     elif MAIN in dict(ranked) and len(ranked) > 1:
-        diff = results.paired(dataset, "query", MAIN, ranked[1][0], ACCURACY)
+        diff = results.paired(dataset, split, MAIN, ranked[1][0], ACCURACY)
         lines.append(f"GMTRouter minus the next router ({ranked[1][0]}): {_diff_text(diff)}.")
     return lines
 

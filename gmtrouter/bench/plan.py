@@ -17,16 +17,17 @@ from typing import Any
 from gmtrouter.utils.errors import GmtError
 from gmtrouter.utils.version import __version__
 
-SPLITS = ("record", "user", "query")
-SPLIT_NAMES = {"record": "known users", "user": "new users", "query": "new queries"}
+SPLITS = ("record", "user", "query", "category")
+SPLIT_NAMES = {"record": "known users", "user": "new users", "query": "new queries", "category": "new topics"}
 TEST_FRAC = 0.2
 FULL_SEEDS = (0, 1, 2, 3, 4)
 FULL_SHOTS = (0, 1, 2, 5, 10, 20)
 QUICK_SEEDS = (0,)
 QUICK_SHOTS = (0, 5)
 REAL_DATASETS = ("mt-bench", "chatbot-arena")
-SYNTHETIC_DATASETS = ("gsm8k", "mmlu", "llmrouter", "llmrouter-task", "llmrouter-switch")
-DEFAULT_DATASETS = ("mt-bench", "gsm8k", "mmlu", "llmrouter", "llmrouter-task", "llmrouter-switch")
+COMMUNITY_DATASETS = ("llmrouter-communities", "gsm8k-communities")  # users in taste communities
+SYNTHETIC_DATASETS = ("gsm8k", "mmlu", "llmrouter", "llmrouter-task", "llmrouter-switch", *COMMUNITY_DATASETS)
+DEFAULT_DATASETS = ("mt-bench", "gsm8k", "mmlu", "llmrouter", "llmrouter-task", "llmrouter-switch", *COMMUNITY_DATASETS)
 SWITCH_DATASETS = ("llmrouter-switch",)  # users with a switching aversion: where routing each turn alone is compared
 # There the plan compares conversation-aware routing with the rules it must beat, on known users (the conversation
 # metrics' setting); every router is measured on `llmrouter`, the same matrix and kind of users without the aversion.
@@ -304,16 +305,30 @@ class Skipped:
     reason: str
 
 
+def splits_of(dataset: str, categories: int) -> tuple[str, ...]:
+    """The settings a dataset is measured in: new topics only where records have two categories or more."""
+    if dataset in SWITCH_DATASETS:
+        return SWITCH_SPLITS
+    return tuple(s for s in SPLITS if s != "category" or categories >= 2)
+
+
 def build_plan(
-    config: BenchConfig, data_hashes: Mapping[str, str], has_response_text: Mapping[str, bool]
+    config: BenchConfig,
+    data_hashes: Mapping[str, str],
+    has_response_text: Mapping[str, bool],
+    categories: Mapping[str, int] | None = None,
 ) -> tuple[list[Job], list[Skipped]]:
-    """Jobs seed by seed (an interrupted run leaves whole seeds), then dataset, split and variant."""
+    """Jobs seed by seed (an interrupted run leaves whole seeds), then dataset, split and variant.
+
+    `categories`: the number of distinct `meta.category` values of each dataset (0 where a record has none);
+    a dataset with fewer than two has no new-topics setting.
+    """
     jobs: list[Job] = []
     skipped: dict[tuple[str, str], Skipped] = {}
     ablation_seeds = config.seeds if config.ablation_seeds is None else config.ablation_seeds
     for seed in config.seeds:
         for dataset in config.datasets:
-            for split in SPLITS:
+            for split in splits_of(dataset, (categories or {}).get(dataset, 0)):
                 for variant in config.variants:
                     if variant.needs_response_text and not has_response_text[dataset]:
                         reason = "the responses carry no text, so the ablation equals the full model"
@@ -321,8 +336,6 @@ def build_plan(
                         continue
                     if dataset in SWITCH_DATASETS and variant.name not in SWITCH_ROUTERS:
                         skipped[dataset, variant.name] = Skipped(dataset, variant.name, _SWITCH_OTHERS)
-                        continue
-                    if dataset in SWITCH_DATASETS and split not in SWITCH_SPLITS:
                         continue
                     if variant.switch_data_only and dataset not in SWITCH_DATASETS:
                         reason = "it differs from GMTRouter only where users have a switching aversion"

@@ -3,7 +3,7 @@ accuracy against switch rate."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +13,7 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt
 import numpy as np
 
-from gmtrouter.bench.aggregate import Results
+from gmtrouter.bench.aggregate import Estimate, Results
 
 MAIN = "gmtrouter"
 DPI = 110
@@ -32,32 +32,82 @@ def _style(variant: str, index: int) -> dict[str, Any]:
     return style
 
 
-def kshot_plot(results: Results, dataset: str, shots: Sequence[int], path: Path) -> Path | None:
-    """New users: pairwise accuracy (mean and 95% interval over seeds) against the k records shown."""
-    variants = results.variants(dataset, "user")
-    fig, ax = plt.subplots(figsize=(8.5, 4.8))
-    drawn = 0
-    for index, variant in enumerate(variants):
-        points = [
-            (i, results.estimate(dataset, "user", variant, f"evaluations.{k}.accuracy")) for i, k in enumerate(shots)
-        ]
-        points = [(i, e) for i, e in points if e is not None]
-        if not points:
+_KSHOT = "evaluations.{k}.accuracy"
+# (evaluation field, legend label, style) of the reference curves: what a rule that knows the world scores
+_REFERENCES = (
+    ("oracle", "oracle (true utilities)", {"color": "grey", "linestyle": "--", "linewidth": 1.6}),
+    (
+        "community_posterior",
+        "community posterior (Bayes rule)",
+        {"color": "tab:purple", "linestyle": "-.", "linewidth": 1.6},
+    ),
+)
+
+
+def _band(shots: Sequence[int], pick: Callable[[int], Estimate | None]) -> tuple[np.ndarray, ...]:
+    """(x, mean, half-width) at the ks where `pick(k)` has an estimate; a single seed has no width."""
+    points = [(i, e) for i, k in enumerate(shots) if (e := pick(k)) is not None]
+    x = np.array([i for i, _ in points], dtype=float)
+    return x, np.array([e.mean for _, e in points]), np.array([e.half or 0.0 for _, e in points])
+
+
+def best_other(results: Results, dataset: str, shots: Sequence[int]) -> str | None:
+    """The router, other than GMTRouter, its variants and random, with the highest accuracy averaged over k."""
+    found = {}
+    for variant in results.variants(dataset, "user"):
+        if variant == MAIN or variant.startswith(f"{MAIN}-") or variant == "random":
             continue
-        x = np.array([i for i, _ in points], dtype=float)
-        y = np.array([e.mean for _, e in points])
-        err = np.array([e.half or 0.0 for _, e in points])
-        ax.errorbar(x, y, yerr=err, marker="o", markersize=3.5, capsize=2, label=variant, **_style(variant, index))
-        drawn += 1
-    if not drawn:
-        plt.close(fig)
+        means = [e.mean for k in shots if (e := results.estimate(dataset, "user", variant, _KSHOT.format(k=k)))]
+        if means:
+            found[variant] = float(np.mean(means))
+    return max(found, key=found.__getitem__) if found else None
+
+
+def _kshot_routers(results: Results, dataset: str, shots: Sequence[int]) -> list[tuple[str, str, dict[str, Any]]]:
+    """(variant, legend label, style) of the routers the k-shot plot draws: GMTRouter, its ablations, the best
+    other router."""
+    variants = results.variants(dataset, "user")
+    colours = iter(plt.get_cmap("Dark2").colors)
+    drawn = [(MAIN, MAIN, {"color": "black", "linewidth": 2.6, "zorder": 5})] if MAIN in variants else []
+    for variant in (v for v in variants if v.startswith(f"{MAIN}-")):  # dashed over GMTRouter: equal curves show
+        drawn.append(
+            (variant, variant, {"color": next(colours), "linewidth": 1.5, "linestyle": (0, (4, 2)), "zorder": 6})
+        )
+    other = best_other(results, dataset, shots)
+    if other is not None:
+        drawn.append((other, f"{other} (best other router)", {"color": "tab:blue", "linewidth": 1.8}))
+    return drawn
+
+
+def kshot_plot(results: Results, dataset: str, shots: Sequence[int], path: Path) -> Path | None:
+    """New users: pairwise accuracy against the k records shown, mean over seeds with its 95% interval as a band.
+
+    Drawn: GMTRouter, its ablations, the best other router, and the references (the oracle; the community
+    posterior where users come in taste communities). Every other router is in the table beside it."""
+    curves = [
+        (label, _band(shots, lambda k, v=v: results.estimate(dataset, "user", v, _KSHOT.format(k=k))), style)
+        for v, label, style in _kshot_routers(results, dataset, shots)
+    ]
+    curves = [curve for curve in curves if len(curve[1][0])]
+    if not curves:
         return None
+    for key, label, style in _REFERENCES:
+        band = _band(shots, lambda k, key=key: results.shared(dataset, "user", f"evaluations.{k}.{key}.accuracy"))
+        if len(band[0]):
+            curves.append((label, band, style))
+    fig, ax = plt.subplots(figsize=(9.5, 4.8))
+    for label, (x, y, half), style in curves:
+        ax.plot(x, y, marker="o", markersize=3.5, label=label, **style)
+        if half.any():
+            ax.fill_between(x, y - half, y + half, color=style["color"], alpha=0.13, linewidth=0)
+    means = np.concatenate([y for _, (_, y, _), _ in curves])
+    ax.set_ylim(max(0.0, means.min() - 0.04), min(1.0, means.max() + 0.04))  # the means fit; wide bands run off
     ax.set_xticks(range(len(shots)), [str(k) for k in shots])
     ax.set_xlabel("k: records of each new user shown as history (not retrained)")
     ax.set_ylabel("pairwise accuracy")
-    seeds = max((len(results.ok(dataset, "user", v)) for v in variants), default=0)
-    spread = "mean, 95% CI over seeds" if seeds > 1 else "one seed, no interval"
-    ax.set_title(f"{dataset}: new users, accuracy against k shots ({spread})")
+    seeds = max((len(results.ok(dataset, "user", v)) for v in results.variants(dataset, "user")), default=0)
+    spread = f"mean and 95% interval over {seeds} seeds" if seeds > 1 else "one seed, no interval"
+    ax.set_title(f"{dataset}: new users, accuracy against k shots\n({spread}; every other router in the table)")
     ax.grid(alpha=0.3)
     ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8, frameon=False)
     return _save(fig, path)

@@ -1,7 +1,8 @@
 """The benchmark report (Markdown): how it was made, one section per dataset with tables and plots, resources.
 
 Tables show the mean and 95% t-interval over seeds; the best mean of each column is in bold (every mean that
-rounds to the best). Reference rows (the simulator's true utilities) are in italics and never bold.
+rounds to the best). Reference rows (the simulator's true utilities; in worlds of taste communities, the Bayes
+rule that knows the communities) are in italics and never bold.
 """
 
 from __future__ import annotations
@@ -22,6 +23,11 @@ from gmtrouter.bench.tradeoff import COST_WEIGHTS
 from gmtrouter.utils.version import __version__
 
 TABLE_WEIGHTS = (0.0, 0.5, 1.0, 2.0, 5.0)
+# The reference rows under the k-shot table: the field of each evaluation, and the row's title.
+REFERENCES = (
+    ("oracle", "oracle: the simulator's true utilities"),
+    ("community_posterior", "community posterior: the Bayes rule that knows the communities"),
+)
 
 
 @dataclass(frozen=True)
@@ -114,6 +120,10 @@ def new_query_table(results: Results, dataset: str) -> list[str]:
     return _with_oracle(results, dataset, "query", QUERY_COLUMNS)
 
 
+def new_topic_table(results: Results, dataset: str) -> list[str]:
+    return _with_oracle(results, dataset, "category", QUERY_COLUMNS)
+
+
 def _with_oracle(results: Results, dataset: str, split: str, columns: Sequence[Column]) -> list[str]:
     """The metric table (accuracy and AUC first) with the simulator oracle's row, where the data has one."""
     lines = metric_table(results, dataset, split, columns)
@@ -177,10 +187,11 @@ def kshot_table(results: Results, dataset: str, shots: Sequence[int], metric: st
     per_column = [_bold_best({v: results.estimate(dataset, "user", v, c.path) for v in variants}, c) for c in columns]
     rows = [[f"{v}{_status(results, dataset, 'user', v)}", *(cells[v] for cells in per_column)] for v in variants]
     lines = _table(["router", *(c.title for c in columns)], rows)
-    oracle = [results.shared(dataset, "user", f"evaluations.{k}.oracle.{metric}") for k in shots]
-    if any(e is not None for e in oracle):
-        cells = [f"*{e.format()}*" if e is not None else "–" for e in oracle]
-        lines.append("| *oracle: the simulator's true utilities* | " + " | ".join(cells) + " |")
+    for key, title in REFERENCES:
+        reference = [results.shared(dataset, "user", f"evaluations.{k}.{key}.{metric}") for k in shots]
+        if any(e is not None for e in reference):
+            cells = [f"*{e.format()}*" if e is not None else "–" for e in reference]
+            lines.append(f"| *{title}* | " + " | ".join(cells) + " |")
     return lines
 
 
@@ -298,6 +309,10 @@ def plan_text(
         "- **New queries**: split by query text (whole query texts to test until about 20% of the records are "
         "there, seeded): no test query is in training for any user; the test users' other records are their "
         "history.",
+        "- **New topics**: split by category (whole `meta.category` values, MT-Bench's categories or a matrix's "
+        "tasks, to test until about 20% of the records are there, seeded): no test topic is in training for any "
+        "user; the test users' records on the other topics are their history. Only where the records have two "
+        "categories or more.",
         f"- **Seeds** {seeds}: the seed is both the split's and the router's. Tables give the mean and the 95% "
         "t-interval over seeds (mean ± t(0.975, n-1) · sd / √n). Differences between two routers are paired by "
         "seed; one whose interval includes 0 is called not separable.",
@@ -335,6 +350,7 @@ def headline(results: Results, datasets: Sequence[str], shots: Sequence[int]) ->
             ("record", "evaluations.0.accuracy"),
             ("user", f"evaluations.{k}.accuracy"),
             ("query", "evaluations.0.accuracy"),
+            ("category", "evaluations.0.accuracy"),
         )
         for split, path in settings:
             found = [(v, results.estimate(name, split, v, path)) for v in results.variants(name, split)]
@@ -344,7 +360,7 @@ def headline(results: Results, datasets: Sequence[str], shots: Sequence[int]) ->
             row += [f"{best[0]} {best[1].format()}" if best else "–", mine.format() if mine else "–"]
         rows.append(row)
     header = ["dataset", "best, known users", "gmtrouter, known users", f"best, new users k={k}", f"gmtrouter, k={k}"]
-    header += ["best, new queries", "gmtrouter, new queries"]
+    header += ["best, new queries", "gmtrouter, new queries", "best, new topics", "gmtrouter, new topics"]
     return ["", "## Summary: pairwise accuracy", "", *_table(header, rows)]
 
 
@@ -358,6 +374,7 @@ def dataset_section(
         narrative.ablations(results, name, [v.name for v in variants if v.ablation], config.shots),
         narrative.new_users(results, name, config.shots),
         narrative.new_queries(results, name),
+        narrative.new_queries(results, name, "category"),
         narrative.failures(results, name),
     ]
     lines += [f"- {' '.join(part)}" for part in parts if part]
@@ -371,6 +388,9 @@ def dataset_section(
     if results.variants(name, "query"):
         lines += ["", f"### {SPLIT_NAMES['query'].capitalize()}", ""]
         lines += new_query_table(results, name)
+    if results.variants(name, "category"):
+        lines += ["", f"### {SPLIT_NAMES['category'].capitalize()}", ""]
+        lines += new_topic_table(results, name)
     conversations = conversation_table(results, name)
     if conversations:
         lines += ["", "### Conversations: turns after a known previous turn (known users)", "", *conversations]

@@ -94,9 +94,11 @@ def run_bench(
         config,
         {n: d.sha256 for n, d in data.items()},
         {n: d.has_response_text for n, d in data.items()},
+        {n: d.categories for n, d in data.items()},
     )
     console.print(f"plan: {len(jobs)} jobs ({len(config.datasets)} datasets, {len(config.seeds)} seeds)")
-    summary = Runner(config, {n: d.path for n, d in data.items()}, console).run(jobs)
+    references = {n: d.community_model for n, d in data.items() if d.community_model is not None}
+    summary = Runner(config, {n: d.path for n, d in data.items()}, console, references).run(jobs)
     info = RunInfo(
         command=command,
         started=started,

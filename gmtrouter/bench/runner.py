@@ -8,13 +8,14 @@ only itself down. Every job ends with a result file: `ok`, `failed` (an exceptio
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import multiprocessing
 import signal
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
@@ -32,6 +33,7 @@ from rich.progress import (
 )
 
 from gmtrouter.bench.plan import BenchConfig, Job
+from gmtrouter.data.sim_posterior import CommunityModel
 
 FINISHED = ("ok", "failed", "crashed", "timeout")
 _POLL_SECONDS = 0.5
@@ -102,10 +104,17 @@ class RunSummary:
 class Runner:
     """Executes jobs with at most `config.workers` at a time, each limited to `config.timeout` seconds."""
 
-    def __init__(self, config: BenchConfig, data_paths: dict[str, Path], console: Console) -> None:
+    def __init__(
+        self,
+        config: BenchConfig,
+        data_paths: dict[str, Path],
+        console: Console,
+        community_models: Mapping[str, CommunityModel] | None = None,
+    ) -> None:
         self.config = config
         self.data_paths = data_paths
         self.console = console
+        self.community_models = dict(community_models or {})  # dataset -> what its community reference knows
         self._context = multiprocessing.get_context("forkserver")
         self._context.set_forkserver_preload(["gmtrouter.bench.worker"])
 
@@ -117,6 +126,9 @@ class Runner:
             "log": str(job.log_path(out)),
             "threads": self.config.threads,
             "latency_requests": self.config.latency_requests,
+            "community_model": (
+                dataclasses.asdict(self.community_models[job.dataset]) if job.dataset in self.community_models else None
+            ),
         }
 
     def _start(self, job: Job, progress: Progress) -> _Running:

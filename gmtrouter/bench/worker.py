@@ -29,8 +29,9 @@ from gmtrouter.bench.conversation import conversation_metrics
 from gmtrouter.bench.tradeoff import single_llm_points, tradeoff_curve
 from gmtrouter.data.schema import Interaction, read_records
 from gmtrouter.data.sim_config import UTILITY_KEY
+from gmtrouter.data.sim_posterior import CommunityModel, community_posterior_scores
 from gmtrouter.data.split import split_records
-from gmtrouter.evaluation.kshot import score_split, split_metrics, users_left_out
+from gmtrouter.evaluation.kshot import score_split, shot_split, split_metrics, users_left_out
 from gmtrouter.evaluation.metrics import auc, per_user_values, rated_pairs
 from gmtrouter.registry.routers import make_router
 from gmtrouter.routing.base import PreferenceRouter
@@ -79,10 +80,25 @@ def oracle(records: Sequence[Interaction]) -> dict[str, float] | None:
     return {"accuracy": float(pairs.correct.mean()) if len(pairs.label) else None, "auc": auc(pairs.label, pairs.diff)}
 
 
+def community_reference(
+    shown: Sequence[Interaction], scored: Sequence[Interaction], model: CommunityModel
+) -> dict[str, float | None]:
+    """Accuracy and AUC of the community-posterior rule (`gmtrouter.data.sim_posterior`) on the scored records,
+    from each user's shown records alone."""
+    pairs = rated_pairs(scored, community_posterior_scores(shown, scored, model))
+    return {"accuracy": float(pairs.correct.mean()) if len(pairs.label) else None, "auc": auc(pairs.label, pairs.diff)}
+
+
 def evaluate_k(
-    router: PreferenceRouter, train: list[Interaction], test: list[Interaction], k: int, score_after: int | None = None
+    router: PreferenceRouter,
+    train: list[Interaction],
+    test: list[Interaction],
+    k: int,
+    score_after: int | None = None,
+    community_model: CommunityModel | None = None,
 ) -> dict[str, Any]:
-    """Contract metrics at k shots, plus the per-user values behind their summaries and the oracle's metrics.
+    """Contract metrics at k shots, plus the per-user values behind their summaries, the oracle's metrics and,
+    given the world's `community_model`, the community-posterior reference's.
 
     `score_after` (the curve's largest k) makes every k score the same records: each user's after that many.
     """
@@ -91,6 +107,9 @@ def evaluate_k(
     users = per_user_values(rated_pairs(split.scored, split.scores))
     result["per_user_values"] = {"accuracy": [a for a, _ in users.values()], "auc": [u for _, u in users.values()]}
     result["oracle"] = oracle(split.scored)
+    if community_model is not None:
+        shown, _ = shot_split(test, k, score_after)
+        result["community_posterior"] = community_reference(shown, split.scored, community_model)
     result["_split"] = split
     return result
 
@@ -167,10 +186,12 @@ def run_job(job: dict[str, Any], options: dict[str, Any], conn: Any = None) -> N
         result["params"] = param_count(router)
         evaluations: dict[str, Any] = {}
         expected = mean_costs(train)
+        model = options.get("community_model")
+        reference = CommunityModel(**model) if model and job["split"] == "user" else None
         for index, k in enumerate(shots, start=1):
             phase(index)
             try:
-                evaluation = evaluate_k(router, train, test, k, score_after)
+                evaluation = evaluate_k(router, train, test, k, score_after, reference)
             except GmtError as error:  # no records left to score after k shots: that k has no number
                 evaluations[str(k)] = {"error": str(error)}
                 continue

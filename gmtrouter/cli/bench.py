@@ -21,7 +21,11 @@ def bench(
     ] = False,
     datasets: Annotated[
         str | None,
-        typer.Option("--datasets", help="Comma-separated: mt-bench, gsm8k, mmlu, llmrouter, chatbot-arena."),
+        typer.Option(
+            "--datasets",
+            help="Comma-separated: mt-bench, gsm8k, mmlu, llmrouter, llmrouter-task, llmrouter-switch, "
+            "llmrouter-communities, gsm8k-communities, chatbot-arena.",
+        ),
     ] = None,
     routers: Annotated[
         str | None, typer.Option("--routers", help="Comma-separated routers, ablations and --variant names.")
@@ -68,7 +72,8 @@ def bench(
         bool, typer.Option("--all-jobs", help="Also run the slow jobs the plan leaves out (listed in the report).")
     ] = False,
 ) -> None:
-    """Run every router on every dataset (known users, new users by k shots, new queries; seeds) into one report."""
+    """Run every router on every dataset (known users, new users by k shots, new queries, new topics; seeds) into
+    one report."""
     from gmtrouter.bench.cli_options import bench_config
 
     config, report_path, full_routers = bench_config(
