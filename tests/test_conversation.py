@@ -17,8 +17,11 @@ from gmtrouter.bench.conversation import SWITCH_COSTS, conversation_metrics
 from gmtrouter.data.conversation import continued_llm, previous_llms
 from gmtrouter.data.schema import Interaction, Response
 from gmtrouter.graph.table import InteractionTable
+from gmtrouter.model.comparisons import Comparisons, usable_previous
+from gmtrouter.model.deviations import Priors
 from gmtrouter.model.gmtrouter import GMTRouter
-from gmtrouter.model.prior import Comparisons, Priors, PriorScores, usable_previous
+from gmtrouter.model.population import Population
+from gmtrouter.model.prior import PriorScores
 from gmtrouter.registry.checkpoint import load_router, save_router
 from gmtrouter.registry.routers import make_router
 from tests.conftest import make_record
@@ -102,15 +105,16 @@ def test_a_fit_reads_the_previous_llm_only_from_shown_records(model) -> None:
     assert usable_previous(table, np.array([1])).tolist() == [-1, -1]  # turn 1 hidden: its winner is a label
     assert usable_previous(table, np.array([0, 1])).tolist() == [-1, 1]
     topics = np.zeros(len(table.query_vocab), dtype=np.int64)
-    hidden = PriorScores.of(table, np.array([1]), np.zeros(3), Priors(1.0, np.inf, stay=1.0), topics, 1, stay=0.5)
-    shown = PriorScores.of(table, np.array([0, 1]), np.zeros(3), Priors(1.0, np.inf, stay=1.0), topics, 1, stay=0.5)
+    everybody = Population(np.zeros(3), stay=0.5)
+    hidden = PriorScores.of(table, np.array([1]), everybody, Priors(1.0, np.inf, stay=1.0), topics, 1)
+    shown = PriorScores.of(table, np.array([0, 1]), everybody, Priors(1.0, np.inf, stay=1.0), topics, 1)
     assert hidden.stay[0] == 0 and shown.stay[0] > 0
     assert Comparisons.of(table, np.array([1])).stay(table.rec_prev_llm).tolist() == [1.0]
 
 
 def test_the_router_learns_who_sticks_to_the_previous_llm(model, router) -> None:
     log = model.training_log_["backbone"]
-    assert log["stay_prior"] is not None and model.stay_ > 0.3
+    assert log["stay_prior"] is not None and model.population_.stay > 0.3
     stay = router.context.prior.stay
     users = router.context.table.user_vocab
     sticky = [stay[users[f"u{u}"]] for u in range(0, 40, 2)]
@@ -164,14 +168,14 @@ def test_an_unknown_previous_llm_is_said_not_guessed(router) -> None:
 def test_routing_each_turn_alone_ignores_the_previous_llm(records) -> None:
     alone = GMTRouter(progress=False, residual=False, seed=0, conversation=False).fit(records)
     router = Router(alone, records)
-    assert alone.stay_ == 0.0
+    assert alone.population_.stay == 0.0
     assert router.route("u0", chat("a")).ranking == router.route("u0", chat("b")).ranking
 
 
 def test_stickiness_survives_save_and_load(model, records, tmp_path) -> None:
     save_router(model, tmp_path / "model", records)
     loaded, history = load_router(tmp_path / "model")
-    assert loaded.stay_ == pytest.approx(model.stay_)
+    assert loaded.population_.stay == pytest.approx(model.population_.stay)
     assert Router(loaded, history).route("u0", chat("b")).llm == "b"
 
 

@@ -11,7 +11,7 @@ from scipy.optimize import minimize
 from scipy.special import log_expit
 
 from gmtrouter.model.bradley_terry import bradley_terry, penalty
-from gmtrouter.model.prior import preference_after, responsive
+from gmtrouter.model.deviations import preference_after, responsive
 from gmtrouter.model.training import USER_PRIOR_GRID, USER_TAIL_GRID
 
 

@@ -9,7 +9,7 @@ keep first-seen order, so `extend` appends new records without renumbering anyth
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -67,7 +67,7 @@ def rating_features(records: Sequence[Interaction], low: float, high: float) -> 
     return np.stack([within, global_scale], axis=1).astype(np.float32)
 
 
-def _vocab_ids(vocab: dict[str, int], keys: Sequence[str]) -> np.ndarray:
+def _vocab_ids(vocab: dict[Hashable, int], keys: Sequence[Hashable]) -> np.ndarray:
     """Ids of `keys`, adding unseen ones to `vocab` in first-seen order."""
     return np.array([vocab.setdefault(key, len(vocab)) for key in keys], dtype=np.int64)
 
@@ -84,6 +84,9 @@ class InteractionTable:
     query_vocab: dict[str, int] = field(default_factory=dict)
     rec_user: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # [R]
     rec_query: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # [R]
+    # (user, query) -> id: a user's own verdict on one query is a group of the backbone
+    own_vocab: dict[tuple[int, int], int] = field(default_factory=dict)
+    rec_own: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # [R]
     rec_conversation: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # [R]
     rec_turn: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # [R]
     rec_prev_llm: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # [R] previous turn's LLM, or -1
@@ -156,6 +159,8 @@ class InteractionTable:
         self.records.extend(records)
         self.rec_user = np.concatenate([self.rec_user, rec_user])
         self.rec_query = np.concatenate([self.rec_query, rec_query])
+        own = _vocab_ids(self.own_vocab, list(zip(rec_user.tolist(), rec_query.tolist(), strict=True)))
+        self.rec_own = np.concatenate([self.rec_own, own])
         conversations = _vocab_ids(self.conversation_vocab, [r.conversation for r in records])
         self.rec_conversation = np.concatenate([self.rec_conversation, conversations])
         self.rec_turn = np.concatenate([self.rec_turn, np.array([r.turn for r in records], dtype=np.int64)])

@@ -27,11 +27,27 @@ def penalty(theta: np.ndarray, l2: float, tail: float | np.ndarray) -> np.ndarra
     return terms.sum(axis=1)
 
 
-def _curvature(theta: np.ndarray, l2: float, tail: np.ndarray) -> np.ndarray:
+def prior_curvature(theta: np.ndarray, l2: float, tail: float | np.ndarray) -> np.ndarray:
     """The penalty's gradient is curvature x θ; for the t penalty this curvature majorises it."""
+    tail = np.broadcast_to(np.asarray(tail, dtype=np.float64), theta.shape[-1:])
     gaussian = np.isinf(tail)
     nu = np.where(gaussian, 1.0, tail)
     return np.where(gaussian, l2, l2 / (1 + l2 * theta**2 / nu))
+
+
+def _hessian(
+    curvature: np.ndarray, group: np.ndarray, first: np.ndarray, second: np.ndarray, weight: np.ndarray, n_groups: int
+) -> np.ndarray:
+    """[n_groups, L, L] the objective's curvature: the prior's (`curvature` [n_groups, L], on the diagonal) plus
+    each comparison's p(1 - p) (`weight`) on its two strengths."""
+    n_llms = curvature.shape[1]
+    hess = np.zeros((n_groups, n_llms, n_llms))
+    hess[:, np.arange(n_llms), np.arange(n_llms)] = curvature
+    np.add.at(hess, (group, first, first), weight)
+    np.add.at(hess, (group, second, second), weight)
+    np.add.at(hess, (group, first, second), -weight)
+    np.add.at(hess, (group, second, first), -weight)
+    return hess
 
 
 def _objective(theta, group, first, second, target, offset, l2, tail, n_groups) -> np.ndarray:
@@ -64,21 +80,14 @@ def bradley_terry(
     target = np.asarray(target, dtype=np.float64)
     offset = np.broadcast_to(np.asarray(offset, dtype=np.float64), target.shape)
     theta = np.zeros((n_groups, n_llms))
-    diagonal = np.arange(n_llms)
     current = _objective(theta, group, first, second, target, offset, l2, tail, n_groups)
     for _ in range(iterations):
         p = expit(offset + theta[group, first] - theta[group, second])
-        residual, weight = p - target, p * (1 - p)
-        curvature = _curvature(theta, l2, tail)
+        curvature = prior_curvature(theta, l2, tail)
         grad = curvature * theta
-        np.add.at(grad, (group, first), residual)
-        np.add.at(grad, (group, second), -residual)
-        hess = np.zeros((n_groups, n_llms, n_llms))
-        hess[:, diagonal, diagonal] = curvature
-        np.add.at(hess, (group, first, first), weight)
-        np.add.at(hess, (group, second, second), weight)
-        np.add.at(hess, (group, first, second), -weight)
-        np.add.at(hess, (group, second, first), -weight)
+        np.add.at(grad, (group, first), p - target)
+        np.add.at(grad, (group, second), target - p)
+        hess = _hessian(curvature, group, first, second, p * (1 - p), n_groups)
         step = np.linalg.solve(hess, grad[..., None])[..., 0]
         scale = np.ones(n_groups)
         for _ in range(30):  # halve the step of any group whose objective would rise
@@ -92,3 +101,31 @@ def bradley_terry(
         if np.abs(scale[:, None] * step).max() < tol:
             break
     return theta
+
+
+def laplace(
+    theta: np.ndarray,
+    group: np.ndarray,
+    first: np.ndarray,
+    second: np.ndarray,
+    target: np.ndarray,
+    l2: float,
+    offset: np.ndarray | float = 0.0,
+    tail: float | np.ndarray = math.inf,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(variance [n_groups, n_llms], log evidence [n_groups]) of fitted strengths `theta` (Laplace, at the fit):
+    each strength's posterior variance, the diagonal of the inverse of the objective's curvature (a group
+    without comparisons keeps the prior's, 1 / l2; a strength compared often has a small one: how sure the fit
+    is, which exploration reads), and the log of how well the group's comparisons are explained under this
+    prior, minus the objective at the fit less half the log-determinant of its curvature over the prior's:
+    comparing it across priors (taste communities) says which one the group's votes come from."""
+    n_groups, n_llms = theta.shape
+    tail = np.broadcast_to(np.asarray(tail, dtype=np.float64), (n_llms,))
+    group, first, second = (np.asarray(x, dtype=np.int64) for x in (group, first, second))
+    target = np.asarray(target, dtype=np.float64)
+    offset = np.broadcast_to(np.asarray(offset, dtype=np.float64), group.shape)
+    p = expit(offset + theta[group, first] - theta[group, second])
+    hess = _hessian(prior_curvature(theta, l2, tail), group, first, second, p * (1 - p), n_groups)
+    _, logdet = np.linalg.slogdet(hess)
+    evidence = -_objective(theta, group, first, second, target, offset, l2, tail, n_groups)
+    return np.diagonal(np.linalg.inv(hess), axis1=1, axis2=2).copy(), evidence - 0.5 * (logdet - n_llms * math.log(l2))

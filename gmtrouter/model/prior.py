@@ -30,260 +30,56 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 from scipy.special import expit, log_expit
-from sklearn.cluster import KMeans
 
 from gmtrouter.graph.table import InteractionTable
-from gmtrouter.model.bradley_terry import bradley_terry
-
-GLOBAL_SCALE = 1  # column of the table's `resp_feats` with the rating on the data's global scale
-
-
-@dataclass(frozen=True)
-class Comparisons:
-    """Rated comparisons among a set of records: pairs of responses, and lone responses against the average.
-
-    `second` is `num_llms` (the virtual average opponent) for a lone response.
-    """
-
-    record: np.ndarray  # [C] table record id
-    first: np.ndarray  # [C] LLM id
-    second: np.ndarray  # [C] LLM id, or num_llms for the virtual opponent
-    target: np.ndarray  # [C] 1, 0, 0.5 (tie) for pairs; the global-scale rating in [0, 1] for a lone response
-
-    def margin(self, scores: np.ndarray) -> np.ndarray:
-        """[C] each comparison's score difference, first minus second, from `scores` [C, L + 1] (every LLM's
-        score for the comparison's record, the virtual average opponent last)."""
-        rows = np.arange(len(self.record))
-        return scores[rows, self.first] - scores[rows, self.second]
-
-    def subset(self, keep: np.ndarray | slice) -> Comparisons:
-        """The comparisons `keep` selects."""
-        return Comparisons(self.record[keep], self.first[keep], self.second[keep], self.target[keep])
-
-    def stay(self, previous: np.ndarray) -> np.ndarray:
-        """[C] +1 where the first side is the LLM that answered the previous turn (`previous` [table records],
-        -1: unknown), -1 where the second is, 0 where neither (the virtual opponent never is)."""
-        prev = previous[self.record]
-        known = prev >= 0
-        return (known & (self.first == prev)).astype(np.float64) - (known & (self.second == prev))
-
-    @classmethod
-    def of(cls, table: InteractionTable, records: np.ndarray) -> Comparisons:
-        """The comparisons inside table records `records`."""
-        shown = np.zeros(table.num_records, dtype=bool)
-        shown[np.asarray(records, dtype=np.int64)] = True
-        pairs = shown[table.pair_record]
-        sizes = np.diff(table.rec_offsets)
-        lone = np.flatnonzero(shown & (sizes == 1))
-        lone_response = table.rec_offsets[lone]
-        num_llms = len(table.llms)
-        return cls(
-            record=np.concatenate([table.pair_record[pairs], lone]),
-            first=np.concatenate([table.resp_llm[table.pair_first[pairs]], table.resp_llm[lone_response]]),
-            second=np.concatenate(
-                [table.resp_llm[table.pair_second[pairs]], np.full(len(lone), num_llms, dtype=np.int64)]
-            ),
-            target=np.concatenate(
-                [table.pair_target[pairs], table.resp_feats[lone_response, GLOBAL_SCALE].astype(np.float64)]
-            ),
-        )
-
-
-def population_strengths(table: InteractionTable, records: np.ndarray, l2: float = 1.0) -> np.ndarray:
-    """[LLMs] Bradley-Terry strengths over every comparison in `records`, all users pooled."""
-    comparisons = Comparisons.of(table, records)
-    is_pair = comparisons.second < len(table.llms)
-    zeros = np.zeros(int(is_pair.sum()), dtype=np.int64)
-    return bradley_terry(
-        zeros,
-        comparisons.first[is_pair],
-        comparisons.second[is_pair],
-        comparisons.target[is_pair],
-        1,
-        len(table.llms),
-        l2,
-    )[0]
-
-
-def usable_previous(table: InteractionTable, records: np.ndarray) -> np.ndarray:
-    """[table records] the previous turn's LLM where a fit on `records` may use it: named by the record itself,
-    or read from a record that is among `records` as well; -1 elsewhere."""
-    shown = np.zeros(table.num_records + 1, dtype=bool)
-    shown[np.asarray(records, dtype=np.int64)] = True
-    source = table.rec_prev_from
-    return np.where((source < 0) | shown[np.where(source < 0, -1, source)], table.rec_prev_llm, -1)
-
-
-def stay_bonus(previous: np.ndarray, amount: np.ndarray | float, width: int) -> np.ndarray:
-    """[B, width] `amount` (one per row, or one for all) in the column of each row's previous LLM, 0 elsewhere
-    and in rows whose previous LLM is unknown (-1): how stickiness enters a row of scores."""
-    previous = np.asarray(previous, dtype=np.int64)
-    out = np.zeros((len(previous), width))
-    known = np.flatnonzero(previous >= 0)
-    out[known, previous[known]] = np.broadcast_to(amount, previous.shape)[known]
-    return out
-
-
-def stay_deviations(
-    groups: np.ndarray, n_groups: int, comparisons: Comparisons, margin: np.ndarray, stay: np.ndarray, prior: float
-) -> np.ndarray:
-    """[n_groups] each group's MAP preference for staying with the previous turn's LLM, beyond the `margin` [C]
-    the rest of the model gives each comparison (first minus second); `stay` [C] is `Comparisons.stay`.
-
-    It is a Bradley-Terry fit of two options, "stay" and "switch", over the comparisons that put the previous
-    LLM against another: the strength difference is the stickiness (its prior precision is `prior` / 2)."""
-    use = stay != 0
-    if not np.isfinite(prior) or not use.any():
-        return np.zeros(n_groups)
-    present, compact = np.unique(groups[comparisons.record[use]], return_inverse=True)
-    first = (stay[use] < 0).astype(np.int64)  # option 0 is "stay": it is the first side where stay = +1
-    strengths = bradley_terry(
-        compact, first, 1 - first, comparisons.target[use], len(present), 2, prior, margin[use], tol=1e-6
-    )
-    out = np.zeros(n_groups)
-    out[present] = strengths[:, 0] - strengths[:, 1]
-    return out
-
-
-def population_stay(table: InteractionTable, records: np.ndarray, strengths: np.ndarray, l2: float = 1.0) -> float:
-    """Everybody's preference for the previous turn's LLM, beyond the population `strengths`, over `records`."""
-    comparisons = Comparisons.of(table, records)
-    margin = comparisons.margin(
-        np.broadcast_to(with_average(strengths[None]), (len(comparisons.record), len(strengths) + 1))
-    )
-    groups = np.zeros(table.num_records, dtype=np.int64)
-    stay = comparisons.stay(usable_previous(table, records))
-    return float(stay_deviations(groups, 1, comparisons, margin, stay, l2)[0])
-
-
-def refit_scope(table: InteractionTable, users: np.ndarray) -> np.ndarray:
-    """The table records that fitting the deviations of table users `users`, and of every query they asked,
-    reads: their records, and every record of those queries."""
-    theirs = np.isin(table.rec_user, users)
-    return np.flatnonzero(theirs | np.isin(table.rec_query, np.unique(table.rec_query[theirs])))
-
-
-def deviations(
-    groups: np.ndarray,
-    n_groups: int,
-    comparisons: Comparisons,
-    expected: np.ndarray,
-    prior: float,
-    tail: float = math.inf,
-) -> np.ndarray:
-    """[n_groups, LLMs] each group's MAP deviation from what is `expected` of its comparisons.
-
-    `groups` [table records] names the group of every record (a user, a query, a user's topic);
-    `expected` [C, L + 1] holds, for each comparison, the scores the rest of the model gives every LLM and
-    (last column) the virtual average opponent. Groups without comparisons (and every group when `prior` is
-    infinite) stay at 0. A finite `tail` makes the prior a Student-t with that many degrees of freedom.
-    """
-    num_llms = expected.shape[1] - 1
-    if not np.isfinite(prior) or len(comparisons.record) == 0:
-        return np.zeros((n_groups, num_llms))
-    offset = comparisons.margin(expected)
-    present, compact = np.unique(groups[comparisons.record], return_inverse=True)
-    fitted = bradley_terry(
-        compact,
-        comparisons.first,
-        comparisons.second,
-        comparisons.target,
-        len(present),
-        num_llms + 1,
-        prior,
-        offset,
-        iterations=20,
-        tol=1e-6,
-        # The virtual opponent's column (a user's overall rating bias) keeps a Gaussian prior: with a heavy
-        # tail it could take all of a user's thumbs at once, and a thumb on one LLM would undo those on another.
-        tail=np.append(np.full(num_llms, tail), math.inf),
-    )
-    out = np.zeros((n_groups, num_llms))
-    out[present] = fitted[:, :num_llms]
-    return out
-
-
-def preference_after(votes: int, prior: float, tail: float, preference: float = 0.8) -> float:
-    """One user's P(B > A) after `votes` consistent votes for B, where the population prefers A at
-    `preference`, under a user prior of precision `prior` and `tail`."""
-    wins = np.ones(votes)
-    index = np.zeros(votes, dtype=np.int64)
-    offset = -math.log(preference / (1 - preference))
-    theta = bradley_terry(index, index + 1, index, wins, 1, 2, prior, offset, tol=1e-6, tail=tail)[0]
-    return float(1 / (1 + math.exp(-(offset + theta[1] - theta[0]))))
-
-
-def responsive(prior: float, tail: float) -> bool:
-    """Whether a user prior keeps feedback visible: against an 80% population preference, three consistent votes
-    bring the user's P(B > A) to at least 0.35 and ten votes past 0.5."""
-    return preference_after(3, prior, tail) >= 0.35 and preference_after(10, prior, tail) > 0.5
-
-
-def fit_topics(query_emb: np.ndarray, seed: int, per_topic: int = 20, most: int = 16) -> np.ndarray:
-    """[K, E] unit centroids of the query embeddings (k-means, about `per_topic` queries a topic, at most
-    `most` topics); [0, E] when there are too few queries for two topics."""
-    count = min(most, len(query_emb) // per_topic)
-    if count < 2:
-        return np.zeros((0, query_emb.shape[1]), np.float32)
-    km = KMeans(n_clusters=count, n_init=3, random_state=seed).fit(query_emb)
-    centres = km.cluster_centers_
-    return (centres / np.linalg.norm(centres, axis=1, keepdims=True).clip(1e-9)).astype(np.float32)
-
-
-def topic_of(query_emb: np.ndarray, centroids: np.ndarray) -> np.ndarray:
-    """[n] the nearest topic of each query embedding (0 when there are no topics)."""
-    if len(centroids) == 0:
-        return np.zeros(len(query_emb), dtype=np.int64)
-    return np.argmax(query_emb @ centroids.T, axis=1).astype(np.int64)
-
-
-def with_average(scores: np.ndarray) -> np.ndarray:
-    """[n, L] scores -> [n, L + 1] with the average LLM's score (the virtual opponent of a lone response) last."""
-    return np.concatenate([scores, scores.mean(axis=1, keepdims=True)], axis=1)
-
-
-@dataclass(frozen=True)
-class Priors:
-    """Precisions of the priors on the deviations (inf: that deviation off), Gaussian but for the user's."""
-
-    user: float
-    query: float
-    topic: float = math.inf  # the user's deviation on one topic of queries, beyond their overall one
-    task: float = math.inf  # everybody's deviation on one topic of queries: which LLM is good at what
-    user_tail: float = math.inf  # degrees of freedom of the user prior's Student-t (inf: Gaussian)
-    stay: float = math.inf  # a user's stickiness to the previous turn's LLM, beyond everybody's
+from gmtrouter.model.bradley_terry import prior_curvature
+from gmtrouter.model.communities import Communities, fit_members
+from gmtrouter.model.comparisons import Comparisons, stay_bonus, usable_previous, with_average
+from gmtrouter.model.deviations import GroupFit, Priors, fit_groups, rows, stay_deviations
+from gmtrouter.model.population import Population
 
 
 @dataclass
 class PriorScores:
-    """The backbone: population strengths and the deviations of every table user, user topic and query."""
+    """The backbone: what everybody shares (`population`) and the deviations of every table user, user topic
+    and query, with each one's posterior variance where it was asked for (exploration reads them)."""
 
-    strengths: np.ndarray  # [L]
+    population: Population
     task: np.ndarray  # [topics, L]
     user: np.ndarray  # [table users, L]
     topic: np.ndarray  # [table users * topics, L], row user * topics + topic
     topics: int
     query: np.ndarray  # [table queries, L]
     query_topic: np.ndarray  # [table queries] the topic of every table query
-    stay_population: float = 0.0  # everybody's preference for the previous turn's LLM
-    stay: np.ndarray | None = None  # [table users] each user's own, beyond everybody's
+    stay: np.ndarray | None = None  # [table users] each user's stickiness, beyond everybody's
+    own: np.ndarray | None = None  # [table (user, query) pairs, L] a user's own verdict on a query
+    variance: dict[str, np.ndarray] | None = None  # task, user, topic, own, query: like the deviations
+    unseen_variance: dict[str, float] | None = None  # user, topic: the prior's, for a user not in the table
+    membership: np.ndarray | None = None  # [table users, communities] each user's posterior community weights
+    anchor: np.ndarray | None = None  # [table users, L] the mean of each user's mixture prior (communities)
+
+    @property
+    def strengths(self) -> np.ndarray:
+        return self.population.strengths
 
     @classmethod
     def of(
         cls,
         table: InteractionTable,
         records: np.ndarray,
-        strengths: np.ndarray,
+        population: Population,
         priors: Priors,
         query_topic: np.ndarray,
         topics: int,
         residual: np.ndarray | None = None,
-        stay: float = 0.0,
         since: PriorScores | None = None,
         users: np.ndarray | None = None,
+        posterior: bool = False,
+        communities: Communities | None = None,
     ) -> PriorScores:
         """The deviations given the shown `records`; `query_topic` [table queries] is each query's topic and
-        `stay` everybody's preference for the previous turn's LLM (0: the conversation is not read).
+        `population` what everybody shares (its stickiness 0: the conversation is not read). With `posterior`,
+        every deviation's posterior variance too.
 
         With `since`, the backbone before table users `users` showed more records, only their deviations and
         those of the queries they asked are fitted, from `records` = `refit_scope(table, users)`; every other
@@ -294,8 +90,8 @@ class PriorScores:
         at what, against the population strengths and, if given, the network's `residual`.
         User deviations come next, against everything else the model says of the user's comparisons
         (the population strengths, the topic's deviation and the network's residual [table records, L] on the
-        user's own shown records): a user's consistent votes overturn the model's prediction for them, and a query only
-        they asked cannot explain their votes away. A user's deviation on a topic (a cluster of similar
+        user's own shown records): a user's consistent votes overturn the model's prediction for them, and a query
+        only they asked cannot explain their votes away. A user's deviation on a topic (a cluster of similar
         queries) comes next, against the same plus their overall deviation: a taste that depends on the task.
         Query deviations come last, against all of that: what the users who saw answers to this query thought
         beyond their own taste. A user's stickiness is fitted right after their overall deviation, against the
@@ -303,60 +99,187 @@ class PriorScores:
         """
         comparisons = Comparisons.of(table, records)
         num_users, num_queries = len(table.user_vocab), len(table.query_vocab)
-        expected = np.broadcast_to(with_average(strengths[None]), (len(comparisons.record), len(strengths) + 1))
+        strengths, stay = population.strengths, population.stay
+        expected = np.broadcast_to(population.average(strengths[None]), (len(comparisons.record), len(strengths) + 1))
         if residual is not None:
             expected = expected + with_average(residual[comparisons.record])
         usable = usable_previous(table, records)
         previous = usable[comparisons.record]
         sticky = comparisons.stay(usable) if stay or np.isfinite(priors.stay) else None
         record_topic = query_topic[table.rec_query]
+        variance: dict[str, np.ndarray] = {}
+        users = np.zeros(0, dtype=np.int64) if users is None else np.asarray(users, dtype=np.int64)
 
-        def kept(name: str, fitted: np.ndarray, rows: np.ndarray) -> np.ndarray:
-            """`fitted` where a full fit is made, else `since`'s deviations with `rows` fitted."""
-            if since is None:
+        def keep(name: str, fitted: GroupFit, rows: np.ndarray | None, prior: float) -> np.ndarray:
+            """The deviations of one kind (and, with `posterior`, their variances): `fitted` where a full fit is
+            made, else `since`'s with `rows` refitted (new users and queries at the prior)."""
+            if posterior and fitted.variance is not None:
+                old = (since.variance or {}).get(name) if since is not None else None
+                variance[name] = merged(old, fitted.variance, rows, 1 / prior if np.isfinite(prior) else 0.0)
+            return merged(getattr(since, name, None), fitted.mean, rows)
+
+        def merged(
+            old: np.ndarray | None, fitted: np.ndarray, rows: np.ndarray | None, fill: float = 0.0
+        ) -> np.ndarray:
+            if since is None or old is None:
                 return fitted
-            old = getattr(since, name)
-            old = np.zeros((0, *fitted.shape[1:])) if old is None else old
-            out = np.concatenate([old, np.zeros((len(fitted) - len(old), *old.shape[1:]))])  # new users, queries
+            grown = np.full((len(fitted) - len(old), *old.shape[1:]), fill)  # new users, queries
+            out = np.concatenate([old, grown])
             out[rows] = fitted[rows]
             return out
 
-        users = np.zeros(0, dtype=np.int64) if users is None else np.asarray(users, dtype=np.int64)
-        task = since.task if since is not None else deviations(record_topic, topics, comparisons, expected, priors.task)
+        def fit(name: str, groups, n_groups, shown: Comparisons, expect, prior, rows, tail=math.inf) -> np.ndarray:
+            return keep(name, fit_groups(groups, n_groups, shown, expect, prior, tail, posterior), rows, prior)
+
+        if since is not None:
+            task = since.task
+            if posterior and since.variance is not None:
+                variance["task"] = since.variance["task"]
+        else:
+            task = fit("task", record_topic, topics, comparisons, expected, priors.task, None)
         expected = expected + with_average(task[record_topic[comparisons.record]])
         # refitting, the users' own deviations come from their comparisons alone (the other users' are kept)
-        own = slice(None) if since is None else np.isin(table.rec_user[comparisons.record], users)
-        theirs = comparisons.subset(own)
-        user = deviations(table.rec_user, num_users, theirs, expected[own], priors.user, priors.user_tail)
-        user = kept("user", user, users)
-        expected = expected + with_average(user[table.rec_user[comparisons.record]])
-        user_stay = np.zeros(num_users)
-        if sticky is not None:
-            margin = comparisons.margin(expected) + stay * sticky
-            user_stay = stay_deviations(table.rec_user, num_users, theirs, margin[own], sticky[own], priors.stay)
-            user_stay = kept("stay", user_stay, users)
-            # later deviations are fitted against the stickiness too
-            amount = stay + user_stay[table.rec_user[comparisons.record]]
-            expected = expected + stay_bonus(previous, amount, expected.shape[1])
+        mine = slice(None) if since is None else np.isin(table.rec_user[comparisons.record], users)
+        theirs = comparisons.subset(mine)
         user_topic = table.rec_user * topics + record_topic
-        topic = deviations(user_topic, num_users * topics, theirs, expected[own], priors.topic)
-        topic = kept("topic", topic, (users[:, None] * topics + np.arange(topics)).ravel())
-        expected = expected + with_average(topic[user_topic[comparisons.record]])
-        query = deviations(table.rec_query, num_queries, comparisons, expected, priors.query)
-        query = kept("query", query, np.unique(table.rec_query[np.isin(table.rec_user, users)]))
-        return cls(strengths, task, user, topic, topics, query, query_topic, stay, user_stay)
+        topic_rows = (users[:, None] * topics + np.arange(topics)).ravel()
+        user_stay = np.zeros(num_users)
+        membership = anchor = None
+
+        def sticky_fit() -> np.ndarray:
+            """Each user's stickiness, against everything fitted so far; later parts are fitted against it."""
+            nonlocal expected
+            margin = comparisons.margin(expected) + stay * sticky
+            fitted = stay_deviations(table.rec_user, num_users, theirs, margin[mine], sticky[mine], priors.stay)
+            fitted = merged(since.stay if since is not None else None, fitted, users)
+            amount = stay + fitted[table.rec_user[comparisons.record]]
+            expected = expected + stay_bonus(previous, amount, expected.shape[1])
+            return fitted
+
+        if communities is None:
+            user = fit("user", table.rec_user, num_users, theirs, expected[mine], priors.user, users, priors.user_tail)
+            expected = expected + with_average(user[table.rec_user[comparisons.record]])
+            if sticky is not None:
+                user_stay = sticky_fit()
+            topic = fit("topic", user_topic, num_users * topics, theirs, expected[mine], priors.topic, topic_rows)
+            expected = expected + with_average(topic[user_topic[comparisons.record]])
+        else:  # the users' deviations, overall and on topics, under the communities' mixture prior
+            members = fit_members(
+                communities,
+                table.rec_user,
+                num_users,
+                record_topic,
+                topics,
+                theirs,
+                expected[mine],
+                priors.user,
+                priors.user_tail,
+                priors.topic,
+            )
+            user = keep("user", members.user, users, priors.user)
+            topic = keep("topic", members.topic, topic_rows, priors.topic)
+            membership = merged(getattr(since, "membership", None), members.weights, users, 0.0)
+            anchor = merged(getattr(since, "anchor", None), members.anchor, users, 0.0)
+            expected = expected + with_average(user[table.rec_user[comparisons.record]])
+            expected = expected + with_average(topic[user_topic[comparisons.record]])
+            if sticky is not None:
+                user_stay = sticky_fit()
+        own_rows = np.unique(table.rec_own[np.isin(table.rec_user, users)])
+        own = fit("own", table.rec_own, len(table.own_vocab), theirs, expected[mine], priors.own, own_rows)
+        expected = expected + with_average(own[table.rec_own[comparisons.record]])
+        query_rows = np.unique(table.rec_query[np.isin(table.rec_user, users)])
+        query = fit("query", table.rec_query, num_queries, comparisons, expected, priors.query, query_rows)
+        unseen = {
+            name: 1 / prior if np.isfinite(prior) else 0.0
+            for name, prior in (("user", priors.user), ("topic", priors.topic))
+        }
+        if communities is not None:  # a user nobody knows could be of any community
+            spread = (communities.weights @ communities.user**2) - (communities.weights @ communities.user) ** 2
+            unseen["user"] += float(spread.mean())
+        return cls(
+            population,
+            task,
+            user,
+            topic,
+            topics,
+            query,
+            query_topic,
+            user_stay,
+            own,
+            variance if posterior else None,
+            unseen if posterior else None,
+            membership,
+            anchor,
+        )
+
+    def taste(self) -> tuple[np.ndarray, np.ndarray | None]:
+        """(each user's deviation from their prior's mean [users, L], its variance or None): what each user's own
+        evidence says against the population, which settling the population's strengths reads."""
+        own = self.user if self.anchor is None else self.user - self.anchor
+        return own, None if self.variance is None else self.variance["user"]
+
+    def follow(self, shift: np.ndarray, priors: Priors) -> None:
+        """Move every user's deviation as refitting it would after the population's strengths moved by `shift`
+        [L], to first order: a user whose data pins an LLM keeps their own score of it (the deviation gives back
+        the shift), one who never rated it takes the shift whole."""
+        if self.variance is None or not np.isfinite(priors.user):
+            return
+        curvature = prior_curvature(self.user, priors.user, priors.user_tail)
+        self.user = self.user - np.clip(1 - curvature * self.variance["user"], 0.0, 1.0) * shift
+
+    def widen(self, count: int, priors: Priors) -> None:
+        """Take `count` more LLMs: nobody has rated them, so every deviation of them is 0, at the prior's
+        variance where variances are kept (0 where that deviation is off)."""
+        self.population = self.population.widened(count)
+        for name in ("task", "user", "topic", "query", "own"):
+            if getattr(self, name) is not None:
+                setattr(self, name, np.pad(getattr(self, name), ((0, 0), (0, count))))
+        if self.variance is not None:
+            precision = {
+                "task": priors.task,
+                "user": priors.user,
+                "topic": priors.topic,
+                "query": priors.query,
+                "own": priors.own,
+            }
+            for name, value in self.variance.items():
+                fill = 1 / precision[name] if np.isfinite(precision[name]) else 0.0
+                self.variance[name] = np.pad(value, ((0, 0), (0, count)), constant_values=fill)
 
     def arrays(self) -> dict[str, np.ndarray]:
-        """Every field as an array (scalars 0-d; no stickiness: absent), to be saved with a model."""
-        values = {f.name: getattr(self, f.name) for f in fields(self)}
-        return {name: np.asarray(value) for name, value in values.items() if value is not None}
+        """Every field as an array (scalars 0-d; no stickiness or variances: absent), to be saved with a model."""
+        shared = {f.name: getattr(self.population, f.name) for f in fields(self.population)}
+        out = {f"population.{k}": np.asarray(v) for k, v in shared.items() if v is not None}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "population" or value is None:
+                continue
+            if isinstance(value, dict):
+                out.update({f"{f.name}.{k}": np.asarray(v) for k, v in value.items()})
+            else:
+                out[f.name] = np.asarray(value)
+        return out
 
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray]) -> PriorScores:
         """The backbone `arrays` describes."""
-        values: dict = {name: np.asarray(value) for name, value in arrays.items()}
+        values: dict = {}
+        population: dict = {}
+        for name, value in arrays.items():
+            head, _, key = name.partition(".")
+            if head == "population":
+                population[key] = np.asarray(value)
+            elif key:
+                values.setdefault(head, {})[key] = np.asarray(value) if head == "variance" else float(value)
+            else:
+                values[head] = np.asarray(value)
         values["topics"] = int(values["topics"])
-        values["stay_population"] = float(values.get("stay_population", 0.0))
+        values["population"] = Population(
+            population["strengths"],
+            float(population["thumb_bias"]),
+            float(population["stay"]),
+            population.get("variance"),
+        )
         return cls(**values)
 
     def scores(
@@ -366,39 +289,79 @@ class PriorScores:
         topics: np.ndarray,
         llms: np.ndarray,
         previous: np.ndarray | None = None,
+        owns: np.ndarray | None = None,
     ) -> np.ndarray:
         """[B, K] backbone scores of LLMs `llms` [B, K] for table users, queries (-1: unknown) and topics [B],
-        each turn following the answer of LLM `previous` [B] (-1 or None: no previous turn)."""
-        return np.take_along_axis(self.matrix(users, queries, topics, previous), llms, axis=1)
+        each turn following the answer of LLM `previous` [B] (-1 or None: no previous turn); `owns` [B]: the
+        table's (user, query) pair of each (-1 or None: the user never rated an answer to the query)."""
+        return np.take_along_axis(self.matrix(users, queries, topics, previous, owns), llms, axis=1)
+
+    def spread(
+        self,
+        users: np.ndarray,
+        queries: np.ndarray,
+        topics: np.ndarray,
+        llms: np.ndarray,
+        owns: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """[B, K] the posterior standard deviation of each score (0 where no variances were fitted): the
+        parts later routes reuse (the population's strengths, the topic's verdicts, the user's deviation overall
+        and on the topic, and the query's where others have rated it) summed as if independent. A user not in
+        the table has the prior's spread: everything about them is yet to be learnt."""
+        if self.variance is None:
+            return np.zeros(np.shape(llms))
+        users, topics = np.asarray(users), np.asarray(topics)
+        user_topic = np.where(users >= 0, users * self.topics + topics, -1)
+        unseen = self.unseen_variance or {}
+        population = self.population.variance if self.population.variance is not None else 0.0
+        total = (
+            population
+            + self.variance["task"][topics]
+            + rows(self.variance["user"], users, unseen.get("user", 0.0))
+            + rows(self.variance["topic"], user_topic, unseen.get("topic", 0.0))
+            + rows(self.variance["query"], np.asarray(queries))
+        )
+        if owns is not None and "own" in self.variance:
+            total = total + rows(self.variance["own"], np.asarray(owns))
+        return np.sqrt(np.take_along_axis(total, llms, axis=1))
 
     def margins(self, table: InteractionTable, comparisons: Comparisons) -> np.ndarray:
         """[C] each comparison's score difference, first minus second (a lone response meets the average)."""
         queries = table.rec_query[comparisons.record]
         users = table.rec_user[comparisons.record]
-        scores = with_average(self.matrix(users, queries, self.query_topic[queries]))
+        owns = table.rec_own[comparisons.record]
+        scores = self.population.average(self.matrix(users, queries, self.query_topic[queries], owns=owns))
         previous = table.rec_prev_llm[comparisons.record]
         return comparisons.margin(scores + stay_bonus(previous, self._stickiness(users), scores.shape[1]))
 
     def matrix(
-        self, users: np.ndarray, queries: np.ndarray, topics: np.ndarray, previous: np.ndarray | None = None
+        self,
+        users: np.ndarray,
+        queries: np.ndarray,
+        topics: np.ndarray,
+        previous: np.ndarray | None = None,
+        owns: np.ndarray | None = None,
     ) -> np.ndarray:
         """[B, L] backbone scores of every LLM for table users, queries (-1: unknown) and topics [B], each turn
-        following the answer of LLM `previous` [B] (-1 or None: no previous turn)."""
+        following the answer of LLM `previous` [B] (-1 or None: no previous turn), with each user's own verdict
+        on the query where `owns` [B] names their (user, query) pair."""
         users = np.asarray(users)
         user_topic = np.where(users >= 0, users * self.topics + np.asarray(topics), -1)
         scores = (
             self.strengths
             + self.task[np.asarray(topics)]
-            + _rows(self.user, users)
-            + _rows(self.topic, user_topic)
-            + _rows(self.query, np.asarray(queries))
+            + rows(self.user, users)
+            + rows(self.topic, user_topic)
+            + rows(self.query, np.asarray(queries))
         )
+        if owns is not None and self.own is not None:
+            scores = scores + rows(self.own, np.asarray(owns))
         return scores if previous is None else scores + stay_bonus(previous, self._stickiness(users), scores.shape[1])
 
     def _stickiness(self, users: np.ndarray) -> np.ndarray:
         """[B] everybody's stickiness plus each table user's own (an unknown user, -1, has only everybody's)."""
-        own = _rows(self.stay[:, None], np.asarray(users))[:, 0] if self.stay is not None else 0.0
-        return self.stay_population + own
+        own = rows(self.stay[:, None], np.asarray(users))[:, 0] if self.stay is not None else 0.0
+        return self.population.stay + own
 
 
 def comparison_loss(comparisons: Comparisons, table: InteractionTable, prior: PriorScores) -> float:
@@ -420,10 +383,3 @@ def record_evidence(table: InteractionTable, records: np.ndarray, prior: PriorSc
     position = np.full(table.num_records, -1, dtype=np.int64)
     position[records] = np.arange(len(records))
     return np.bincount(position[comparisons.record], weights=side * (comparisons.target - p), minlength=len(records))
-
-
-def _rows(table: np.ndarray, ids: np.ndarray) -> np.ndarray:
-    """Rows of `table` for ids, zeros where an id is -1 or beyond the table."""
-    known = (ids >= 0) & (ids < len(table))
-    rows = table[np.where(known, ids, 0)] if len(table) else np.zeros((len(ids), table.shape[1]))
-    return np.where(known[:, None], rows, 0.0)

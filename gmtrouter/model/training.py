@@ -19,17 +19,14 @@ from gmtrouter.evaluation.metrics import evaluate_scores
 from gmtrouter.graph.build import HeteroGraph, TargetBatch
 from gmtrouter.graph.sample import SamplingConfig, UserRecords, sample_step, shuffled_ranks
 from gmtrouter.graph.table import InteractionTable
+from gmtrouter.model.communities import Communities, learn
+from gmtrouter.model.comparisons import Comparisons
+from gmtrouter.model.deviations import Priors, responsive
 from gmtrouter.model.loss import preference_loss
 from gmtrouter.model.network import GMTRouterNet
-from gmtrouter.model.prior import (
-    Comparisons,
-    Priors,
-    PriorScores,
-    comparison_loss,
-    fit_topics,
-    responsive,
-    topic_of,
-)
+from gmtrouter.model.population import Population
+from gmtrouter.model.prior import PriorScores, comparison_loss
+from gmtrouter.model.topics import fit_topics, topic_of
 from gmtrouter.training.distributed import agree, workers
 from gmtrouter.training.early_stopping import EarlyStopping
 
@@ -43,6 +40,15 @@ USER_TAIL_GRID = [math.inf, 1.0]
 TOPIC_PRIOR_GRID = [math.inf, 0.5, 1.0, 2.0, 4.0, 8.0]
 STAY_PRIOR_GRID = [math.inf, 0.5, 1.0, 2.0, 4.0, 8.0]  # a user's stickiness to the previous turn's LLM
 QUERY_PRIOR_GRID = [0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 64.0, math.inf]
+# A user's own verdict on one query is never off and never stiffer than the query's shared one: what one user
+# says of an answer is first their own, and only what is left reaches everybody's view of the query.
+OWN_PRIOR_GRID = [0.25, 0.5, 1.0, 2.0, 4.0, 8.0]
+# Taste communities: how many (1: none), how much more tightly a user then keeps to theirs, and the folds that
+# judge them: records of known users and whole users shown their first few records.
+COMMUNITY_GRID = [1, 2, 4, 8]
+COMMUNITY_STIFFNESS = [1.0, 4.0]
+COMMUNITY_FOLDS = 3
+EPISODE_SHOTS = (1, 3, 5, 10)
 
 
 class Trainable(Protocol):
@@ -73,14 +79,16 @@ class Trainable(Protocol):
     user_tail: float | None
     query_prior: float | None
     stay_prior: float | None
+    own_prior: float | None
+    communities: int | None
     task_prior: float | None
     topic_prior: float | None
     # learned
     net_: GMTRouterNet
-    strengths_: np.ndarray
-    stay_: float
+    population_: Population
     topics_: np.ndarray
     priors_: Priors
+    communities_: Communities | None
 
     def table(self, records: Sequence[Interaction]) -> InteractionTable: ...
     def graph(self, table: InteractionTable, records: np.ndarray, extra_users: np.ndarray = ...) -> HeteroGraph: ...
@@ -182,7 +190,7 @@ def train_network(router: Trainable, train: list[Interaction], valid: Sequence[I
     bar.close()
     stopping.restore()
     net.eval()
-    router.fit_population(table, np.arange(table.num_records))
+    router.fit_population(table, np.arange(len(train) + len(valid)))  # the thumb versions are not data
     return {
         "steps": step,
         "best_step": stopping.best_step,
@@ -232,6 +240,7 @@ def tune_backbone(router: Trainable, table: InteractionTable, train_ids: np.ndar
     started = time.perf_counter()
     router.fit_population(table, train_ids)
     router.topics_ = fit_topics(table.query_emb[np.unique(table.rec_query[train_ids])], router.seed)
+    router.communities_ = None
     if not router.backbone:
         router.priors_ = Priors(math.inf, math.inf, math.inf, math.inf)
         return {}
@@ -252,7 +261,7 @@ def tune_backbone(router: Trainable, table: InteractionTable, train_ids: np.ndar
         for shown, held in splits:
             comparisons = Comparisons.of(table, held)
             for i, priors in enumerate(candidates):
-                prior = PriorScores.of(table, shown, router.strengths_, priors, query_topic, topics, stay=router.stay_)
+                prior = PriorScores.of(table, shown, router.population_, priors, query_topic, topics)
                 loss[i] += comparison_loss(comparisons, table, prior)
         return candidates[int(np.argmin(loss))]
 
@@ -266,6 +275,13 @@ def tune_backbone(router: Trainable, table: InteractionTable, train_ids: np.ndar
             for query in grid(router.query_prior, QUERY_PRIOR_GRID)
         ]
     )
+    shared = [
+        (own, query)
+        for own in grid(router.own_prior, OWN_PRIOR_GRID)
+        for query in grid(router.query_prior, QUERY_PRIOR_GRID)
+    ]
+    shared = [(own, query) for own, query in shared if own <= query] or shared  # settings fixed by hand stay
+    chosen = best([replace(chosen, own=own, query=query) for own, query in shared])
     if router.conversation:
         chosen = best([replace(chosen, stay=stay) for stay in grid(router.stay_prior, STAY_PRIOR_GRID)])
     topical = bool(len(router.topics_))
@@ -277,6 +293,7 @@ def tune_backbone(router: Trainable, table: InteractionTable, train_ids: np.ndar
     chosen = best([replace(chosen, task=task) for task in task_grid], by_query)
     topic_grid = grid(router.topic_prior, TOPIC_PRIOR_GRID) if topical else [math.inf]
     router.priors_ = best([replace(chosen, topic=topic) for topic in topic_grid])
+    tried = choose_communities(router, table, tuned_ids, query_topic, topics, by_record, rng)
     return {
         "task_prior": _finite(router.priors_.task),
         "user_prior": _finite(router.priors_.user),
@@ -284,12 +301,105 @@ def tune_backbone(router: Trainable, table: InteractionTable, train_ids: np.ndar
         "query_prior": _finite(router.priors_.query),
         "topic_prior": _finite(router.priors_.topic),
         "stay_prior": _finite(router.priors_.stay),
-        "stay": router.stay_,
+        "own_prior": _finite(router.priors_.own),
+        "stay": router.population_.stay,
         "topics": len(router.topics_),
+        "communities": 0 if router.communities_ is None else router.communities_.count,
+        "community_losses": tried,
         "folds": TUNING_FOLDS,
         "tuning_records": len(tuned_ids),
         "seconds": round(time.perf_counter() - started, 2),
     }
+
+
+def choose_communities(
+    router: Trainable,
+    table: InteractionTable,
+    tuned_ids: np.ndarray,
+    query_topic: np.ndarray,
+    topics: int,
+    by_record: list[tuple[np.ndarray, np.ndarray]],
+    rng: np.random.Generator,
+) -> dict[str, float]:
+    """Set `router.communities_`: how many taste communities (none, or 2, 4, 8) and how tightly a user keeps to
+    theirs (the user and topic priors as tuned, or `COMMUNITY_STIFFNESS` times stiffer), by the held-out log-loss
+    on folds of records (known users) and on folds of whole users shown their first 1, 3, 5 or 10 records (new
+    users: what communities are for). Communities are learnt on each fold's shown records, as at the end on the
+    tuned users'. Returns the loss of every candidate tried."""
+    counts = [router.communities] if router.communities is not None else COMMUNITY_GRID
+    base = router.priors_
+    candidates = [(1, 1.0)] if 1 in counts else []
+    for count in (c for c in counts if c > 1):
+        for stiffness in COMMUNITY_STIFFNESS:
+            if stiffness == 1.0 or responsive(base.user * stiffness, base.user_tail):
+                candidates.append((count, stiffness))
+    router.communities_ = None
+    if len(candidates) <= 1:
+        count, stiffness = candidates[0] if candidates else (1, 1.0)
+    else:
+        splits = by_record[:COMMUNITY_FOLDS] + _episodes(table.rec_user[tuned_ids], tuned_ids, rng)
+        loss = dict.fromkeys(candidates, 0.0)
+        for shown, held in splits:
+            comparisons = Comparisons.of(table, held)
+            for count, stiffness in candidates:
+                priors = _stiffened(base, stiffness)
+                communities = learn_communities(router, table, shown, priors, query_topic, topics, count)
+                prior = PriorScores.of(
+                    table, shown, router.population_, priors, query_topic, topics, communities=communities
+                )
+                loss[count, stiffness] += comparison_loss(comparisons, table, prior)
+        count, stiffness = min(loss, key=loss.get)
+    if count > 1:
+        router.priors_ = _stiffened(base, stiffness)
+        router.communities_ = learn_communities(router, table, tuned_ids, router.priors_, query_topic, topics, count)
+    return {} if len(candidates) <= 1 else {f"{c}x{k:g}": round(v, 2) for (c, k), v in loss.items()}
+
+
+def learn_communities(
+    router: Trainable,
+    table: InteractionTable,
+    shown: np.ndarray,
+    priors: Priors,
+    query_topic: np.ndarray,
+    topics: int,
+    count: int,
+) -> Communities | None:
+    """`count` taste communities learnt by EM from the users' `shown` records (None for one)."""
+    users = len(table.user_vocab)
+    records = np.bincount(table.rec_user[shown], minlength=users)
+
+    def refit(communities: Communities | None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:
+        prior = PriorScores.of(table, shown, router.population_, priors, query_topic, topics, communities=communities)
+        return prior.user, prior.topic.reshape(users, topics, -1), prior.membership, records
+
+    return learn(count, refit, router.seed)
+
+
+def _stiffened(priors: Priors, stiffness: float) -> Priors:
+    """`priors` with the user's deviations, overall and on topics, held `stiffness` times more tightly."""
+    return replace(priors, user=priors.user * stiffness, topic=priors.topic * stiffness)
+
+
+def _episodes(
+    record_users: np.ndarray, ids: np.ndarray, rng: np.random.Generator
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Folds of whole users: in each, a share of the users shows only their first k records (k cycling through
+    `EPISODE_SHOTS`, in record order) and is scored on the rest; everybody else shows everything."""
+    users = np.unique(record_users)
+    fold_of = rng.integers(COMMUNITY_FOLDS, size=len(users))
+    shots = np.asarray(EPISODE_SHOTS)[rng.integers(len(EPISODE_SHOTS), size=len(users))]
+    position = np.searchsorted(users, record_users)
+    order = np.argsort(record_users, kind="stable")
+    rank = np.empty(len(record_users), dtype=np.int64)
+    starts = np.r_[0, np.flatnonzero(np.diff(record_users[order])) + 1]
+    sizes = np.diff(np.r_[starts, len(order)])
+    rank[order] = np.arange(len(order)) - np.repeat(starts, sizes)
+    splits = []
+    for fold in range(COMMUNITY_FOLDS):
+        out = fold_of[position] == fold
+        held = out & (rank >= shots[position])
+        splits.append((ids[~held], ids[held]))
+    return splits
 
 
 def thumb_versions(records: Sequence[Interaction]) -> tuple[list[Interaction], np.ndarray]:
