@@ -22,6 +22,7 @@ from gmtrouter.data.schema import Interaction
 from gmtrouter.registry.checkpoint import load_context_state, load_router
 from gmtrouter.routing.base import PreferenceRouter, RoutingContext
 from gmtrouter.routing.costs import cost_adjusted, mean_costs
+from gmtrouter.text.base import DEFAULT_ENCODER
 from gmtrouter.text.querycache import QueryCacheEncoder
 from gmtrouter.utils.errors import GmtError
 from gmtrouter.utils.heap import collector_paused
@@ -51,6 +52,8 @@ class RouteDecision:
     notes: list[str] = field(default_factory=list)
     previous_llm: str | None = None  # the LLM that answered the conversation's previous turn, when known
     switch_cost: float = 0.0
+    explored: bool = False  # the choice is not the top of the ranking: a draw from the router's uncertainty
+    query: str = ""  # the text routed on
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -60,6 +63,7 @@ class RouteDecision:
             "cost_weight": self.cost_weight,
             "previous_llm": self.previous_llm,
             "switch_cost": self.switch_cost,
+            "explored": self.explored,
             "ranking": [vars(r) for r in self.ranking],
             "notes": self.notes,
         }
@@ -101,11 +105,20 @@ def switch_adjusted(adjusted: np.ndarray, llms: Sequence[str], previous: str | N
     return adjusted - switch_cost * np.array([m != previous for m in llms], dtype=float)
 
 
+EXPLORE_MODES = ("thompson", "ucb", "off")
+ROUTER_SETTINGS = ("query_cache", "conversations", "cached_input_prices", "seed", "ucb_width")
+
+
 class Router:
     """A trained preference router bound to the interactions users have shown so far.
 
     Routed queries are embedded once and kept in a bounded in-memory LRU (`query_cache` entries), as the service
     does: a repeated query skips the encoder, and routed texts never grow the on-disk embedding cache.
+
+    `explore` chooses how a route may try an LLM the router is unsure of: `thompson` draws every candidate's
+    score from its posterior and takes the best draw (an LLM is tried about as often as it could be the best),
+    `ucb` takes the best optimistic score (mean plus `ucb_width` standard deviations), `off` always the best
+    expected one. Draws come from a generator seeded with `seed`, so a run is reproducible.
     """
 
     def __init__(
@@ -116,9 +129,21 @@ class Router:
         conversations: int = 100_000,
         cached_input_prices: Mapping[str, tuple[float, float]] | None = None,
         context_state: dict[str, torch.Tensor] | None = None,
+        explore: str = "off",
+        seed: int | None = None,
+        ucb_width: float = 1.0,
     ) -> None:
         """`context_state`: the routing context a checkpoint saved over exactly this `history`
         (`checkpoint.load_context_state`), which spares rebuilding it."""
+        if explore not in EXPLORE_MODES:
+            raise GmtError(f"explore must be one of {', '.join(EXPLORE_MODES)}, got '{explore}'")
+        if not ucb_width >= 0:
+            raise GmtError(f"ucb_width must be 0 or more, got {ucb_width}")
+        self.explore, self.ucb_width = explore, ucb_width
+        self.rng = np.random.default_rng(seed)
+        self.retired: set[str] = set()
+        self.refit_after: int | None = None  # a cold router refits its backbone as its history grows
+        self._refitted_at = 0
         self.model = model
         # (user, conversation id) -> the LLM last routed there, the newest `conversations` kept
         self.conversations: OrderedDict[tuple[str, str], str] = OrderedDict()
@@ -133,18 +158,78 @@ class Router:
         )
 
     @classmethod
-    def load(cls, path: str | Path, cached_input_prices: Mapping[str, tuple[float, float]] | None = None) -> Router:
+    def load(
+        cls, path: str | Path, cached_input_prices: Mapping[str, tuple[float, float]] | None = None, **settings: Any
+    ) -> Router:
         """The router saved in `path` by `gmtrouter train`, with its training history as context;
         `cached_input_prices` (LLM -> input and cached-input USD per 1M tokens, e.g. from
-        `PriceBook.cached_input_prices`) prices the prompt cache a conversation keeps by staying."""
+        `PriceBook.cached_input_prices`) prices the prompt cache a conversation keeps by staying; `settings`:
+        `explore`, `seed`, `ucb_width`, `query_cache`, `conversations`."""
         with collector_paused():  # no collections while millions of objects are built (nothing is frozen here)
             model, history = load_router(path)
             state = load_context_state(path)
-            return cls(model, history, cached_input_prices=cached_input_prices, context_state=state)
+            return cls(model, history, cached_input_prices=cached_input_prices, context_state=state, **settings)
+
+    @classmethod
+    def cold(
+        cls,
+        llms: Sequence[str],
+        descriptions: Mapping[str, str] | None = None,
+        encoder: str = DEFAULT_ENCODER,
+        explore: str = "thompson",
+        refit_after: int | None = 200,
+        **settings: Any,
+    ) -> Router:
+        """A router for a team with no logs yet: it routes among `llms` (with their `descriptions`, where
+        known) at the population's average and learns from the first feedback on. Exploration is on by default:
+        with nothing known, trying each LLM is how it finds out. `refit_after`: once the history holds that many
+        records, and each time it has doubled since, the backbone's priors and topics are chosen again from it
+        (None: never); `settings`: as for `Router`, and GMTRouter's own (`seed`, ...)."""
+        from gmtrouter.model.gmtrouter import GMTRouter
+
+        own = {k: settings.pop(k) for k in list(settings) if k not in ROUTER_SETTINGS}
+        own.setdefault("seed", settings.get("seed") or 0)
+        model = GMTRouter(
+            encoder=encoder, residual=False, progress=False, llm_descriptions=dict(descriptions or {}), **own
+        )
+        router = cls(model.start(llms), [], explore=explore, **settings)
+        router.refit_after = refit_after
+        return router
 
     @property
     def llms(self) -> list[str]:
+        """Every LLM the router knows, retired ones included."""
         return list(self.model.llms_)
+
+    @property
+    def active_llms(self) -> list[str]:
+        """The LLMs a route chooses among when it names no candidates: every one the router knows but those
+        retired."""
+        return [m for m in self.model.llms_ if m not in self.retired]
+
+    def add_llm(self, name: str, description: str = "") -> None:
+        """Route among a new LLM from now on, without retraining: it starts at the population's average and
+        learns from feedback like the others (exploration tries it while it is uncertain)."""
+        if not name or not name.strip():
+            raise GmtError("an LLM needs a name")
+        if name in self.model.llms_:
+            if name in self.retired:
+                self.retired.discard(name)
+                return
+            raise GmtError(f"LLM '{name}' is already one this router routes among")
+        self.context.add_llm(name, description)
+
+    def retire_llm(self, name: str) -> None:
+        """Stop offering `name` as a default candidate (its history stays, and a route may still name it)."""
+        self.model.check_llms([name])
+        self.retired.add(name)
+
+    def refit(self) -> None:
+        """Choose the backbone's priors and topics again from the history gathered so far (by cross-validation,
+        as training does), then fit everything to it; the network, if any, is kept."""
+        self.model.refit_backbone(self.context.history)
+        self.context.refresh()
+        self._refitted_at = len(self.context.history)
 
     def route(
         self,
@@ -155,8 +240,11 @@ class Router:
         conversation: str | None = None,
         switch_cost: float = 0.0,
         previous_llm: str | None = None,
+        explore: bool | None = None,
     ) -> RouteDecision:
-        """Rank `candidates` (default: every LLM the router knows) for this user's request.
+        """Rank `candidates` (default: every LLM the router knows) for this user's request, and choose one: the
+        top of the ranking, or with exploration (the router's `explore` mode; `explore=False` turns it off for
+        this request) possibly another that the router is unsure of (`decision.explored`).
 
         A later turn of a conversation is scored after the LLM that answered the turn before: `previous_llm`,
         else the `model` on the chat's last assistant message, else the LLM this router last chose for the
@@ -168,7 +256,7 @@ class Router:
         if switch_cost < 0:
             raise GmtError(f"switch_cost must be 0 or more, got {switch_cost}")
         query = query_of(messages)
-        llms = list(dict.fromkeys(candidates)) if candidates else self.llms
+        llms = list(dict.fromkeys(candidates)) if candidates else self.active_llms
         if not llms:
             raise GmtError("no candidate LLMs; name at least one")
         previous = previous_llm or previous_model(messages) or self.conversations.get((user, conversation or ""))
@@ -184,12 +272,37 @@ class Router:
         adjusted = switch_adjusted(cost_adjusted(scores, costs, cost_weight), llms, previous, switch_cost)
         order = np.argsort(-adjusted, kind="stable")
         ranking = [RankedLLM(llms[i], float(scores[i]), costs[i], float(adjusted[i])) for i in order]
+        chosen = self._choose(user, query, llms, adjusted, explore)
+        explored = chosen != int(order[0])
+        if explored:
+            how = "a draw from its posterior" if self.explore == "thompson" else "its upper confidence bound"
+            notes.append(f"explored: {llms[chosen]} by {how}, over the expected best {llms[order[0]]}")
         known = self.context.knows_user(user)
         if not known:
             notes.append(f"user '{user}' has no history: routed by the population's preferences")
         if conversation:
-            self._remember(user, conversation, ranking[0].llm)
-        return RouteDecision(user, ranking[0].llm, ranking, known, cost_weight, notes, previous, switch_cost)
+            self._remember(user, conversation, llms[chosen])
+        return RouteDecision(
+            user, llms[chosen], ranking, known, cost_weight, notes, previous, switch_cost, explored, query
+        )
+
+    def why(self, decision: RouteDecision, top: int = 3) -> list[tuple[Interaction, float]]:
+        """The user's past interactions that did most for the chosen LLM against the runner-up (the next best
+        candidate) of `decision`, each with its weight (logits of surprise in the chosen LLM's favour); empty
+        when the population's preference alone decided, or the router cannot say."""
+        rivals = [r.llm for r in decision.ranking if r.llm != decision.llm]
+        query = decision.query
+        return self.context.explain(decision.user, query, decision.llm, top, rivals[0] if rivals else None)
+
+    def _choose(self, user: str, query: str, llms: list[str], adjusted: np.ndarray, explore: bool | None) -> int:
+        """The index of the LLM to route to: the best adjusted score, or under exploration the best draw
+        (Thompson) or the best optimistic score (UCB) from the context's uncertainty about each."""
+        if explore is False or self.explore == "off" or len(llms) == 1:
+            return int(np.argmax(adjusted))
+        spread = self.context.uncertainty(user, query, llms)
+        if self.explore == "ucb":
+            return int(np.argmax(adjusted + self.ucb_width * spread))
+        return int(np.argmax(adjusted + spread * self.rng.standard_normal(len(llms))))
 
     def _expected_cost(self, llm: str, previous: str | None, messages: str | Sequence[Message]) -> float | None:
         """The LLM's mean cost, less what its prompt cache saves when it answered the previous turn too: the
@@ -246,6 +359,9 @@ class Router:
         for interaction in interactions:
             self.model.check_llms(interaction.llms)
         self.context.observe(interactions)
+        grown = len(self.context.history)
+        if self.refit_after is not None and grown >= max(self.refit_after, 2 * self._refitted_at):
+            self.refit()
         for response in (x for interaction in interactions for x in interaction.responses):
             if response.cost is not None and response.llm not in self.costs:
                 self.costs[response.llm] = response.cost

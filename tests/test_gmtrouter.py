@@ -13,6 +13,7 @@ import pytest
 from gmtrouter.api import Router
 from gmtrouter.data.schema import Interaction, Response
 from gmtrouter.evaluation.kshot import evaluate_router
+from gmtrouter.model.comparisons import refit_scope
 from gmtrouter.model.gmtrouter import GMTRouter
 from gmtrouter.registry.checkpoint import load_router, save_router
 from gmtrouter.utils.errors import GmtError
@@ -138,6 +139,10 @@ def test_training_is_seeded() -> None:
 
 
 def test_incremental_observe_matches_a_full_encode(fitted) -> None:
+    """Folding feedback in as it comes gives nearly what rebuilding the context on the whole history gives: the
+    graph's node states are recomputed around the new users, their deviations are refitted exactly, and what
+    everybody shares takes one Newton step (`Population.after`) while everybody's topic verdicts are kept, which
+    a rebuild moves a little further (here, with two newcomers among 24 users, by about a tenth of a logit)."""
     router, train = fitted
     context = router.context(train)
     newcomers = taste_records(2, 4, seed=9, prefix="inc")
@@ -147,7 +152,7 @@ def test_incremental_observe_matches_a_full_encode(fitted) -> None:
     for user in ("inc0", "inc1", "u3"):
         for query in ("question about poetry", "question 1 about tax law"):
             incremental = context.score(user, query, ["a", "b", "c"])
-            np.testing.assert_allclose(incremental, full.score(user, query, ["a", "b", "c"]), atol=0.05)
+            np.testing.assert_allclose(incremental, full.score(user, query, ["a", "b", "c"]), atol=0.15)
     if context.network:  # without the network no graph is kept: the backbone alone scores
         assert context.graph.num_nodes == full.graph.num_nodes
     else:
@@ -175,17 +180,23 @@ def test_ablations_train_and_score(ablation) -> None:
     assert context.knows_user("late0")
 
 
-def test_explanations_name_the_users_own_history_and_which_way_it_pushed(fitted) -> None:
-    """u2 always prefers 'a' and u3 'b': the interactions that explain 'a' push it up for u2, down for u3."""
+def test_explanations_name_what_made_the_llm_win_for_that_user(fitted) -> None:
+    """u2 always prefers 'a' and u3 'b': what made 'a' win for u2 (against 'b') is u2's own interactions where
+    'a' beat 'b', strongest first; for u3 nothing speaks for 'a', and u3's interactions make 'b' win instead."""
     router, train = fitted
     context = router.context(train)
-    for user, sign in (("u2", 1), ("u3", -1)):
-        reasons = context.explain(user, "question about chess openings", "a", top=3)
+    query = "question about chess openings"
+    for user, winner, loser in (("u2", "a", "b"), ("u3", "b", "a")):
+        reasons = context.explain(user, query, winner, top=3, against=loser)
         assert len(reasons) == 3
-        assert all(record.user == user and "a" in record.llms for record, _ in reasons)
+        assert all(record.user == user and {winner, loser} <= set(record.llms) for record, _ in reasons)
+        assert all(
+            record.responses[record.llms.index(winner)].rating > record.responses[record.llms.index(loser)].rating
+            for record, _ in reasons
+        )
         weights = [w for _, w in reasons]
-        assert all(sign * w > 0 for w in weights), (user, weights)
-        assert [abs(w) for w in weights] == sorted((abs(w) for w in weights), reverse=True)
+        assert all(w > 0 for w in weights) and weights == sorted(weights, reverse=True), (user, weights)
+    assert context.explain("u3", query, "a", against="b") == []
     assert context.explain("nobody", "question", "a") == []
 
 
@@ -211,22 +222,27 @@ def test_a_model_that_kept_no_residual_routes_without_the_network_with_the_same_
 
 
 def test_observe_refits_only_the_users_and_queries_it_touches_yet_as_a_full_fit_would() -> None:
-    """Feedback refits the backbone of its users and of the queries they asked; with everybody's topic verdicts
-    held (here: off), that is exactly what fitting the whole history again gives, new users and queries too."""
+    """Feedback refits the backbone of its users and of the queries they asked; with what everybody shares held
+    (the population's strengths, and everybody's topic verdicts: here off), that is exactly what fitting the whole
+    history again gives, new users and queries too, variances included."""
     train = taste_records(10, 6, seed=5)
     router = GMTRouter(**{**FAST, "residual": False}).fit(train)
-    router.priors_ = dataclasses.replace(router.priors_, task=math.inf, user=1.0, topic=2.0, query=1.0)
-    context = router.context(train)
+    router.priors_ = dataclasses.replace(router.priors_, task=math.inf, user=1.0, topic=2.0, query=1.0, own=0.5)
     known_user_new_query = taste_records(4, 7, seed=5)[-1]  # u3's seventh question, one nobody asked yet
     late = [
         *taste_records(2, 3, seed=9, prefix="late"),
         known_user_new_query,
         train[0].model_copy(update={"user": "late0", "conversation": "late0/x"}),
     ]
-    context.observe(late[:3])
-    context.observe(late[3:])
-    full = router.context(train + late)
-    for name in ("user", "topic", "query", "stay"):
-        np.testing.assert_allclose(getattr(context.prior, name), getattr(full.prior, name), atol=1e-5, err_msg=name)
-    before = router.context(train).prior
-    assert not np.allclose(context.prior.query[: len(before.query)], before.query)  # the shared query moved
+    table = router.table(train + late)
+    shared = router.population_
+    before = router.prior_scores(table, None, None, np.arange(len(train)), population=shared, posterior=True)
+    users = np.unique(table.rec_user[len(train) :])
+    scope = refit_scope(table, users)
+    refitted = router.prior_scores(table, None, None, scope, before, users, shared, posterior=True)
+    full = router.prior_scores(table, None, None, np.arange(table.num_records), population=shared, posterior=True)
+    for name in ("user", "topic", "own", "query", "stay"):
+        np.testing.assert_allclose(getattr(refitted, name), getattr(full, name), atol=1e-5, err_msg=name)
+    for name in ("user", "topic", "own", "query"):
+        np.testing.assert_allclose(refitted.variance[name], full.variance[name], atol=1e-5, err_msg=name)
+    assert not np.allclose(refitted.query, before.query)  # the shared query moved

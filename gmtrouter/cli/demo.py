@@ -91,11 +91,12 @@ def _print_personalised(router, users: list[str], query: str) -> None:
         out.print(f"two users whose histories differ, routed differently ({len(users)} users tried):")
     for decision in chosen:
         print_ranking(decision)
-        why = router.context.explain(decision.user, query, decision.llm)
+        why = router.why(decision)
         if why:
+            rival = next((r.llm for r in decision.ranking if r.llm != decision.llm), "the rest")
             out.print(
-                f"why: the past interactions of {decision.user} that moved {decision.llm} most"
-                f" (+: it did better there than expected, -: worse)",
+                f"why: the past interactions of {decision.user} that did most for {decision.llm} over {rival}"
+                " (logits by which it did better there than expected, against the runner-up)",
                 highlight=False,
             )
             for record, weight in why:

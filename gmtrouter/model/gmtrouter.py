@@ -6,7 +6,7 @@ import inspect
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any
 
 import numpy as np
@@ -16,23 +16,27 @@ from gmtrouter.data.schema import Interaction
 from gmtrouter.graph.build import HeteroGraph, TargetBatch, build_graph, targets
 from gmtrouter.graph.sample import SamplingConfig
 from gmtrouter.graph.table import InteractionTable
+from gmtrouter.model.communities import Communities
+from gmtrouter.model.comparisons import refit_scope
+from gmtrouter.model.deviations import Priors
 from gmtrouter.model.network import GMTRouterNet, NetConfig
-from gmtrouter.model.prior import (
-    Priors,
-    PriorScores,
-    population_stay,
-    population_strengths,
-    record_evidence,
-    refit_scope,
-    topic_of,
-)
-from gmtrouter.model.training import train_network
+from gmtrouter.model.population import Population
+from gmtrouter.model.prior import PriorScores, record_evidence
+from gmtrouter.model.topics import topic_of
+from gmtrouter.model.training import train_network, tune_backbone
 from gmtrouter.routing.base import PreferenceRouter, RoutingContext
 from gmtrouter.text.base import DEFAULT_ENCODER, TextEncoder
 from gmtrouter.text.encoders import get_encoder
 from gmtrouter.utils.errors import GmtError
 
+# A router started with no logs: a user's deviation as free as a per-user Bradley-Terry rule with a little
+# shrinkage (three consistent votes against an 80% population preference bring it to about 60%, ten overturn it;
+# `prior.responsive`), a query's a little stiffer, no topics yet; `fit` chooses them from the data later.
+COLD_PRIORS = Priors(user=1.0, query=2.0, topic=math.inf, task=math.inf, user_tail=math.inf, stay=math.inf, own=1.0)
+SETTLE_STEPS = 12  # at most this many Newton steps settle the population with its users on a full fit
+SETTLED = 1e-3  # ... until no strength moves more than this
 TOPICS_KEY = "backbone.topics"  # the checkpoint tensor with the backbone's topic centroids
+COMMUNITIES_KEY = "backbone.communities"  # the checkpoint tensors of the taste communities, where there are any
 
 
 def _json_prior(value: float) -> float | None:
@@ -78,6 +82,8 @@ class GMTRouter(PreferenceRouter):
         user_tail: float | None = None,
         conversation: bool = True,
         stay_prior: float | None = None,
+        own_prior: float | None = None,
+        communities: int | None = None,
         query_prior: float | None = None,
         topic_prior: float | None = None,
         task_prior: float | None = None,
@@ -118,6 +124,8 @@ class GMTRouter(PreferenceRouter):
         self.user_tail = user_tail
         self.conversation = conversation
         self.stay_prior = stay_prior
+        self.own_prior = own_prior
+        self.communities = communities  # taste communities (None: cross-validation chooses; 1: none)
         self.query_prior = query_prior
         self.topic_prior = topic_prior
         self.task_prior = task_prior
@@ -185,6 +193,73 @@ class GMTRouter(PreferenceRouter):
         self.training_log_ = train_network(self, list(train), list(valid) if valid else None)
         return self
 
+    def start(self, llms: Sequence[str]) -> GMTRouter:
+        """Make this router ready to route among `llms` with no logs: every LLM at the population's average, the
+        backbone's priors at `COLD_PRIORS` (or the settings' own), no topics, a network that adds nothing. It
+        learns from the first feedback on, through its routing context; `fit` on the history it has gathered
+        later chooses priors and topics from the data."""
+        names = list(dict.fromkeys(llms))
+        if not names:
+            raise GmtError("name at least one LLM to route among")
+        self.llms_ = []
+        self.llm_text_ = []
+        self.rating_range_ = (0.0, 1.0)
+        self.net_config_ = NetConfig(
+            text_dim=self.text_encoder().dim,
+            hidden=self.hidden,
+            head_dim=self.head_dim,
+            heads=self.heads,
+            layers=self.layers or 2,
+            dropout=self.dropout,
+            multi_turn=False,
+            layer=self.layer,
+            response_text=self.response_text,
+            turn_nodes=self.turn_nodes,
+            norm=self.norm,
+            head_products=self.head_products,
+        )
+        torch.manual_seed(self.seed)
+        self.population_ = Population(np.zeros(0))
+        self.topics_ = np.zeros((0, self.text_encoder().dim), np.float32)
+        fixed = {
+            "user": self.user_prior,
+            "query": self.query_prior,
+            "topic": self.topic_prior,
+            "task": self.task_prior,
+            "user_tail": self.user_tail,
+            "stay": self.stay_prior,
+            "own": self.own_prior,
+        }
+        self.priors_ = replace(COLD_PRIORS, **{k: v for k, v in fixed.items() if v is not None})
+        self.communities_ = None
+        self.training_log_ = {"cold_start": True}
+        for name in names:
+            self._append_llm(name, (self.llm_descriptions or {}).get(name, ""))
+        self.net_ = GMTRouterNet(self.net_config_, self._llm_embeddings())
+        self.net_.eval()
+        return self
+
+    def add_llm(self, name: str, description: str = "") -> None:
+        """Route among `name` too, from now on: at the population's average (the population prior's mean, 0: the
+        strengths are centred), with no deviation for anyone; where the network is used, its LLM node starts
+        from the text of its name and description, as every LLM node does."""
+        self._append_llm(name, description)
+        self.net_.set_llms(self._llm_embeddings())
+
+    def _append_llm(self, name: str, description: str) -> None:
+        if name in self.llms_:
+            raise GmtError(f"LLM '{name}' is already one this router routes among")
+        self.llms_.append(name)
+        self.llm_text_.append(llm_text(name, description))
+        self.population_ = self.population_.widened(1)
+
+    def refit_backbone(self, records: Sequence[Interaction]) -> None:
+        """Choose the backbone's priors and topics again, by cross-validation over `records` (a routing
+        context's history), keeping the LLMs, their order and the network."""
+        from_start = bool(self.training_log_.get("cold_start"))
+        table = self.table(records)
+        self.training_log_ = {"cold_start": from_start, "backbone": tune_backbone(self, table, np.arange(len(records)))}
+
     def sampling(self) -> SamplingConfig:
         return SamplingConfig(self.max_visible, self.targets_per_step, self.cold_user_rate)
 
@@ -200,13 +275,15 @@ class GMTRouter(PreferenceRouter):
         return build_graph(table, records, len(self.llms_), config.multi_turn, extra_users, config.turn_nodes)
 
     def fit_population(self, table: InteractionTable, records: np.ndarray) -> None:
-        """Set the backbone's population strengths and stickiness from `records` (zeros without the backbone;
-        no stickiness where the router does not read the conversation)."""
+        """Set the backbone's population (strengths, thumb bias, stickiness) from `records` (all zeros without
+        the backbone; no stickiness where the router does not read the conversation)."""
+        self.population_ = self.population_of(table, records)
+
+    def population_of(self, table: InteractionTable, records: np.ndarray) -> Population:
+        """What everybody shares, fitted over `records` (a routing context's whole history)."""
         if not self.backbone:
-            self.strengths_, self.stay_ = np.zeros(len(self.llms_)), 0.0
-            return
-        self.strengths_ = population_strengths(table, records)
-        self.stay_ = population_stay(table, records, self.strengths_) if self.conversation else 0.0
+            return Population(np.zeros(len(self.llms_)))
+        return Population.fit(table, records, self.conversation)
 
     def previous(self, table: InteractionTable, records: np.ndarray) -> np.ndarray | None:
         """[len(records)] the LLM that answered each record's previous turn (-1: none); None where the router
@@ -221,9 +298,12 @@ class GMTRouter(PreferenceRouter):
         shown: np.ndarray | None = None,
         since: PriorScores | None = None,
         users: np.ndarray | None = None,
+        population: Population | None = None,
+        posterior: bool = False,
     ) -> PriorScores:
         """The backbone given the records `shown` (default: the graph's); with `since` and `users`, `since`
-        with the deviations of those users and their queries refitted (`PriorScores.of`).
+        with the deviations of those users and their queries refitted (`PriorScores.of`). `population`: what
+        everybody shares (default: the one training fitted); `posterior`: with every deviation's variance.
 
         With the graph's node `states`, each user's deviation is fitted against the network's residual on
         their own shown records as well, so that it measures how the user departs from everything else the
@@ -241,7 +321,17 @@ class GMTRouter(PreferenceRouter):
         topics = max(len(self.topics_), 1)
         query_topic = topic_of(table.query_emb, self.topics_)
         return PriorScores.of(
-            table, shown, self.strengths_, self.priors_, query_topic, topics, residual, self.stay_, since, users
+            table,
+            shown,
+            population or self.population_,
+            self.priors_,
+            query_topic,
+            topics,
+            residual,
+            since,
+            users,
+            posterior,
+            getattr(self, "communities_", None),
         )
 
     def score_targets(
@@ -263,7 +353,12 @@ class GMTRouter(PreferenceRouter):
         def prior_of(states: dict[str, torch.Tensor] | None) -> torch.Tensor:
             prior = self.prior_scores(table, graph, states, shown)
             matrix = prior.scores(
-                table.rec_user[scored], queries, prior.query_topic[queries], batch.llm.numpy(), previous
+                table.rec_user[scored],
+                queries,
+                prior.query_topic[queries],
+                batch.llm.numpy(),
+                previous,
+                table.rec_own[scored],
             )
             return torch.from_numpy(matrix).float()
 
@@ -281,13 +376,17 @@ class GMTRouter(PreferenceRouter):
             "llm_text": self.llm_text_,
             "rating_range": list(self.rating_range_),
             "net": self.net_config_.to_dict(),
-            "strengths": [float(x) for x in self.strengths_],
-            "stay": self.stay_,
+            "strengths": [float(x) for x in self.population_.strengths],
+            "thumb_bias": self.population_.thumb_bias,
+            "stay": self.population_.stay,
             "priors": {name: _json_prior(value) for name, value in asdict(self.priors_).items()},
             "training_log": self.training_log_,
         }
         tensors = {k: v.detach().clone().contiguous() for k, v in self.net_.state_dict().items()}
         tensors[TOPICS_KEY] = torch.from_numpy(self.topics_).contiguous()
+        if self.communities_ is not None:
+            for key, value in self.communities_.arrays().items():
+                tensors[f"{COMMUNITIES_KEY}.{key}"] = torch.from_numpy(np.ascontiguousarray(value))
         return json.loads(json.dumps(config)), tensors
 
     @classmethod
@@ -298,11 +397,17 @@ class GMTRouter(PreferenceRouter):
         router.rating_range_ = tuple(config["rating_range"])
         router.net_config_ = NetConfig(**config["net"])
         router.training_log_ = config.get("training_log", {})
-        router.strengths_ = np.asarray(config["strengths"], dtype=np.float64)
-        router.stay_ = float(config.get("stay", 0.0))
+        strengths = np.asarray(config["strengths"], dtype=np.float64)
+        router.population_ = Population(strengths, float(config.get("thumb_bias", 0.0)), float(config.get("stay", 0.0)))
         router.priors_ = Priors(**{name: _prior_of_json(value) for name, value in config["priors"].items()})
         tensors = dict(tensors)
         router.topics_ = tensors.pop(TOPICS_KEY).numpy()
+        shared = {
+            k.removeprefix(f"{COMMUNITIES_KEY}."): tensors.pop(k).numpy()
+            for k in list(tensors)
+            if k.startswith(COMMUNITIES_KEY)
+        }
+        router.communities_ = Communities.from_arrays(shared) if shared else None
         router.net_ = GMTRouterNet(router.net_config_, tensors["llm_text"])
         router.net_.load_state_dict(tensors)
         router.net_.eval()
@@ -341,15 +446,16 @@ class GMTContext(RoutingContext):
         super().__init__(history)
 
     def refresh(self) -> None:
-        """Fit the backbone to the whole history and, where the network adds something, encode its graph (or
-        take both from the saved state this context was made with, the first time)."""
+        """Fit the backbone to the whole history (what everybody shares included) and, where the network adds
+        something, encode its graph (or take both from the saved state this context was made with, the first
+        time)."""
         router = self.router
         router.net_.eval()
         self.table = router.table(self.history)
         everything = np.arange(self.table.num_records)
         self.graph = router.graph(self.table, everything) if self.network else None
         saved, self._saved = self._saved, None
-        if saved is not None and int(saved["records"]) == self.table.num_records:
+        if saved is not None and int(saved["records"]) == self.table.num_records and "prior.variance.user" in saved:
             self.layers = _layers_of(saved)
             self.prior = PriorScores.from_arrays(
                 {k.removeprefix("prior."): v.numpy() for k, v in saved.items() if k.startswith("prior.")}
@@ -359,7 +465,18 @@ class GMTContext(RoutingContext):
         if self.graph is not None:
             with torch.no_grad():
                 self.layers = router.net_.encode_layers(self.graph)
-        self.prior = router.prior_scores(self.table, self.graph, self.states, everything)
+        population = router.population_of(self.table, everything)
+        for _ in range(SETTLE_STEPS):  # what everybody shares, settled with what each user says
+            prior = router.prior_scores(
+                self.table, self.graph, self.states, everything, population=population, posterior=True
+            )
+            settled = population.settled(*prior.taste(), router.priors_)
+            moved = np.abs(settled.strengths - population.strengths).max(initial=0.0)
+            population = settled
+            if moved < SETTLED:
+                break
+        prior.population = population
+        self.prior = prior
 
     def state(self) -> dict[str, torch.Tensor]:
         """The fitted backbone and the node states of every layer, which a checkpoint keeps so that loading the
@@ -386,10 +503,32 @@ class GMTContext(RoutingContext):
             nodes = self.graph.user_nodes(self.table, np.unique(self.table.rec_user[new]))
             nodes["query"] = torch.arange(queries_before, self.graph.num_nodes["query"])
             self.layers = self.router.net_.update_layers(self.graph, self.layers, nodes)
-        # the backbone of the records' users and of the queries they asked is refitted; the rest is kept
+        # the backbone of the records' users and of the queries they asked is refitted, and what everybody
+        # shares moves by what those users now say; the rest is kept
         users = np.unique(self.table.rec_user[new])
         scope = refit_scope(self.table, users)
-        self.prior = self.router.prior_scores(self.table, self.graph, self.states, scope, self.prior, users)
+        before = self.prior
+        after = self.router.prior_scores(
+            self.table, self.graph, self.states, scope, before, users, before.population, posterior=True
+        )
+        taste, spread = after.taste()
+        old_taste = before.taste()[0]
+        old_rows = np.zeros((len(users), taste.shape[1]))
+        known = users < len(old_taste)
+        old_rows[known] = old_taste[users[known]]
+        after.population = before.population.after(old_rows, taste[users], taste, spread, self.router.priors_)
+        after.follow(after.population.strengths - before.population.strengths, self.router.priors_)
+        self.prior = after
+
+    def add_llm(self, name: str, description: str = "") -> None:
+        """Route among `name` too (`GMTRouter.add_llm`): its columns join the backbone at the population's
+        average, with nobody's evidence; where the network is used, the graph is encoded again with the new LLM
+        node."""
+        self.router.add_llm(name, description)
+        self.table.llms.append(name)
+        self.prior.widen(1, self.router.priors_)
+        if self.network:
+            self.refresh()
 
     def score_records(self, records: Sequence[Interaction]) -> list[np.ndarray]:
         if not records:
@@ -405,21 +544,39 @@ class GMTContext(RoutingContext):
         counts = batch.mask.sum(dim=1).numpy()
         return [scores[i, : counts[i]].astype(float) for i in range(len(records))]
 
-    def explain(self, user: str, query: str, llm: str, top: int = 3) -> list[tuple[Interaction, float]]:
-        """The user's past interactions that moved `llm` most for them, each with its signed weight: how much
-        better (+) or worse (-) `llm` did in it than the model expected (`prior.record_evidence`); these
-        surprises are what set the user's deviation for `llm`."""
+    def explain(
+        self, user: str, query: str, llm: str, top: int = 3, against: str | None = None
+    ) -> list[tuple[Interaction, float]]:
+        """The user's past interactions that did most for `llm` (against `against`, when given: the runner-up
+        of a route), each with its weight: how much better `llm` did in it than the model expected, less how
+        much better `against` did (`prior.record_evidence`). These surprises are what set the user's deviation,
+        so the interactions with the largest are what made `llm` win for them; none when the population's
+        preference alone decided."""
         user_id = self.table.user_vocab.get(user, -1)
-        llm_id = {m: i for i, m in enumerate(self.router.llms_)}.get(llm, -1)
-        if user_id < 0 or llm_id < 0:
+        llm_index = {m: i for i, m in enumerate(self.router.llms_)}
+        if user_id < 0 or llm not in llm_index or (against is not None and against not in llm_index):
             return []
         records = np.flatnonzero(self.table.rec_user == user_id)
-        weights = record_evidence(self.table, records, self.prior, llm_id)
-        best = [i for i in np.argsort(-np.abs(weights), kind="stable")[:top] if weights[i] != 0]
+        weights = record_evidence(self.table, records, self.prior, llm_index[llm])
+        if against is not None:
+            weights = weights - record_evidence(self.table, records, self.prior, llm_index[against])
+        best = [i for i in np.argsort(-weights, kind="stable")[:top] if weights[i] > 0]
         return [(self.table.records[records[i]], float(weights[i])) for i in best]
 
     def score(self, user: str, query: str, llms: Sequence[str]) -> np.ndarray:
         return self.score_turn(user, query, llms, None)
+
+    def uncertainty(self, user: str, query: str, llms: Sequence[str]) -> np.ndarray:
+        """The posterior standard deviation of each LLM's score for this request (`PriorScores.spread`)."""
+        router = self.router
+        router.check_llms(llms)
+        llm_index = {m: i for i, m in enumerate(router.llms_)}
+        user_id = self.table.user_vocab.get(user, -1)
+        query_id = self.table.query_vocab.get(query, -1)
+        topic = topic_of(router.text_encoder().encode([query]), router.topics_) if len(router.topics_) else [0]
+        llm = np.array([[llm_index[m] for m in llms]])
+        own = np.array([self.table.own_vocab.get((user_id, query_id), -1)])
+        return self.prior.spread(np.array([user_id]), np.array([query_id]), np.asarray(topic), llm, own)[0]
 
     def score_turn(self, user: str, query: str, llms: Sequence[str], previous: str | None) -> np.ndarray:
         """Scores of `llms` for a request of `user`; `previous` is the LLM that answered the conversation's
@@ -433,7 +590,8 @@ class GMTContext(RoutingContext):
         llm = np.array([[llm_index[m] for m in llms]])
         after = np.array([llm_index.get(previous, -1) if previous and router.conversation else -1])
         topic = topic_of(query_x, router.topics_)
-        prior = self.prior.scores(np.array([user_id]), np.array([query_id]), topic, llm, after)
+        own = np.array([self.table.own_vocab.get((user_id, query_id), -1)])
+        prior = self.prior.scores(np.array([user_id]), np.array([query_id]), topic, llm, after, own)
         if not self.network:
             return prior[0].astype(float)
         node = int(self.graph.query_local[query_id]) if query_id >= 0 else -1

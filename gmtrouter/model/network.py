@@ -74,6 +74,10 @@ class GMTRouterNet(nn.Module):
         self.dropout = nn.Dropout(config.dropout)
         self.head = PreferenceHead(hidden, config.head_dim, config.heads, config.dropout, config.head_products)
 
+    def set_llms(self, llm_text: torch.Tensor) -> None:
+        """Start the LLM nodes from these text embeddings [L, E] (after an LLM joined)."""
+        self.llm_text = centred(llm_text.float())
+
     def response_features(
         self, response_x: torch.Tensor, response_llm: torch.Tensor, response_group: torch.Tensor
     ) -> torch.Tensor:

@@ -50,6 +50,11 @@ class RoutingContext(ABC):
         turn). Routers that do not read the conversation score the query alone."""
         return self.score(user, query, llms)
 
+    def uncertainty(self, user: str, query: str, llms: Sequence[str]) -> np.ndarray:
+        """How unsure the router is of each LLM's score for this request (a posterior standard deviation, in
+        logits), which exploration reads. Routers that keep no posterior are sure of everything: zeros."""
+        return np.zeros(len(llms))
+
     def observe(self, records: Sequence[Interaction]) -> None:
         """Add shown interactions to the history (no retraining)."""
         self.history.extend(records)
@@ -66,8 +71,11 @@ class RoutingContext(ABC):
         """Whether the history holds any interaction of `user`."""
         return self._users[user] > 0
 
-    def explain(self, user: str, query: str, llm: str, top: int = 3) -> list[tuple[Interaction, float]]:
-        """The user's past interactions that weighed most in scoring `llm` for `query`, with their weights.
+    def explain(
+        self, user: str, query: str, llm: str, top: int = 3, against: str | None = None
+    ) -> list[tuple[Interaction, float]]:
+        """The user's past interactions that did most for `llm` for `query` (against `against`, when given),
+        with their weights.
 
         Routers that cannot attribute a score to past interactions return an empty list.
         """

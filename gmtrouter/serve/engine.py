@@ -90,8 +90,9 @@ def _texts(record: Interaction) -> list[str]:
     return [record.query, *(r.text for r in record.responses if r.text)]
 
 
-def explanation_of(router: Router, user: str, query: str, llm: str) -> list[dict[str, Any]]:
-    """The user's past interactions that weighed most in choosing `llm` (empty when the router cannot say)."""
+def explanation_of(router: Router, user: str, query: str, llm: str, against: str | None = None) -> list[dict[str, Any]]:
+    """The user's past interactions that did most for `llm` (against the runner-up `against`, for a route):
+    what made it win for them (empty when the population's preference alone decided)."""
     return [
         {
             "conversation": record.conversation,
@@ -100,8 +101,13 @@ def explanation_of(router: Router, user: str, query: str, llm: str) -> list[dict
             "ratings": {r.llm: r.rating for r in record.responses},
             "weight": float(weight),
         }
-        for record, weight in router.context.explain(user, query, llm)
+        for record, weight in router.context.explain(user, query, llm, against=against)
     ]
+
+
+def runner_up(decision: RouteDecision) -> str | None:
+    """The best-ranked candidate other than the chosen one."""
+    return next((r.llm for r in decision.ranking if r.llm != decision.llm), None)
 
 
 class Engine:
@@ -303,7 +309,7 @@ class Engine:
                     switch_cost=chat.switch_cost,
                     previous_llm=chat.previous_llm,
                 )
-                explanation = explanation_of(router, job.user, job.query, decision.llm)
+                explanation = explanation_of(router, job.user, job.query, decision.llm, runner_up(decision))
             except Exception as error:
                 job.answer(error)
                 continue
@@ -346,7 +352,7 @@ class Engine:
             if encoder is not None and isinstance(encoder(), QueryCacheEncoder):
                 encoder().encode_queries([query])
             decision = router.route(user, query, candidates, cost_weight)
-            return decision, explanation_of(router, user, query, decision.llm)
+            return decision, explanation_of(router, user, query, decision.llm, runner_up(decision))
 
     def explain(self, user: str, query: str, llm: str) -> list[dict[str, Any]]:
         """The user's past interactions that moved `llm` most for them, by the live router (blocking)."""
