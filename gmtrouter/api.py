@@ -8,6 +8,7 @@ router.observe({...canonical record...})   # personalises at once, no retraining
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -16,9 +17,10 @@ from typing import Any
 
 import numpy as np
 import torch
+from pydantic import ValidationError
 
 from gmtrouter.data.prices import estimate_tokens
-from gmtrouter.data.schema import Interaction
+from gmtrouter.data.schema import Interaction, first_error
 from gmtrouter.registry.checkpoint import load_context_state, load_router
 from gmtrouter.routing.base import PreferenceRouter, RoutingContext
 from gmtrouter.routing.costs import cost_adjusted, mean_costs
@@ -251,10 +253,10 @@ class Router:
         `conversation` id. Every other LLM then costs `switch_cost` logits more, and staying saves the prompt
         cache where the LLM has a cached-input price.
         """
-        if cost_weight < 0:
-            raise GmtError(f"cost_weight must be 0 or more, got {cost_weight}")
-        if switch_cost < 0:
-            raise GmtError(f"switch_cost must be 0 or more, got {switch_cost}")
+        if not (math.isfinite(cost_weight) and cost_weight >= 0):
+            raise GmtError(f"cost_weight must be a finite number, 0 or more; got {cost_weight}")
+        if not (math.isfinite(switch_cost) and switch_cost >= 0):
+            raise GmtError(f"switch_cost must be a finite number, 0 or more; got {switch_cost}")
         query = query_of(messages)
         llms = list(dict.fromkeys(candidates)) if candidates else self.active_llms
         if not llms:
@@ -321,6 +323,21 @@ class Router:
         while len(self.conversations) > self.max_conversations:
             self.conversations.popitem(last=False)
 
+    def explain(self, user: str, query: str, llm: str) -> list[dict[str, Any]]:
+        """The user's past interactions that moved `llm` most for them on `query`, as plain data (empty when the
+        router cannot attribute its scores): each with its ratings and signed weight (+: `llm` did better there
+        than expected)."""
+        return [
+            {
+                "conversation": record.conversation,
+                "turn": record.turn,
+                "query": record.query,
+                "ratings": {r.llm: r.rating for r in record.responses},
+                "weight": float(weight),
+            }
+            for record, weight in self.context.explain(user, query, llm)
+        ]
+
     def history(self, user: str) -> list[Interaction]:
         """The interactions of `user` the router scores from, oldest first."""
         return [r for r in self.context.history if r.user == user]
@@ -354,14 +371,62 @@ class Router:
         self.observe_many([record])
 
     def observe_many(self, records: Sequence[Interaction | Mapping[str, Any]]) -> None:
-        """Add rated interactions (validated first: a bad one adds none), re-encoding only around their users."""
-        interactions = [r if isinstance(r, Interaction) else Interaction.model_validate(r) for r in records]
+        """Add rated interactions, re-encoding only around their users: all of them or, if one cannot be added, none.
+
+        A mapping is checked against the record contract first (an `Interaction` was checked when it was made).
+        Should folding fail anyway, the routing context is rebuilt over the history as it was, and the `FoldError`
+        names the records that cannot be folded.
+        """
+        interactions = [_checked(index, record) for index, record in enumerate(records)]
         for interaction in interactions:
             self.model.check_llms(interaction.llms)
-        self.context.observe(interactions)
+        kept = len(self.context.history)
+        try:
+            self.context.observe(interactions)
+        except Exception as error:
+            self.context = self.model.context(self.context.history[:kept])
+            raise FoldError(self.unfoldable(interactions), interactions, error) from error
         grown = len(self.context.history)
         if self.refit_after is not None and grown >= max(self.refit_after, 2 * self._refitted_at):
             self.refit()
         for response in (x for interaction in interactions for x in interaction.responses):
             if response.cost is not None and response.llm not in self.costs:
                 self.costs[response.llm] = response.cost
+
+    def unfoldable(self, records: Sequence[Interaction]) -> list[int]:
+        """Indices of the records that cannot be folded even into a history of their own (each one alone)."""
+        bad = []
+        for index, record in enumerate(records):
+            try:
+                self.model.context([record])
+            except Exception:
+                bad.append(index)
+        return bad
+
+
+class FoldError(GmtError):
+    """Records could not be folded into the history; the router is as it was before the attempt.
+
+    `indices` are the records that fail on their own (empty when only the batch as a whole failed).
+    """
+
+    def __init__(self, indices: list[int], records: Sequence[Interaction], cause: BaseException) -> None:
+        self.indices = indices
+        named = indices or range(len(records))
+        which = ", ".join(
+            f"record {i + 1} (user {records[i].user}, conversation {records[i].conversation}, turn {records[i].turn})"
+            for i in named[:3]
+        )
+        reason = str(cause).splitlines()[0] if str(cause) else ""
+        super().__init__(
+            f"{which} cannot be folded into the history ({cause.__class__.__name__}: {reason}); nothing was added"
+        )
+
+
+def _checked(index: int, record: Interaction | Mapping[str, Any]) -> Interaction:
+    """The record, validated against the record contract; a `GmtError` names the record and the field."""
+    try:
+        return record if isinstance(record, Interaction) else Interaction.model_validate(record)
+    except ValidationError as error:
+        field, message = first_error(error)
+        raise GmtError(f"record {index + 1}: field '{field}': {message}") from None

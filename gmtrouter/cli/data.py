@@ -21,12 +21,12 @@ def _is_records_file(path: Path) -> bool:
     check_readable(path)
     if is_parquet(path):
         return True  # only records are kept in Parquet
-    with open(path, encoding="utf-8") as handle:
+    with open(path, "rb") as handle:
         for line in handle:
             if line.strip():
                 try:
                     return not isinstance(json.loads(line).get("responses"), dict)
-                except (json.JSONDecodeError, AttributeError):
+                except (ValueError, AttributeError):  # not JSON, or not UTF-8: the record reader says so
                     return True
     return True
 

@@ -11,14 +11,70 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    GetCoreSchemaHandler,
+    StrictBool,
+    StrictInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import CoreSchema, ErrorDetails
+from typing_extensions import TypeAliasType
 
 from gmtrouter.utils.atomic import atomic_write
 from gmtrouter.utils.errors import DataError, GmtError
 from gmtrouter.utils.heap import collector_paused, long_lived
 
+# Bounds of the record contract (docs/architecture.md). Whatever passes them can be flattened into the graph's
+# int64 and float32 arrays, stored in the service's database (PostgreSQL text holds no NUL; an id fits its
+# column) and read back unchanged: JSON has no NaN, so a non-finite number would come back as null.
+MAX_ID = 256  # characters of a user, conversation or LLM id
+MAX_TEXT = 1_000_000  # characters of a query or an answer (the service's max_query_chars bounds queries further)
+MAX_TURN = 2**31 - 1  # a turn number fits a 32-bit integer column
+MAX_RESPONSES = 256  # responses of one record: a record's pairs grow with the square of this
+MAX_RATING = 1e6  # |rating|, on any source's scale
+MAX_COST = 1e6  # USD per answer
+MAX_TOKENS = 10**9
+MAX_TIMESTAMP = 253_402_300_799.0  # 9999-12-31 in seconds since 1970: a time in milliseconds is refused
+MAX_META_ITEMS = 1024  # keys of a meta object, items of a meta list
+NO_NUL = "^[^\x00]*$"  # a pattern: no NUL, and (checked by pydantic on the way) no lone surrogate
+
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 NonEmpty = Annotated[str, Field(min_length=1)]
+Id = Annotated[str, Field(min_length=1, max_length=MAX_ID, pattern=NO_NUL)]
+Text = Annotated[str, Field(min_length=1, max_length=MAX_TEXT, pattern=NO_NUL)]
+Rating = Annotated[float, Field(ge=-MAX_RATING, le=MAX_RATING, allow_inf_nan=False)]
+Turn = Annotated[int, Field(ge=1, le=MAX_TURN)]
+
+
+class _OneMessage:
+    """Give a union one error message of ours instead of one per member (which names pydantic's types)."""
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
+        schema = handler(source)
+        union = schema["schema"] if schema["type"] == "nullable" else schema
+        union["custom_error_type"], union["custom_error_message"] = "json_value", self.message
+        return schema
+
+
+JSON_MESSAGE = "must be plain JSON: text without NUL, finite numbers, true/false, null, lists and objects"
+_MetaText = Annotated[str, Field(max_length=MAX_TEXT, pattern=NO_NUL)]
+_MetaKey = Annotated[str, Field(max_length=MAX_ID, pattern=NO_NUL)]
+# Free-form JSON that survives a round trip unchanged (validated in pydantic's core: no Python per value).
+Json = TypeAliasType(
+    "Json",
+    "Annotated[StrictBool | StrictInt | FiniteFloat | _MetaText"
+    " | Annotated[list[Json], Field(max_length=MAX_META_ITEMS)]"
+    " | Annotated[dict[_MetaKey, Json], Field(max_length=MAX_META_ITEMS)] | None, _OneMessage(JSON_MESSAGE)]",
+)
+Meta = Annotated[dict[_MetaKey, Json], Field(max_length=MAX_META_ITEMS)]
 
 
 class Response(BaseModel):
@@ -26,11 +82,11 @@ class Response(BaseModel):
 
     model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
 
-    llm: NonEmpty
-    rating: FiniteFloat
-    text: str | None = None
-    cost: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
-    tokens: Annotated[int, Field(ge=0)] | None = None
+    llm: Id
+    rating: Rating
+    text: Annotated[str, Field(max_length=MAX_TEXT, pattern=NO_NUL)] | None = None
+    cost: Annotated[float, Field(ge=0, le=MAX_COST, allow_inf_nan=False)] | None = None
+    tokens: Annotated[int, Field(ge=0, le=MAX_TOKENS)] | None = None
 
 
 class Interaction(BaseModel):
@@ -38,14 +94,14 @@ class Interaction(BaseModel):
 
     model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
 
-    user: NonEmpty
-    conversation: NonEmpty
-    turn: Annotated[int, Field(ge=1)]
-    query: NonEmpty
-    responses: Annotated[list[Response], Field(min_length=1)]
-    timestamp: FiniteFloat | None = None
-    previous_llm: NonEmpty | None = None  # the LLM that answered the previous turn, when the source knows it
-    meta: dict[str, Any] = Field(default_factory=dict)
+    user: Id
+    conversation: Id
+    turn: Turn
+    query: Text
+    responses: Annotated[list[Response], Field(min_length=1, max_length=MAX_RESPONSES)]
+    timestamp: Annotated[float, Field(ge=0, le=MAX_TIMESTAMP, allow_inf_nan=False)] | None = None
+    previous_llm: Id | None = None  # the LLM that answered the previous turn, when the source knows it
+    meta: Meta = Field(default_factory=dict)
 
     @field_validator("responses")
     @classmethod
@@ -74,29 +130,42 @@ class Interaction(BaseModel):
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
-def _first_error(error: ValidationError) -> tuple[str, str]:
-    """The field path and message of a pydantic error, in the words of the record contract."""
+def error_message(detail: ErrorDetails) -> str:
+    """One pydantic error in the words of the record contract (also the service's, for its request bodies)."""
+    kind, message = detail["type"], detail["msg"]
+    if kind == "missing":
+        return "is required but missing"
+    if kind == "extra_forbidden":
+        return "is not a field of this format; remove it or move it into 'meta'"
+    if kind == "value_error":
+        return message.removeprefix("Value error, ")
+    if kind == "string_pattern_mismatch" and detail.get("ctx", {}).get("pattern") == NO_NUL:
+        return "holds a NUL character (\\u0000), which text cannot store; remove it"
+    if kind == "string_unicode":
+        return "holds a lone surrogate (\\ud800-\\udfff); give valid UTF-8 text"
+    return message
+
+
+def first_error(error: ValidationError) -> tuple[str, str]:
+    """The field path and message of a pydantic error's first problem, in the words of the record contract."""
     first = error.errors()[0]
-    field = ".".join(str(part) for part in first["loc"]) or None
-    message = first["msg"]
-    if first["type"] == "missing":
-        message = "is required but missing"
-    elif first["type"] == "extra_forbidden":
-        message = "is not a field of this format; remove it or move it into 'meta'"
-    elif first["type"] == "value_error":
-        message = message.removeprefix("Value error, ")
-    return field or "", message
+    field = ".".join(str(part) for part in first["loc"])
+    return field, error_message(first)
 
 
 def data_error(path: str | os.PathLike[str], number: int, error: ValidationError) -> DataError:
     """The first problem of line (or row) `number`, in the words of the record contract."""
-    field, message = _first_error(error)
+    field, message = first_error(error)
     return DataError(str(path), number, field or None, message)
 
 
 def iter_jsonl(path: str | os.PathLike[str], model: type[ModelT]) -> Iterator[tuple[int, ModelT | DataError]]:
-    """Yield (line number, parsed model or the error that line has), skipping blank lines."""
-    with open(path, encoding="utf-8") as handle:
+    """Yield (line number, parsed model or the error that line has), skipping blank lines.
+
+    Lines are read as bytes and parsed as UTF-8 JSON by pydantic, so a binary or mis-encoded file is a bad line
+    like any other, not a decoding error that stops the reader.
+    """
+    with open(path, "rb") as handle:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
                 continue
@@ -104,9 +173,17 @@ def iter_jsonl(path: str | os.PathLike[str], model: type[ModelT]) -> Iterator[tu
                 yield number, model.model_validate_json(line)
             except ValidationError as error:
                 if error.errors()[0]["type"] == "json_invalid":
-                    yield number, DataError(str(path), number, None, "is not valid JSON")
+                    yield number, DataError(str(path), number, None, _not_json(line))
                     continue
                 yield number, data_error(path, number, error)
+
+
+def _not_json(line: bytes) -> str:
+    try:
+        line.decode("utf-8")
+    except UnicodeDecodeError:
+        return "is not UTF-8 text; give a JSONL file (one JSON record per line)"
+    return "is not valid JSON"
 
 
 def iter_items(path: str | os.PathLike[str], model: type[ModelT]) -> Iterator[tuple[int, ModelT | DataError]]:

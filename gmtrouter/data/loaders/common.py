@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from gmtrouter.data.schema import _first_error
+from gmtrouter.data.schema import first_error
 from gmtrouter.utils.errors import DataError, GmtError
 
 
@@ -55,7 +55,7 @@ def build(model: type[ModelT], path: Path, line: int | None, prefix: str = "", *
     try:
         return model(**fields)
     except ValidationError as error:
-        field, message = _first_error(error)
+        field, message = first_error(error)
         raise DataError(str(path), line, f"{prefix}{field}" or None, message) from None
 
 
