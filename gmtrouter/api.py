@@ -323,10 +323,10 @@ class Router:
         while len(self.conversations) > self.max_conversations:
             self.conversations.popitem(last=False)
 
-    def explain(self, user: str, query: str, llm: str) -> list[dict[str, Any]]:
-        """The user's past interactions that moved `llm` most for them on `query`, as plain data (empty when the
-        router cannot attribute its scores): each with its ratings and signed weight (+: `llm` did better there
-        than expected)."""
+    def explain(self, user: str, query: str, llm: str, against: str | None = None) -> list[dict[str, Any]]:
+        """The user's past interactions that did most for `llm` on `query` (against `against`: the runner-up of a
+        route), as plain data (empty when the router cannot attribute its scores): each with its ratings and its
+        weight (logits by which `llm` did better there than expected, less `against`)."""
         return [
             {
                 "conversation": record.conversation,
@@ -335,7 +335,7 @@ class Router:
                 "ratings": {r.llm: r.rating for r in record.responses},
                 "weight": float(weight),
             }
-            for record, weight in self.context.explain(user, query, llm)
+            for record, weight in self.context.explain(user, query, llm, against=against)
         ]
 
     def history(self, user: str) -> list[Interaction]:

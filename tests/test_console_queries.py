@@ -189,10 +189,15 @@ def test_tastes_interval_narrows_with_history() -> None:
 def test_activity_bins_follow_the_span_of_the_data() -> None:
     now = 1_700_000_000.0
     recent = insights.activity({"routes": [now - 10, now - 20, now - 400], "feedback": [now - 5]}, now)
-    assert recent.bucket == 300 and len(recent.starts) == 24
-    assert sum(recent.routes) == 3 and recent.routes[-1] == 2 and sum(recent.feedback) == 1
+    assert recent.bucket == 60 and len(recent.starts) == 8  # 7 minutes of data: minutes, from the first on
+    assert recent.routes[0] == 1 and recent.routes[-1] == 2 and sum(recent.feedback) == 1
+    burst = insights.activity({"routes": [now - 40, now - 25, now - 3], "feedback": []}, now)
+    assert burst.bucket == 10 and sum(1 for n in burst.routes if n) == 3  # a fresh service: not one bar
     hours = insights.activity({"routes": [now - 10 * insights.HOUR, now], "feedback": []}, now)
-    assert hours.bucket == insights.HOUR and len(hours.starts) == 48 and sum(hours.routes) == 2
+    assert hours.bucket == insights.HOUR and len(hours.starts) == 11 and hours.routes[0] == hours.routes[-1] == 1
     older = insights.activity({"routes": [now - 5 * insights.DAY, now], "feedback": []}, now)
-    assert older.bucket == insights.DAY and sum(older.routes) == 2
+    assert older.bucket == 6 * insights.HOUR and sum(older.routes) == 2 and older.routes[0] == 1
+    weeks = insights.activity({"routes": [now - 12 * insights.DAY, now], "feedback": []}, now)
+    assert weeks.bucket == insights.DAY and len(weeks.starts) == 13
     assert sum(insights.activity({"routes": [now - 40 * insights.DAY], "feedback": []}, now).routes) == 0
+    assert all(len(chart.starts) <= insights.MAX_BINS for chart in (recent, burst, hours, older, weeks))

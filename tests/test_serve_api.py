@@ -250,6 +250,22 @@ def test_malformed_and_oversized_bodies(client: TestClient, store: Store) -> Non
     assert (store.count("routes"), store.count("feedback")) == before
 
 
+def test_small_things_a_new_user_meets(client: TestClient, store: Store) -> None:
+    alice = key_for(client, "small-alice")
+    routed = client.post("/v1/route", json={"messages": ask("hello")}, headers=alice)  # a one-user key needs no user
+    assert routed.status_code == 200 and routed.json()["user"] == "small-alice", routed.text
+    tenant = key_for(client, "acme/*")
+    unnamed = client.post("/v1/route", json={"messages": ask("hello")}, headers=tenant)
+    assert unnamed.status_code == 422 and unnamed.json()["detail"].startswith("user: is required"), unnamed.text
+    missing = client.post("/v1/chat/completions", json={"model": "nope", "messages": ask("hi")}, headers=alice)
+    assert missing.status_code == 404 and "add [upstreams.NAME]" in missing.json()["detail"], missing.text
+    overview = client.get("/ui/api/overview", headers=alice).json()
+    assert "model_dir" not in overview["model"] and "database" not in overview["store"]
+    assert "model_dir" in client.get("/ui/api/overview", headers=ADMIN_HEADERS).json()["model"]
+    page = client.get("/ui/model", headers=alice).text
+    assert str(client.app.state.service.engine.model_dir) not in page
+
+
 def test_openapi_documents_every_endpoint(client: TestClient) -> None:
     spec = client.get("/openapi.json").json()
     assert {"/v1/route", "/v1/feedback", "/v1/users/{user}", "/v1/chat/completions", "/v1/admin/reload"} <= set(

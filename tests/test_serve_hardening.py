@@ -109,6 +109,7 @@ def test_healthz_names_the_model_not_the_server_paths(plain: tuple[str, Store], 
         "llms",
         "history_records",
         "pending_changes",
+        "feedback_unreadable",
         "schema_version",
     }
     config = json.loads((served_model / "config.json").read_text())
@@ -137,6 +138,10 @@ def test_rate_limits_per_key_answer_429_with_retry_after(served_model: Path, tmp
         refused = statuses[-1]
         assert 1 <= int(refused.headers["Retry-After"]) <= 12 and "5 requests a minute" in refused.json()["detail"]
         assert store.count("routes", "rate-a") == 5
+        # the console is under the same limit: its Try-it calls (each may run the encoder) and its pages
+        tried = client.post("/ui/api/try", json={"user": "rate-a", "query": "a fresh query"}, headers=first)
+        page = client.get("/ui/users", headers=first)
+        assert tried.status_code == page.status_code == 429 and int(page.headers["Retry-After"]) >= 1, tried.text
         assert (
             client.post("/v1/route", json={"user": "rate-b", "messages": ask("q")}, headers=second).status_code == 200
         )
@@ -198,9 +203,11 @@ def test_chat_forwards_only_allowed_fields_within_caps(served_model: Path, tmp_p
             answer = client.post("/v1/chat/completions", json={**body, "max_tokens": 7, "n": 2})
             assert answer.json()["received"]["max_tokens"] == 7 and answer.json()["received"]["n"] == 2
 
+            before = counts(store)
             refused = client.post("/v1/chat/completions", json={"model": "gpt-4", **question})
             assert refused.status_code == 502, refused.text
             assert "upstream of 'gpt-4'" in refused.json()["detail"] and "credentials (401" in refused.json()["detail"]
+            assert counts(store) == before  # no answer reached the user: no decision is kept, none to rate
     store.close()
 
 

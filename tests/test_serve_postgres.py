@@ -5,12 +5,6 @@ Skipped, saying why, where the PostgreSQL server programs or the psycopg driver 
 
 from __future__ import annotations
 
-import glob
-import os
-import pwd
-import shutil
-import subprocess
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -24,80 +18,21 @@ from gmtrouter.serve.config import load_config
 from gmtrouter.serve.migrations import HEAD, migrate
 from gmtrouter.serve.store import Store, make_engine
 from tests.conftest import make_record
+from tests.pg_support import postgres_cluster
 from tests.schema_support import assert_rows_kept, create_v3
-from tests.serve_support import ADMIN, free_port, long_values_are_refused, served_model, server  # noqa: F401
+from tests.serve_support import ADMIN, long_values_are_refused, served_model, server  # noqa: F401
 
 pytestmark = pytest.mark.slow
 HEADERS = {"Authorization": f"Bearer {ADMIN}"}
 
 
-def _pg_bin(name: str) -> str | None:
-    found = shutil.which(name) or sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
-    return found if isinstance(found, str) else (found[-1] if found else None)
-
-
-def _has_user(name: str) -> bool:
-    try:
-        pwd.getpwnam(name)
-    except KeyError:
-        return False
-    return True
-
-
-def _unavailable(reason: str) -> None:
-    """Skip where PostgreSQL is not installed; in CI, which installs it (.ci/run), that is a failure."""
-    if os.environ.get("CI"):
-        pytest.fail(f"{reason}; .ci/run should have installed it")
-    pytest.skip(reason)
-
-
 @pytest.fixture(scope="module")
 def postgres() -> Iterator[str]:
     """A fresh PostgreSQL cluster on a free loopback port; yields a URL template with {db} for the database."""
-    pytest.importorskip("psycopg", reason="the psycopg driver is not installed (pip install 'gmtrouter[serve]')")
-    initdb, server = _pg_bin("initdb"), _pg_bin("postgres")
-    if not initdb or not server:
-        _unavailable("PostgreSQL server programs (initdb, postgres) are not installed")
-    as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-    if as_postgres and (shutil.which("runuser") is None or not _has_user("postgres")):
-        _unavailable("running as root needs the 'postgres' system user and runuser to start PostgreSQL")
-    folder = tempfile.mkdtemp(prefix="gmtrouter-pg-")
-    os.chmod(folder, 0o755)
-    if as_postgres:
-        shutil.chown(folder, "postgres", "postgres")
-    data = os.path.join(folder, "data")
-    subprocess.run(
-        [*as_postgres, initdb, "-D", data, "-A", "trust", "-U", "gmt", "--no-sync"],
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
-    port = free_port()
-    process = subprocess.Popen(
-        [*as_postgres, server, "-D", data, "-p", str(port), "-k", folder, "-c", "listen_addresses=127.0.0.1"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    import psycopg
-
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            with psycopg.connect(f"postgresql://gmt@127.0.0.1:{port}/postgres", autocommit=True) as conn:
-                for name in ("store", "race", "replicas", "upgrade", "lengths"):
-                    conn.execute(f"CREATE DATABASE {name}")
-            break
-        except psycopg.OperationalError:
-            if time.monotonic() > deadline or process.poll() is not None:
-                process.kill()
-                pytest.fail("the PostgreSQL server did not start")
-            time.sleep(0.2)
-    try:
-        yield f"postgresql+psycopg://gmt@127.0.0.1:{port}/{{db}}"
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-        shutil.rmtree(folder, ignore_errors=True)
+    with postgres_cluster() as cluster:
+        for name in ("store", "race", "replicas", "upgrade", "lengths"):
+            cluster.create(name)
+        yield cluster.url("{db}")
 
 
 def test_store_on_postgres(postgres: str) -> None:

@@ -2,7 +2,9 @@
 
 `create_app(config)` opens the store, loads the model (replaying stored feedback) and returns the app; errors in
 the set-up raise `GmtError` before any port is bound. Every refusal is a 4xx with a JSON body whose `detail` is
-one line that says what to fix, and a refused request stores nothing.
+one line that says what to fix, and a refused request stores nothing. A database that cannot answer (down,
+read-only, its file deleted) is a 503 with `Retry-After`: nothing was stored, and the same request may succeed
+later. What is left, a bug, is a 500 that keeps the connection open.
 """
 
 import logging
@@ -15,18 +17,25 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy import exc as db_errors
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
+from gmtrouter.data.schema import error_message
 from gmtrouter.serve import admin, chat, routes
 from gmtrouter.serve.config import ServeConfig
 from gmtrouter.serve.service import Service, build_service
-from gmtrouter.serve.store import FeedbackConflict
+from gmtrouter.serve.store import DatabaseUnavailable, FeedbackConflict
 from gmtrouter.serve.ui import mount as mount_console
 from gmtrouter.serve.upstream import UpstreamError
 from gmtrouter.utils.errors import GmtError
 
 log = logging.getLogger("gmtrouter.serve")
 FEEDBACK_KINDS = ("rating", "thumbs", "pairwise", "record")
+RETRY_AFTER_S = 5  # what a 503 tells a client to wait before it sends the same request again
+# Database errors that say the database cannot serve now (down, locked, read-only, out of space), not that the
+# request was wrong: each is a 503. Integrity, data and programming errors are bugs, and stay 500s.
+UNAVAILABLE = (db_errors.OperationalError, db_errors.InterfaceError, db_errors.InternalError, db_errors.TimeoutError)
 
 
 # ------------------------------------------------------------------------------------------------ middleware
@@ -58,6 +67,10 @@ class LimitAndMeasure:
         if length is not None and (not length.isdigit() or int(length) > limit):
             await too_large(limit)(scope, receive, send)
             return
+        if "\x00" in scope.get("path", "") or b"%00" in scope.get("query_string", b"").lower():
+            answer = JSONResponse({"detail": "the URL holds a NUL character (%00); remove it"}, status_code=400)
+            await answer(scope, receive, send)
+            return
         started, status_holder, seen = time.perf_counter(), [500], [0]
 
         async def counted_receive() -> dict[str, Any]:
@@ -68,12 +81,23 @@ class LimitAndMeasure:
                     raise StarletteHTTPException(413, f"request body over {limit} bytes (max_body_bytes); send less")
             return message
 
+        answering = [False]
+
         async def observed_send(message: dict[str, Any]) -> None:
             if message["type"] == "http.response.start":
-                status_holder[0] = message["status"]
+                status_holder[0], answering[0] = message["status"], True
             await send(message)
 
-        await self.app(scope, counted_receive, observed_send)
+        try:
+            await self.app(scope, counted_receive, observed_send)
+        except Exception as error:
+            # Answered here rather than by Starlette's last-resort handler, which re-raises: the server would then
+            # drop the keep-alive connection without saying so, and the client's next request on it would fail.
+            log.error("unhandled error in %s %s", scope["method"], scope.get("path"), exc_info=error)
+            if answering[0]:
+                raise  # the answer has begun (a stream): all that is left is to close the connection
+            answer = error_response(Request(scope), 500, "internal error; see the server log")
+            await answer(scope, receive, observed_send)
         route = scope.get("route")
         endpoint = getattr(route, "path", "unmatched")
         metrics = self.service.metrics
@@ -96,10 +120,8 @@ def _one_line(error: RequestValidationError) -> tuple[int, str]:
     if len(location) > 1 and location[0] in FEEDBACK_KINDS:  # the tag of the feedback union, not a field
         location = location[1:]
     where = ".".join(location) or "body"
-    message = first["msg"]
-    if first["type"] == "missing":
-        message = "is required but missing"
-    elif first["type"] == "extra_forbidden":
+    message = error_message(first)
+    if first["type"] == "extra_forbidden":
         message = "is not a field of this request; remove it"
     elif first["type"] in ("union_tag_invalid", "union_tag_not_found"):
         where, message = "kind", f"must be one of {', '.join(FEEDBACK_KINDS)}"
@@ -137,18 +159,86 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def _user_error(request: Request, error: GmtError) -> JSONResponse:
         return error_response(request, 400, str(error))
 
+    @app.exception_handler(DatabaseUnavailable)
+    async def _file_gone(request: Request, error: DatabaseUnavailable) -> JSONResponse:
+        log.error("%s %s: %s", request.method, request.url.path, error)
+        return unavailable(request)
+
+    @app.exception_handler(db_errors.DBAPIError)
+    async def _database(request: Request, error: db_errors.DBAPIError) -> JSONResponse:
+        if not isinstance(error, UNAVAILABLE) and type(error) is not db_errors.DatabaseError:
+            raise error  # a bug, not the database's state: the last-resort 500
+        reason = str(error.orig).strip().splitlines()[0] if str(error.orig).strip() else ""
+        log.error(
+            "%s %s: the database failed (%s: %s)", request.method, request.url.path, type(error.orig).__name__, reason
+        )
+        return unavailable(request)
+
+    @app.exception_handler(db_errors.TimeoutError)
+    async def _pool_timeout(request: Request, error: db_errors.TimeoutError) -> JSONResponse:
+        log.error("%s %s: no database connection came free (%s)", request.method, request.url.path, error)
+        return unavailable(request)
+
     @app.exception_handler(UpstreamError)
     async def _upstream(request: Request, error: UpstreamError) -> JSONResponse:
         return error_response(request, error.status, error.detail)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, error: StarletteHTTPException) -> JSONResponse:
-        return error_response(request, error.status_code, str(error.detail), error.headers)
+        headers = dict(error.headers or {})
+        if error.status_code == 405:
+            headers["Allow"] = ", ".join(allowed_methods(request))
+        return error_response(request, error.status_code, str(error.detail), headers or None)
 
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, error: Exception) -> JSONResponse:
-        log.error("unhandled error", exc_info=error)
-        return error_response(request, 500, "internal error; see the server log")
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some endpoint takes at this path: Starlette's 405 names only those of the first endpoint that
+    matched (`/v1/users/{user}` has a GET and a DELETE of its own)."""
+    methods: set[str] = set()
+    for route in request.app.routes:
+        match, _ = route.matches(request.scope)
+        if match is not Match.NONE:  # FULL or PARTIAL: the path matches, whatever the method
+            methods |= set(getattr(route, "methods", None) or ())
+    return sorted(methods)
+
+
+def with_links(app: FastAPI) -> None:
+    """Add OpenAPI links to the schema at /openapi.json: a route's id goes into feedback on it, a user id into
+    the user's profile. They document how the endpoints chain, and stateful tests follow them."""
+    make = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = make()
+        feedback_op, user_op = "#/paths/~1v1~1feedback/post", "#/paths/~1v1~1users~1{user}/get"
+        to_user = {"operationRef": user_op, "parameters": {"path.user": "$response.body#/user"}}
+        links = {
+            ("/v1/route", "post"): {
+                "ThumbsOnTheRoute": {
+                    "operationRef": feedback_op,
+                    "requestBody": {"kind": "thumbs", "route_id": "$response.body#/route_id", "thumbs": "up"},
+                },
+                "RatingOfTheRoute": {
+                    "operationRef": feedback_op,
+                    "requestBody": {"kind": "rating", "route_id": "$response.body#/route_id", "rating": 1.0},
+                },
+                "TheUserRouted": to_user,
+            },
+            ("/v1/feedback", "post"): {"TheUserWhoGaveIt": to_user},
+        }
+        for (path, method), named in links.items():
+            answer = schema["paths"][path][method]["responses"]["200"]
+            answer["links"] = {**answer.get("links", {}), **named}
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def unavailable(request: Request) -> JSONResponse:
+    """503: the database cannot serve now. The client sees no database address or path; the log has the reason."""
+    detail = f"the service's database is unavailable; nothing was stored, retry in {RETRY_AFTER_S} s"
+    return error_response(request, 503, detail, {"Retry-After": str(RETRY_AFTER_S)})
 
 
 # ------------------------------------------------------------------------------------------------- the app
@@ -177,4 +267,5 @@ def create_app(config: ServeConfig, service: Service | None = None) -> FastAPI:
     for module in (routes, chat, admin):
         app.include_router(module.router)
     mount_console(app)  # the web console at /ui
+    with_links(app)
     return app

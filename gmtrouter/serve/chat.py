@@ -9,23 +9,24 @@ from fastapi import APIRouter, HTTPException
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from gmtrouter.serve.deps import ERRORS, Caller, Svc, allow, chat_turn, check_candidates, encodable, query_and_turn
+from gmtrouter.data.schema import MAX_TEXT
+from gmtrouter.serve.deps import (
+    ERRORS,
+    Caller,
+    Svc,
+    chat_turn,
+    check_candidates,
+    encodable,
+    query_and_turn,
+    requested_user,
+)
 from gmtrouter.serve.engine import ChatTurn
 from gmtrouter.serve.schemas import ChatCompletionRequest, ChatMessage, ErrorOut
 from gmtrouter.serve.service import Service
 from gmtrouter.serve.store import RouteRow
+from gmtrouter.serve.upstream import UpstreamError
 
 router = APIRouter()
-
-
-def _extensions(extras: dict[str, Any]) -> tuple[list[str] | None, float]:
-    """The gmtrouter fields an OpenAI client may send in its extra body; they are not forwarded."""
-    candidates, cost_weight = extras.pop("candidates", None), extras.pop("cost_weight", 0.0)
-    if candidates is not None and not (isinstance(candidates, list) and all(isinstance(c, str) for c in candidates)):
-        raise HTTPException(422, "candidates: must be a list of LLM names")
-    if not isinstance(cost_weight, int | float) or isinstance(cost_weight, bool) or cost_weight < 0:
-        raise HTTPException(422, "cost_weight: must be a number, 0 or more")
-    return candidates, float(cost_weight)
 
 
 def _allowed(extras: dict[str, Any], config: Any) -> dict[str, Any]:
@@ -103,30 +104,29 @@ def _headers(route_id: str, llm: str, previous: str | None, switch_cost: float) 
 async def chat_completions(body: ChatCompletionRequest, who: Caller, service: Svc) -> Any:
     """OpenAI chat completions. `model: "auto"` routes for `user`; a served model's name goes straight to it."""
     encodable(body)
-    user = body.user or who.single_user
-    if user is None:
-        raise HTTPException(400, "name the user in the request's 'user' field")
-    allow(who, user)
+    user = requested_user(who, body.user)
     query, turn = query_and_turn(service, body.messages)
     extras = dict(body.model_extra or {})
-    candidates, cost_weight = _extensions(extras)
     forward = {**_allowed(extras, service.config), "messages": _forwarded(body.messages)}
     if body.user is not None:
         forward["user"] = body.user
     store, served = service.store, service.upstreams.names
     chat = chat_turn(service, body.messages, body.conversation, body.switch_cost)
     if body.model == "auto":
-        pool = [m for m in (check_candidates(service, candidates) or service.engine.router.llms) if m in served]
+        pool = [m for m in (check_candidates(service, body.candidates) or service.engine.router.llms) if m in served]
         if not pool:
             raise HTTPException(
                 503, "no upstream is configured for any candidate LLM; add [upstreams.NAME] to the config"
             )
-        routed = await service.engine.route(user, query, pool, cost_weight, turn, chat)
-        service.metrics.choices.labels(routed.decision.llm).inc()
+        routed = await service.engine.route(user, query, pool, body.cost_weight, turn, chat)
         llm, route_id, previous = routed.decision.llm, routed.route_id, routed.decision.previous_llm
     elif body.model in served:
         llm = body.model
         route_id, previous = await _direct(service, user, llm, query, turn, chat)
+    elif not served:
+        raise HTTPException(
+            404, f"model '{body.model}' is not served here, nor is any other: add [upstreams.NAME] to the config"
+        )
     else:
         raise HTTPException(404, f"model '{body.model}' is not served here; use 'auto' or one of: {', '.join(served)}")
     headers = _headers(route_id, llm, previous, chat.switch_cost)
@@ -134,14 +134,22 @@ async def chat_completions(body: ChatCompletionRequest, who: Caller, service: Sv
 
     def keep_answer(text: str) -> None:
         if text:
-            asyncio.get_running_loop().run_in_executor(None, store.set_answer, route_id, text)
+            asyncio.get_running_loop().run_in_executor(None, store.set_answer, route_id, text[:MAX_TEXT])
 
+    try:
+        if body.stream:
+            events = await service.upstreams.stream(llm, forward, routing, keep_answer)
+        else:
+            answer = await service.upstreams.complete(llm, forward, routing)
+    except UpstreamError:
+        # The user got no answer: the route is not a decision to show or to take feedback on.
+        await run_in_threadpool(store.delete_route, route_id)
+        raise
+    service.metrics.choices.labels(llm).inc()
     if body.stream:
-        events = await service.upstreams.stream(llm, forward, routing, keep_answer)
         return StreamingResponse(events, media_type="text/event-stream", headers=headers)
-    answer = await service.upstreams.complete(llm, forward, routing)
     choices = answer.get("choices") or [{}]
     message = choices[0].get("message") if isinstance(choices[0], dict) else None
     if isinstance(message, dict) and isinstance(message.get("content"), str):
-        await run_in_threadpool(store.set_answer, route_id, message["content"])
+        await run_in_threadpool(store.set_answer, route_id, message["content"][:MAX_TEXT])
     return JSONResponse(answer, headers=headers)

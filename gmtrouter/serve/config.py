@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from gmtrouter.data.schema import MAX_TEXT
 from gmtrouter.serve.schemas import MAX_SWITCH_COST
 from gmtrouter.utils.errors import GmtError
 
@@ -65,10 +66,15 @@ class ServeConfig(BaseModel):
 
     model: Path | None = Field(None, description="Model folder from 'gmtrouter train'.")
     db: str = Field("sqlite:///gmtrouter.db", description="SQLAlchemy URL: sqlite:///FILE or postgresql+psycopg://...")
+    create_db: bool = Field(
+        False,
+        description="Begin an empty SQLite database where the file this service used before is gone (a first start "
+        "creates one without it).",
+    )
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=0, le=65535)] = 8000
     admin_key: str | None = Field(None, description=f"Admin API key; ${ADMIN_KEY_ENV} takes precedence.")
-    max_query_chars: Positive = 20_000
+    max_query_chars: Annotated[int, Field(gt=0, le=MAX_TEXT)] = 20_000
     max_messages: Positive = 256
     max_body_bytes: Positive = 2_000_000
     max_candidates: Positive = 64

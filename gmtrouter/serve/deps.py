@@ -11,15 +11,16 @@ from pydantic import BaseModel
 from pydantic_core import PydanticSerializationError
 
 from gmtrouter.api import query_of
+from gmtrouter.data.schema import NO_NUL
 from gmtrouter.serve.auth import Principal
 from gmtrouter.serve.engine import ChatTurn
 from gmtrouter.serve.schemas import MAX_USER, ChatMessage, ErrorOut
 from gmtrouter.serve.service import Service
 
 ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorOut} for code in (400, 401, 403, 404, 409, 413, 422, 429)
+    code: {"model": ErrorOut} for code in (400, 401, 403, 404, 409, 413, 422, 429, 503)
 }
-PathUser = Annotated[str, Path(min_length=1, max_length=MAX_USER, pattern="^[^\x00]*$", description="A user id.")]
+PathUser = Annotated[str, Path(min_length=1, max_length=MAX_USER, pattern=NO_NUL, description="A user id.")]
 
 
 def get_service(request: Request) -> Service:
@@ -45,9 +46,16 @@ async def principal(request: Request, service: Svc) -> Principal:
     who = keys.cached(token) or await run_in_threadpool(keys.authenticate, token)
     if who is None:
         raise HTTPException(401, "unknown or revoked API key", {"WWW-Authenticate": "Bearer"})
+    charge(service, who)
+    return who
+
+
+def charge(service: Service, who: Principal) -> None:
+    """Spend one request of a user or tenant key's allowance (429 when it is spent); admin keys are not limited.
+
+    Every endpoint that takes a key charges it, the console's pages and JSON included."""
     if not who.admin:
         limited(service.request_limit.take(who.key_id), service.config.rate_requests_per_minute, "requests")
-    return who
 
 
 def limited(wait: int, per_minute: int, what: str) -> None:
@@ -60,10 +68,11 @@ def limited(wait: int, per_minute: int, what: str) -> None:
         )
 
 
-def bounded(field: str, value: str, most: int) -> None:
-    """422 for a string longer than the store's column holds (SQLite would keep it, PostgreSQL would fail)."""
-    if len(value) > most:
-        raise HTTPException(422, f"{field}: at most {most} characters (got {len(value)}); shorten it")
+def within_query_limit(service: Service, field: str, text: str) -> None:
+    """413 for a query longer than the service routes (max_query_chars): what cannot be routed is not stored."""
+    limit = service.config.max_query_chars
+    if len(text) > limit:
+        raise HTTPException(413, f"{field} holds {len(text)} characters; the limit is {limit} (max_query_chars)")
 
 
 Caller = Annotated[Principal, Depends(principal)]
@@ -81,6 +90,15 @@ Admin = Annotated[Principal, Depends(admin)]
 def allow(who: Principal, user: str) -> None:
     if not who.may_act_as(user):
         raise HTTPException(403, f"this API key may not act for user '{user}'")
+
+
+def requested_user(who: Principal, user: str | None) -> str:
+    """The user a request acts for: the one it names, else the one user its key is for (403 or 422 otherwise)."""
+    user = user if user is not None else who.single_user
+    if user is None:
+        raise HTTPException(422, "user: is required (this key is not for exactly one user); name the user")
+    allow(who, user)
+    return user
 
 
 def encodable(body: BaseModel) -> None:

@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from gmtrouter.api import RouteDecision, Router, previous_model
+from gmtrouter.api import FoldError, RouteDecision, Router, previous_model
 from gmtrouter.data.schema import Interaction
 from gmtrouter.registry.checkpoint import load_context_state, load_router, model_identity
 from gmtrouter.serve.store import RouteRow, Store, StoredFeedback
@@ -90,19 +90,12 @@ def _texts(record: Interaction) -> list[str]:
     return [record.query, *(r.text for r in record.responses if r.text)]
 
 
-def explanation_of(router: Router, user: str, query: str, llm: str, against: str | None = None) -> list[dict[str, Any]]:
+def explanation_of(
+    router: Router, user: str, query: str, llm: str, against: str | None = None
+) -> list[dict[str, Any]]:
     """The user's past interactions that did most for `llm` (against the runner-up `against`, for a route):
     what made it win for them (empty when the population's preference alone decided)."""
-    return [
-        {
-            "conversation": record.conversation,
-            "turn": record.turn,
-            "query": record.query,
-            "ratings": {r.llm: r.rating for r in record.responses},
-            "weight": float(weight),
-        }
-        for record, weight in router.context.explain(user, query, llm, against=against)
-    ]
+    return router.explain(user, query, llm, against)
 
 
 def runner_up(decision: RouteDecision) -> str | None:
@@ -147,6 +140,7 @@ class Engine:
         # SQLite reuses the id of a deleted last row and a new row must not pass for one already folded
         self._folded: dict[int, str] = {}
         self._tombstones: dict[str, float] = {}
+        self._unfoldable: dict[int, str] = {}  # feedback row id -> why folding it failed (it stays out)
         self._last_sync = time.time()
         self.model_dir = Path(model_dir)
         self.router, self.load_info = self._load(self.model_dir)
@@ -194,6 +188,7 @@ class Engine:
             "history_records": len(history),
             "stored_feedback_replayed": added,
             "stored_feedback_skipped": skipped,
+            "stored_feedback_unreadable": len(self.store.unreadable),
             "seconds": round(time.perf_counter() - started, 3),
         }
         if skipped:
@@ -462,8 +457,7 @@ class Engine:
                 fresh: list[Interaction] = []
                 if self._add_rows(fresh, op.rows):
                     started = time.perf_counter()
-                    with self._router_lock:
-                        self.router.observe_many(fresh)
+                    self._observe_in_place(fresh, op.rows)
                     self.on_fold(time.perf_counter() - started, len(fresh))
                 continue
             if history is None:
@@ -478,12 +472,42 @@ class Engine:
                 self._drop_texts(texts, history)
                 added += 1
             elif op.kind == "sync":
-                added += self._sync(history)
+                try:
+                    added += self._sync(history)
+                except Exception as error:  # the database is away: try again at the next sync
+                    log.warning("picking up other replicas' feedback failed (%s); retrying later", error)
+                    self._last_sync -= self.sync_seconds
         if history is not None and added:
             self._swap(history, added)
         for op in ops:
             if op.done is not None and op.kind != "reload":
                 op.done(None)
+
+    def _observe_in_place(self, fresh: list[Interaction], rows: Sequence[StoredFeedback]) -> None:
+        """Fold new records into the live router; records it cannot fold are left out (and named), the rest go in.
+
+        `Router.observe_many` adds all or none, so a record that fails leaves the router as it was; it is dropped
+        and the others are folded again.
+        """
+        try:
+            with self._router_lock:
+                self.router.observe_many(fresh)
+            return
+        except FoldError as error:
+            bad, reason = set(error.indices) or set(range(len(fresh))), str(error)
+        ids = {id(row.record): row.id for row in rows}
+        for index in sorted(bad):
+            row_id = ids.get(id(fresh[index]), -1)
+            self._unfoldable[row_id] = reason
+            self._folded.pop(row_id, None)  # not in the history; `_add_rows` skips it from now on
+            log.error("feedback row %d cannot be folded and is left out of the history: %s", row_id, reason)
+        kept = [record for index, record in enumerate(fresh) if index not in bad]
+        if kept and len(kept) < len(fresh):
+            self._observe_in_place(kept, rows)
+
+    def unfoldable(self) -> int:
+        """Stored feedback rows left out of the history: unreadable ones, and ones folding failed on."""
+        return len(self.store.unreadable.keys() | self._unfoldable.keys())
 
     def _unfold(self, user: str) -> None:
         self._folded = {i: u for i, u in self._folded.items() if u != user}
@@ -505,7 +529,7 @@ class Engine:
             alive = {(row.id, row.key) for row in self.store.feedback_rows(ids=forgotten)}
             rows = [row for row in rows if row.user not in self._tombstones or (row.id, row.key) in alive]
         for row in rows:
-            if row.id in self._folded or not set(row.record.llms) <= known:
+            if row.id in self._folded or row.id in self._unfoldable or not set(row.record.llms) <= known:
                 continue
             self._folded[row.id] = row.user
             history.append(row.record)

@@ -40,6 +40,11 @@ class Metrics:
         )
         self.history = Gauge("gmtrouter_history_records", "Interactions in the live history", registry=r)
         self.pending = Gauge("gmtrouter_pending_changes", "Acknowledged changes not yet live", registry=r)
+        self.unreadable = Gauge(
+            "gmtrouter_feedback_unreadable",
+            "Stored feedback rows left out of the history: unreadable, or folding failed (the log names them)",
+            registry=r,
+        )
 
     def batch(self, size: int, encoded: int) -> None:
         self.batch_size.observe(size)

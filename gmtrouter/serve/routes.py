@@ -12,19 +12,20 @@ from gmtrouter.serve.deps import (
     PathUser,
     Svc,
     allow,
-    bounded,
     chat_turn,
     check_candidates,
     encodable,
     limited,
     query_and_turn,
+    requested_user,
+    within_query_limit,
 )
 from gmtrouter.serve.engine import Routed
 from gmtrouter.serve.feedback import rating_scale, route_record
 from gmtrouter.serve.schemas import (
     MAX_FEEDBACK_KEY,
     MAX_IDEMPOTENCY,
-    MAX_USER,
+    ErrorOut,
     Feedback,
     FeedbackResponse,
     ForgetOut,
@@ -58,11 +59,11 @@ def route_out(routed: Routed) -> RouteResponse:
 async def route(body: RouteRequest, who: Caller, service: Svc) -> RouteResponse:
     """Rank the candidate LLMs for this user's request; the top one is the choice."""
     encodable(body)
-    allow(who, body.user)
+    user = requested_user(who, body.user)
     query, turn = query_and_turn(service, body.messages)
     candidates = check_candidates(service, body.candidates)
     chat = chat_turn(service, body.messages, body.conversation, body.switch_cost)
-    routed = await service.engine.route(body.user, query, candidates, body.cost_weight, turn, chat)
+    routed = await service.engine.route(user, query, candidates, body.cost_weight, turn, chat)
     service.metrics.choices.labels(routed.decision.llm).inc()
     return route_out(routed)
 
@@ -86,8 +87,8 @@ async def feedback(
     model = engine.router.model
     if isinstance(body, RecordFeedback):
         record, route_id = body.record, None
-        bounded("record.user", record.user, MAX_USER)
         allow(who, record.user)
+        within_query_limit(service, "record.query", record.query)
         given = idempotency_key or body.idempotency_key
         key = f"record:{record.user}:{given or f'{record.conversation}#{record.turn}'}"
         if len(key) > MAX_FEEDBACK_KEY:  # only the default key (conversation and turn) can be this long
@@ -147,11 +148,14 @@ async def forget_user(user: PathUser, who: Caller, service: Svc) -> ForgetOut:
     return ForgetOut(user=user, feedback_deleted=counts["feedback"], routes_deleted=counts["routes"])
 
 
-@router.get("/healthz", response_model=HealthOut, tags=["operations"])
+@router.get("/healthz", response_model=HealthOut, responses={503: {"model": ErrorOut}}, tags=["operations"])
 async def healthz(service: Svc) -> HealthOut:
-    """Ready, and which model: its version and training data hash (never a server path: no key is needed)."""
+    """Ready, and which model: its version and training data hash (never a server path: no key is needed).
+
+    503 when the database does not answer or its SQLite file is no longer the one opened (deleted, replaced)."""
     engine = service.engine
     live = engine.router
+    await run_in_threadpool(service.store.check)
     return HealthOut(
         status="ok",
         model_version=engine.load_info["model_version"],
@@ -159,6 +163,7 @@ async def healthz(service: Svc) -> HealthOut:
         llms=live.llms,
         history_records=len(live.context.history),
         pending_changes=engine.pending(),
+        feedback_unreadable=engine.unfoldable(),
         schema_version=await run_in_threadpool(service.store.schema_version),
     )
 
@@ -168,4 +173,5 @@ async def metrics(service: Svc) -> Response:
     """Prometheus text format."""
     service.metrics.history.set(len(service.engine.router.context.history))
     service.metrics.pending.set(service.engine.pending())
+    service.metrics.unreadable.set(service.engine.unfoldable())
     return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)

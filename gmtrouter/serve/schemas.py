@@ -6,34 +6,39 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from gmtrouter.data.schema import Interaction
+from gmtrouter.data.schema import MAX_ID, MAX_TEXT, NO_NUL, FiniteFloat, Id, Interaction, Json, Rating
 
 # Column sizes of the store (serve/store.py): every string that goes into a bounded column is checked against
-# these at the API, so that a long value is a 422 here rather than a database error on PostgreSQL.
-MAX_USER = 256  # routes.user, feedback.user, forgotten.user
+# these at the API, so that a long value is a 422 here rather than a database error on PostgreSQL. The record's
+# own fields are bounded by the record contract (data/schema.py), which every way in shares.
+MAX_USER = MAX_ID  # routes.user, feedback.user, forgotten.user
 MAX_IDEMPOTENCY = 200  # feedback.key is 'record:' + user + ':' + this (512 in all)
 MAX_FEEDBACK_KEY = 512
 MAX_CONVERSATION = 256  # routes.conversation
 MAX_SWITCH_COST = 1000.0  # logits: far beyond any preference a model learns, so "always stay" fits below it
+MAX_COST_WEIGHT = 1e6
 
-UserId = Annotated[
-    str,
+UserId = Annotated[Id, Field(description="Who asks: the id feedback is kept under.")]
+LLMName = Id
+AnswerText = Annotated[str, Field(max_length=MAX_TEXT, pattern=NO_NUL)]
+CostWeight = Annotated[
+    float,
     Field(
-        min_length=1,
-        max_length=MAX_USER,
-        pattern="^[^\x00]*$",
-        description="Who asks: the id feedback is kept under.",
+        ge=0,
+        le=MAX_COST_WEIGHT,
+        allow_inf_nan=False,
+        strict=True,
+        description="Logits given up per e-fold of expected cost; 0 ignores cost.",
     ),
 ]
-LLMName = Annotated[str, Field(min_length=1, max_length=256)]
-Rating = Annotated[float, Field(allow_inf_nan=False)]
-IdempotencyKey = Annotated[str, Field(min_length=1, max_length=MAX_IDEMPOTENCY)]
+IdempotencyKey = Annotated[str, Field(min_length=1, max_length=MAX_IDEMPOTENCY, pattern=NO_NUL)]
+RouteId = Annotated[str, Field(min_length=1, max_length=64, pattern=NO_NUL)]
 ConversationId = Annotated[
     str,
     Field(
         min_length=1,
         max_length=MAX_CONVERSATION,
-        pattern="^[^\x00]*$",
+        pattern=NO_NUL,
         description="The conversation this turn belongs to: later turns follow what the service routed in it.",
     ),
 ]
@@ -43,15 +48,29 @@ SwitchCost = Annotated[
         ge=0,
         le=MAX_SWITCH_COST,
         allow_inf_nan=False,
+        strict=True,
         description="Logits every LLM but the previous turn's gives up (default: the service's switch_cost).",
     ),
 ]
 
 
-class ContentPart(BaseModel):
-    """One part of a message's content (OpenAI format): a text part's `text` must be a string."""
+class RequestBody(BaseModel):
+    """A request body: unknown fields refused, and no value converted from another type (`true` is no number,
+    `"0.5"` no rating)."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class Forwarded(BaseModel):
+    """Part of a chat request that goes on to an upstream LLM: fields of its own are kept, as plain JSON (a NaN
+    would make the forwarded body invalid JSON)."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+    __pydantic_extra__: dict[str, Json] = Field(init=False)
+
+
+class ContentPart(Forwarded):
+    """One part of a message's content (OpenAI format): a text part's `text` must be a string."""
 
     type: Annotated[str, Field(min_length=1)]
     text: str | None = None
@@ -63,11 +82,9 @@ class ContentPart(BaseModel):
         return self
 
 
-class ChatMessage(BaseModel):
+class ChatMessage(Forwarded):
     """One message of an OpenAI-style chat; fields beyond role and content are kept and forwarded, except the
     `model` an assistant turn may name (which LLM wrote it: what routing the next turn reads)."""
-
-    model_config = ConfigDict(extra="allow")
 
     role: Literal["system", "developer", "user", "assistant", "tool", "function"]
     content: str | list[ContentPart] | None = None
@@ -76,10 +93,8 @@ class ChatMessage(BaseModel):
     )
 
 
-class RouteRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    user: UserId
+class RouteRequest(RequestBody):
+    user: UserId | None = Field(None, description="Who asks (a key for exactly one user may leave it out).")
     messages: Annotated[
         list[ChatMessage],
         Field(min_length=1, description="The chat so far, to the user's last turn; answers may name their model."),
@@ -87,9 +102,7 @@ class RouteRequest(BaseModel):
     candidates: Annotated[list[LLMName], Field(min_length=1)] | None = Field(
         None, description="LLMs to choose from (default: every LLM the router knows)."
     )
-    cost_weight: Annotated[float, Field(ge=0, le=1e6, allow_inf_nan=False)] = Field(
-        0.0, description="Logits given up per e-fold of expected cost; 0 ignores cost."
-    )
+    cost_weight: CostWeight = 0.0
     conversation: ConversationId | None = None
     switch_cost: SwitchCost | None = None
 
@@ -126,10 +139,8 @@ class RouteResponse(BaseModel):
     switch_cost: float = Field(description="Logits subtracted from every candidate but previous_llm.")
 
 
-class _RouteFeedback(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    route_id: Annotated[str, Field(min_length=1, max_length=64)]
+class _RouteFeedback(RequestBody):
+    route_id: RouteId
 
 
 class RatingFeedback(_RouteFeedback):
@@ -138,7 +149,7 @@ class RatingFeedback(_RouteFeedback):
     kind: Literal["rating"]
     rating: Rating
     llm: LLMName | None = Field(None, description="Whose answer is rated (default: the routed choice).")
-    text: str | None = Field(None, description="The answer's text, if the route did not keep it.")
+    text: AnswerText | None = Field(None, description="The answer's text, if the route did not keep it.")
 
 
 class ThumbsFeedback(_RouteFeedback):
@@ -147,7 +158,7 @@ class ThumbsFeedback(_RouteFeedback):
     kind: Literal["thumbs"]
     thumbs: Literal["up", "down"]
     llm: LLMName | None = None
-    text: str | None = None
+    text: AnswerText | None = None
 
 
 class PairwiseFeedback(_RouteFeedback):
@@ -159,10 +170,8 @@ class PairwiseFeedback(_RouteFeedback):
     winner: Literal["a", "b", "tie"]
 
 
-class RecordFeedback(BaseModel):
+class RecordFeedback(RequestBody):
     """A whole canonical interaction record (docs/data.md), e.g. from a side-by-side UI."""
-
-    model_config = ConfigDict(extra="forbid")
 
     kind: Literal["record"]
     record: Interaction
@@ -196,12 +205,10 @@ class ForgetOut(BaseModel):
     routes_deleted: int
 
 
-class KeyCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class KeyCreate(RequestBody):
     users: list[UserId] = Field(default_factory=list, description="User ids, or 'PREFIX*' for a tenant.")
     admin: bool = False
-    name: Annotated[str, Field(max_length=256)] = ""
+    name: Annotated[str, Field(max_length=256, pattern=NO_NUL)] = ""
 
 
 class KeyOut(BaseModel):
@@ -217,10 +224,11 @@ class KeyCreated(KeyOut):
     key: str = Field(description="The API key. Shown once: only a salted digest is stored.")
 
 
-class ReloadRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+ServerPath = Annotated[str, Field(min_length=1, max_length=4096, pattern=NO_NUL)]
 
-    model_dir: Annotated[str, Field(min_length=1)]
+
+class ReloadRequest(RequestBody):
+    model_dir: ServerPath
 
 
 class ReloadOut(BaseModel):
@@ -230,16 +238,20 @@ class ReloadOut(BaseModel):
     llms: list[str]
     history_records: int
     stored_feedback_replayed: int
-    stored_feedback_skipped: int
+    stored_feedback_skipped: int = Field(description="Stored feedback naming LLMs this model does not know.")
+    stored_feedback_unreadable: int = Field(
+        description="Stored feedback rows that cannot be folded (broken or outside the record's bounds); the "
+        "server log names their ids."
+    )
     seconds: float
 
 
-class RetrainRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    output: Annotated[str, Field(min_length=1, description="Folder for the new model.")]
-    data: str | None = Field(None, description="Records (JSONL) to train on besides the stored feedback.")
-    settings: dict[str, str | int | float | bool] = Field(default_factory=dict, description="--set key=value.")
+class RetrainRequest(RequestBody):
+    output: Annotated[ServerPath, Field(description="Folder for the new model.")]
+    data: ServerPath | None = Field(None, description="Records (JSONL) to train on besides the stored feedback.")
+    settings: dict[Id, Annotated[str, Field(max_length=MAX_ID, pattern=NO_NUL)] | int | FiniteFloat | bool] = Field(
+        default_factory=dict, description="--set key=value."
+    )
     reload: bool = Field(True, description="Swap the new model in when training succeeds.")
 
 
@@ -261,6 +273,10 @@ class HealthOut(BaseModel):
     llms: list[str]
     history_records: int
     pending_changes: int = Field(description="Feedback and forgets acknowledged but not yet live.")
+    feedback_unreadable: int = Field(
+        description="Stored feedback rows the router could not fold (left out of the history; the server log "
+        "names their ids)."
+    )
     schema_version: str = Field(description="The database's schema revision (Alembic).")
 
 
@@ -268,14 +284,15 @@ class ErrorOut(BaseModel):
     detail: str = Field(description="One line that says what to fix.")
 
 
-class ChatCompletionRequest(BaseModel):
-    """OpenAI chat completions request; `model: auto` routes. Other OpenAI fields are forwarded unchanged."""
+class ChatCompletionRequest(Forwarded):
+    """OpenAI chat completions request; `model: auto` routes. Other fields are forwarded if `chat_params` allows
+    them; `candidates`, `cost_weight`, `conversation` and `switch_cost` are the router's and are not."""
 
-    model_config = ConfigDict(extra="allow")
-
-    model: Annotated[str, Field(min_length=1)]
+    model: Annotated[Id, Field(description="'auto' routes; the name of a served LLM goes straight to it.")]
     messages: Annotated[list[ChatMessage], Field(min_length=1)]
     stream: bool = False
     user: UserId | None = None
+    candidates: Annotated[list[LLMName], Field(min_length=1)] | None = None
+    cost_weight: CostWeight = 0.0
     conversation: ConversationId | None = None
     switch_cost: SwitchCost | None = None

@@ -40,7 +40,7 @@ def build_service(config: ServeConfig) -> Service:
     read_config(config.model)
     admin_key = config.resolved_admin_key()  # a short one is refused before anything starts
     prices = cached_input_prices(config.prices) if config.prices is not None else {}
-    store = Store(config.db, config.sqlite_synchronous)
+    store = Store(config.db, config.sqlite_synchronous, create=config.create_db)
     metrics = Metrics()
     engine = Engine(
         store,

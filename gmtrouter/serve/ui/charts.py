@@ -7,6 +7,7 @@ classes (static/console.css), so the charts follow the page's theme.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from html import escape
@@ -16,10 +17,11 @@ from markupsafe import Markup
 from gmtrouter.serve.ui.insights import DAY, HOUR, Activity, Taste
 
 
-def _svg(width: int, height: int, body: list[str], label: str) -> Markup:
-    """A chart element; it keeps a minimum width on a phone (its card scrolls sideways instead)."""
+def _svg(width: int, height: int, body: list[str], label: str, kind: str = "wide") -> Markup:
+    """A chart element. `wide` keeps a minimum width on a phone (its card scrolls sideways instead); `only-wide`
+    and `only-narrow` are two drawings of one chart, each shown at the widths it is drawn for."""
     return Markup(
-        f'<svg class="chart wide" viewBox="0 0 {width} {height}" role="img" '
+        f'<svg class="chart {kind}" viewBox="0 0 {width} {height}" role="img" '
         f'aria-label="{escape(label)}" preserveAspectRatio="xMinYMin meet">{"".join(body)}</svg>'
     )
 
@@ -35,9 +37,17 @@ def _nice_max(value: float) -> float:
     return 10 * power
 
 
+UNITS = {10.0: "10 seconds", 60.0: "minute", 300.0: "5 minutes", 900.0: "15 minutes", HOUR: "hour", 6 * HOUR: "6 hours"}
+
+
 def activity_chart(data: Activity) -> Markup:
-    """Routes and feedback per hour or per day, side by side."""
-    width, height, left, bottom = 860, 230, 44, 28
+    """Routes and feedback per time bin, side by side: drawn twice, for a desktop and for a phone, so that a phone
+    shows the whole chart, its y axis included, with text of a readable size rather than a part that scrolls."""
+    return Markup(_activity_svg(data, 860, 8, "only-wide") + _activity_svg(data, 420, 4, "only-narrow"))
+
+
+def _activity_svg(data: Activity, width: int, labels: int, kind: str) -> Markup:
+    height, left, bottom = 230, 44, 28
     plot_w, plot_h = width - left - 8, height - bottom - 10
     top = _nice_max(max([*data.routes, *data.feedback, 0]))
     n = max(1, len(data.starts))
@@ -48,7 +58,8 @@ def activity_chart(data: Activity) -> Markup:
         body.append(f'<line class="grid" x1="{left}" y1="{y:.1f}" x2="{width - 8}" y2="{y:.1f}"/>')
         body.append(f'<text class="tick" x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">{top * frac:g}</text>')
     bar = max(1.0, slot / 2 - 1)
-    every = max(1, n // 8)
+    every = max(1, math.ceil(n / labels))
+    stamp_format = "%H:%M:%S" if data.bucket < 60 else "%H:%M" if data.bucket < DAY else "%m-%d"
     for i, start in enumerate(data.starts):
         x = left + i * slot
         for j, (name, values) in enumerate((("routes", data.routes), ("feedback", data.feedback))):
@@ -59,12 +70,12 @@ def activity_chart(data: Activity) -> Markup:
                 f'height="{h:.1f}"><title>{value} {name}</title></rect>'
             )
         if i % every == 0:
-            stamp = time.strftime("%H:%M" if data.bucket < DAY else "%m-%d", time.gmtime(start))
+            stamp = time.strftime(stamp_format, time.gmtime(start))
             body.append(
                 f'<text class="tick" x="{x + slot / 2:.1f}" y="{height - 10}" text-anchor="middle">{stamp}</text>'
             )
-    unit = {300.0: "5 minutes", HOUR: "hour"}.get(data.bucket, "day")
-    return _svg(width, height, body, f"routes and feedback per {unit} (UTC)")
+    unit = UNITS.get(data.bucket, "day")
+    return _svg(width, height, body, f"routes and feedback per {unit} (UTC)", kind)
 
 
 def bar_chart(items: Sequence[tuple[str, float]], unit: str = "", digits: int = 0) -> Markup:

@@ -28,12 +28,19 @@ class Activity:
     feedback: list[int]
 
 
+BUCKETS = (10.0, 60.0, 300.0, 900.0, HOUR, 6 * HOUR, DAY)  # bin widths a time chart may use, in seconds
+MIN_BINS, MAX_BINS = 6, 24
+
+
 def activity(times: dict[str, list[float]], now: float, days: float = 14.0) -> Activity:
-    """Bins sized to what is there: 5 minutes over the last two hours, hours over two days, else days (the last
-    `days` of them)."""
+    """Bins sized to what is there: the chart spans the earliest time (of the last `days`) to now, in the
+    narrowest bins that cover that span in at most 24 (and at least 6) bins, so the data fills the chart's width
+    instead of crowding into its last bar."""
     earliest = min((t for ts in times.values() for t in ts if t >= now - days * DAY), default=now)
-    span = now - earliest
-    bucket, count = (300.0, 24) if span <= 2 * HOUR else (HOUR, 48) if span <= 2 * DAY else (DAY, int(days))
+    span = max(now - earliest, 0.0)
+    bucket = next((b for b in BUCKETS if span <= b * (MAX_BINS - 1)), DAY)
+    count = max(MIN_BINS, math.ceil(span / bucket) + 1)
+    count = min(count, int(days)) if bucket == DAY else min(count, MAX_BINS)
     end = (math.floor(now / bucket) + 1) * bucket
     edges = end - bucket * np.arange(count, -1, -1)
     counts = {name: np.histogram(np.asarray(ts, dtype=float), bins=edges)[0].tolist() for name, ts in times.items()}

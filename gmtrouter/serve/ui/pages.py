@@ -17,14 +17,15 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
+from gmtrouter.data.schema import NO_NUL, Text
 from gmtrouter.registry.checkpoint import read_config
 from gmtrouter.serve import routes as api
 from gmtrouter.serve.auth import Principal
 from gmtrouter.serve.deps import check_candidates, encodable
 from gmtrouter.serve.feedback import rating_scale
-from gmtrouter.serve.schemas import PastInteraction, RankedLLMOut
+from gmtrouter.serve.schemas import MAX_USER, CostWeight, LLMName, PastInteraction, RankedLLMOut, RequestBody
 from gmtrouter.serve.service import Service
 from gmtrouter.serve.store import parsed_safe
 from gmtrouter.serve.ui import charts, insights, queries, session
@@ -153,16 +154,17 @@ def overview_data(service: Service, caches: Caches, who: Principal) -> dict[str,
         "traffic": {llm: n / sums.routes for llm, n in by_share} if sums.routes else {},
         "spend": vars(sums.spend),
         "agreement": {"agreed": sums.agreement.agreed, "judged": sums.agreement.judged, "rate": sums.agreement.rate},
-        "model": model_meta(engine.model_dir),
+        "model": model_meta(engine.model_dir, who.admin),
         "store": health,
     }
 
 
-def model_meta(model_dir: Path) -> dict[str, Any]:
-    """The loaded model's identity from its config.json (version, training data hash, when trained)."""
+def model_meta(model_dir: Path, admin: bool) -> dict[str, Any]:
+    """The loaded model's identity from its config.json (version, training data hash, when trained); its folder
+    only for an admin (a path on the server is none of a user key's business)."""
     meta = read_config(model_dir)
     keep = ("router", "gmtrouter_version", "data_hash", "created", "history_records", "encoder", "llms")
-    return {"model_dir": str(model_dir), **{k: meta.get(k) for k in keep}}
+    return {**({"model_dir": str(model_dir)} if admin else {}), **{k: meta.get(k) for k in keep}}
 
 
 @router.get("", response_class=HTMLResponse)
@@ -359,15 +361,13 @@ async def interaction(request: Request, user: str, conversation: str, turn: int)
 # --------------------------------------------------------------------------------------------------- try it
 
 
-class TryRequest(BaseModel):
+class TryRequest(RequestBody):
     """A route to preview: nothing is stored, no history changes."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    user: Annotated[str, Field(max_length=256)] = ""
-    query: Annotated[str, Field(min_length=1)]
-    candidates: Annotated[list[Annotated[str, Field(min_length=1, max_length=256)]], Field(min_length=1)] | None = None
-    cost_weight: Annotated[float, Field(ge=0, le=1e6, allow_inf_nan=False)] = 0.0
+    user: Annotated[str, Field(max_length=MAX_USER, pattern=NO_NUL)] = ""
+    query: Text
+    candidates: Annotated[list[LLMName], Field(min_length=1)] | None = None
+    cost_weight: CostWeight = 0.0
 
 
 class TryResponse(BaseModel):
@@ -450,7 +450,7 @@ async def model_page(request: Request) -> Response:
         "model.html",
         who,
         title="Model",
-        meta=await run_in_threadpool(model_meta, engine.model_dir),
+        meta=await run_in_threadpool(model_meta, engine.model_dir, who.admin),
         load=engine.load_info if who.admin else None,
         llms=llms,
         report=report,

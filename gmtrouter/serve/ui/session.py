@@ -4,7 +4,8 @@ The browser keeps the key it was given (there is no second credential to leak or
 HttpOnly (page scripts cannot read it), SameSite=Strict (no other site can make the browser send it, which is
 what protects the Forget form and the Try-it call) and limited to /ui. A revoked key stops working on the
 console as it does on the API, within `key_cache_seconds`. JSON endpoints of the console also take the key the
-API's way, in an `Authorization: Bearer` or `X-API-Key` header.
+API's way, in an `Authorization: Bearer` or `X-API-Key` header. Every page load and console call spends one request
+of the key's rate limit, as an API call does.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from fastapi import Request
 from fastapi.concurrency import run_in_threadpool
 
 from gmtrouter.serve.auth import Principal
+from gmtrouter.serve.deps import charge
 from gmtrouter.serve.service import Service
 
 COOKIE = "gmtrouter_console"
@@ -36,4 +38,9 @@ async def check(service: Service, token: str | None) -> Principal | None:
 
 
 async def signed_in(request: Request) -> Principal | None:
-    return await check(request.app.state.service, token_of(request))
+    """The caller of a console page or call, its request counted against the key's rate limit (429 over it)."""
+    service = request.app.state.service
+    who = await check(service, token_of(request))
+    if who is not None:
+        charge(service, who)
+    return who

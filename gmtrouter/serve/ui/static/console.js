@@ -111,6 +111,7 @@
   cost.addEventListener("input", function () {
     costValue.textContent = cost.value;
   });
+  form.addEventListener("input", soon); // as the query is typed, not only when the field is left
   form.addEventListener("change", soon);
   form.addEventListener("submit", function (event) {
     event.preventDefault();
