@@ -168,3 +168,67 @@ def test_demo_shows_two_users_routed_differently_and_why(served_model: Path) -> 
     chosen = re.findall(r"route for (taste-\d+): (\S+)", text)
     assert len(chosen) == 2 and chosen[0][1] != chosen[1][1], text
     assert text.count("why: the past interactions of") == 2
+
+
+def test_a_binary_file_is_a_bad_line_not_a_decoding_error(records: Path, tmp_path: Path) -> None:
+    binary = tmp_path / "binary.jsonl"
+    binary.write_bytes(bytes(range(128, 256)) * 4 + b"\n" + records.read_bytes().splitlines(keepends=True)[0])
+    result = run("data", "validate", str(binary))
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert lines[0] == f"{binary}:1: is not UTF-8 text; give a JSONL file (one JSON record per line)", lines
+    assert lines[-1] == f"error: {binary}: 1 problem(s) in 2 lines; fix the lines above"
+    one_line_error(run("train", "--data", str(binary), "-o", str(tmp_path / "m")), f"{binary}:1", "not UTF-8")
+
+
+def test_settings_and_outputs_are_checked_before_training(records: Path, tmp_path: Path) -> None:
+    for setting, words in (
+        ("steps=abc", ("steps='abc'", "is not int")),
+        ("steps=-5", ("steps=-5", "at least 1")),
+        ("lr=NaN", ("lr=nan", "finite")),
+        ("dropout=1.5", ("dropout=1.5", "[0, 1)")),
+    ):
+        one_line_error(run("train", "--data", str(records), "-o", str(tmp_path / "m"), "--set", setting), *words)
+    existing = tmp_path / "existing"
+    existing.write_text("not a model folder\n")
+    one_line_error(run("train", "--data", str(records), "-o", str(existing)), str(existing), "is a file")
+    assert not (tmp_path / "m").exists()
+
+
+def test_route_and_serve_refuse_bad_values_in_one_line(served_model: Path, tmp_path: Path) -> None:  # noqa: F811
+    from tests.serve_support import free_port
+
+    base = ["route", "--model", str(served_model), "--user", "taste-1", "--query", "hi"]
+    one_line_error(run(*base, "--cost-weight", "nan"), "cost_weight must be a finite number")
+    one_line_error(run(*base, "--switch-cost", "inf"), "switch_cost must be a finite number")
+    not_a_db = tmp_path / "not-a.db"
+    not_a_db.write_text("a text file\n")
+    serve = ["serve", "--model", str(served_model)]
+    one_line_error(run(*serve, "--db", f"sqlite:///{not_a_db}"), "file is not a database")
+    down = f"postgresql+psycopg://gmt@127.0.0.1:{free_port()}/gone"
+    one_line_error(run(*serve, "--db", down), "cannot open database", "Connection refused")
+
+
+def test_help_version_and_the_help_an_error_points_to() -> None:
+    assert run("--version").stdout.strip().startswith("gmtrouter ")
+    for args in (["-h"], ["train", "-h"], ["serve", "keys", "-h"]):
+        shown = run(*args)
+        assert shown.returncode == 0 and "Usage: gmtrouter" in shown.stdout, (args, shown.stderr)
+    one_line_error(run("train", "--bogus"), "No such option: --bogus", "see 'gmtrouter train --help'")
+    one_line_error(run("data", "validate"), "Missing argument", "see 'gmtrouter data validate --help'")
+    helped = " ".join(run("train", "--help").stdout.split())
+    for name in ("gmtrouter:", "user-winrate:", "knn:", "steps", "hidden", "max_epochs"):
+        assert name in helped, name
+
+
+def test_route_says_why(served_model: Path) -> None:  # noqa: F811
+    base = ["route", "--model", str(served_model), "--user", "taste-1", "--query", "Write a poem about the sea"]
+    shown = run(*base)
+    assert shown.returncode == 0 and "why: the past interactions of taste-1 that did most for" in shown.stdout, (
+        shown.stdout
+    )
+    decision = json.loads(run(*base, "--json").stdout)
+    assert decision["explanation"] and {"conversation", "turn", "query", "ratings", "weight"} <= set(
+        decision["explanation"][0]
+    )
+    assert all(item["conversation"].startswith("taste-1/") for item in decision["explanation"])

@@ -59,6 +59,34 @@ def parse_settings(pairs: list[str]) -> dict[str, object]:
     return settings
 
 
+def print_explanation(llm: str, user: str, explanation: list[dict[str, object]], against: str | None = None) -> None:
+    """What made `llm` win for `user` (`Router.explain`, against the runner-up `against`): one line a past
+    interaction, or a line saying that none speaks for it."""
+    if not explanation:
+        out.print(
+            f"why: no past interaction of {user} speaks for {llm}: the population's preference decided", highlight=False
+        )
+        return
+    over = f" over {against}" if against else ""
+    out.print(
+        f"why: the past interactions of {user} that did most for {llm}{over}"
+        " (logits by which it did better there than expected" + (", less the runner-up)" if against else ")"),
+        highlight=False,
+    )
+    for item in explanation:
+        verdict = ", ".join(f"{name}={rating:g}" for name, rating in item["ratings"].items())
+        query = str(item["query"])
+        out.print(f"  {item['weight']:+.2f}  {query[:70]!r}  ({verdict})", highlight=False, markup=False)
+
+
+def report_stop(model: object, name: str = "") -> None:
+    """Say where training ended and why (all steps, or stopped early when validation stopped improving), as the log
+    of a fitted router tells it: a progress bar that stops short is otherwise a mystery."""
+    stop = getattr(model, "training_log_", {}).get("stop")
+    if stop:
+        err.print(f"{name}: {stop}" if name else stop, highlight=False)
+
+
 def print_ranking(decision) -> None:
     table = Table(title=f"route for {decision.user}: {decision.llm}", caption="sorted by adjusted")
     for column in ("LLM", "score", "expected cost (USD)", "adjusted"):

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from gmtrouter.cli.common import err, out, print_ranking, print_table
+from gmtrouter.cli.common import err, out, print_explanation, print_ranking, print_table, report_stop
 from gmtrouter.utils.errors import GmtError
 
 demo_app = typer.Typer()
@@ -60,6 +60,7 @@ def demo(
     for name in DEMO_ROUTERS:
         model = make_router(name, seed=seed)
         model.fit(train)
+        report_stop(model, name)
         save_router(model, out_dir / "models" / name, train)
         results[name] = evaluate_router(model, train, test)
     _print_comparison("held-out MT-Bench votes (known users)", results)
@@ -91,17 +92,8 @@ def _print_personalised(router, users: list[str], query: str) -> None:
         out.print(f"two users whose histories differ, routed differently ({len(users)} users tried):")
     for decision in chosen:
         print_ranking(decision)
-        why = router.why(decision)
-        if why:
-            rival = next((r.llm for r in decision.ranking if r.llm != decision.llm), "the rest")
-            out.print(
-                f"why: the past interactions of {decision.user} that did most for {decision.llm} over {rival}"
-                " (logits by which it did better there than expected, against the runner-up)",
-                highlight=False,
-            )
-            for record, weight in why:
-                verdict = ", ".join(f"{r.llm}={r.rating:g}" for r in record.responses)
-                out.print(f"  {weight:+.2f}  {record.query[:70]!r}  ({verdict})", highlight=False, markup=False)
+        rival = next((r.llm for r in decision.ranking if r.llm != decision.llm), None)
+        print_explanation(decision.llm, decision.user, router.explain(decision.user, query, decision.llm, rival), rival)
 
 
 def _print_comparison(title: str, results: dict[str, dict[str, object]]) -> None:

@@ -34,13 +34,28 @@ def serve(
         Path | None,
         typer.Option("--prices", help="Price file {llm: {input, output, cached_input}}: prices the prompt cache."),
     ] = None,
+    create_db: Annotated[
+        bool,
+        typer.Option(
+            "--create-db", help="Begin an empty SQLite database where the one this service used before is gone."
+        ),
+    ] = False,
 ) -> None:
     """Serve routing, feedback and an OpenAI-compatible endpoint over HTTP."""
     if ctx.invoked_subcommand is not None:
         return
     from gmtrouter.serve.config import load_config
 
-    settings = load_config(config, model=model, db=db, host=host, port=port, report=report, prices=prices)
+    settings = load_config(
+        config,
+        model=model,
+        db=db,
+        host=host,
+        port=port,
+        report=report,
+        prices=prices,
+        create_db=create_db or None,
+    )
     if settings.model is None:
         raise GmtError("give the model folder: --model DIR (or 'model' in the config file)")
     if settings.report is not None and not settings.report.is_file():
@@ -103,12 +118,16 @@ def _db_url(db: str | None, config: Path | None) -> str:
 def db_upgrade(db: DbOption = None, config: ConfigOption = None) -> None:
     """Bring the database's schema to this version's newest revision (the service also does this at start)."""
     from gmtrouter.serve.migrations import migrate
-    from gmtrouter.serve.store import make_engine, parsed_safe
+    from gmtrouter.serve.store import make_engine, open_sqlite, opening, parsed_safe, sqlite_file
 
     url = _db_url(db, config)
+    file = sqlite_file(url)
+    if file is not None:
+        open_sqlite(file)
     engine = make_engine(url)
     try:
-        before, after = migrate(engine)
+        with opening(url):
+            before, after = migrate(engine)
     finally:
         engine.dispose()
     done = "already at" if before == after else f"upgraded from {before or 'an empty database'} to"
@@ -119,11 +138,15 @@ def db_upgrade(db: DbOption = None, config: ConfigOption = None) -> None:
 def db_current(db: DbOption = None, config: ConfigOption = None) -> None:
     """Print the database's schema revision, and whether it is the newest this version knows."""
     from gmtrouter.serve.migrations import HEAD, current_version
-    from gmtrouter.serve.store import make_engine
+    from gmtrouter.serve.store import make_engine, opening, sqlite_file
 
-    engine = make_engine(_db_url(db, config))
+    url = _db_url(db, config)
+    file = sqlite_file(url)
+    if file is not None and not file.is_file():
+        raise GmtError(f"{file}: no such database file; check --db")
+    engine = make_engine(url, create=False)
     try:
-        with engine.connect() as conn:
+        with opening(url), engine.connect() as conn:
             revision = current_version(conn)
     finally:
         engine.dispose()
@@ -144,6 +167,9 @@ def keys_create(
     config: ConfigOption = None,
 ) -> None:
     """Create a key and print it once on stdout (only a salted digest is stored)."""
+    from gmtrouter.serve.auth import check_scope
+
+    check_scope(user or [], admin)  # a key that cannot be made opens (or creates) no database
     ring = _key_store(db, config)
     key_id, token = ring.create(user or [], admin, name)
     err.print(f"created key {key_id} for {'admin' if admin else ', '.join(user or [])}")

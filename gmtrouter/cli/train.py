@@ -7,12 +7,38 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from typer.core import TyperCommand
 
-from gmtrouter.cli.common import err, parse_settings, print_json, print_ranking, print_table
+from gmtrouter.cli.common import (
+    err,
+    parse_settings,
+    print_explanation,
+    print_json,
+    print_ranking,
+    print_table,
+    report_stop,
+)
 from gmtrouter.utils.env import TRAIN_DB_ENV
 from gmtrouter.utils.errors import GmtError
 
 train_app = typer.Typer()
+
+
+class TrainCommand(TyperCommand):
+    """`train --help` ends with every router and the settings `--set` takes for it: read from the registry when
+    the help is shown (importing every router is too slow to do on every command)."""
+
+    @property
+    def epilog(self) -> str:  # type: ignore[override]
+        from gmtrouter.registry.routers import router_classes, router_settings
+
+        lines = ["Routers (--router NAME) and the settings --set key=value takes for each:"]
+        lines += [f"{name}: {', '.join(router_settings(name))}" for name in router_classes()]
+        return "\n\n".join(lines)
+
+    @epilog.setter
+    def epilog(self, _value: str | None) -> None:
+        pass
 
 
 def _llm_descriptions(path: Path | None) -> dict[str, str] | None:
@@ -26,7 +52,7 @@ def _llm_descriptions(path: Path | None) -> dict[str, str] | None:
     return {name: info.description for name, info in book.infos.items() if info.description}
 
 
-@train_app.command("train")
+@train_app.command("train", cls=TrainCommand)
 def train(
     output: Annotated[Path, typer.Option("-o", "--output", help="Folder to write the model into.")],
     data: Annotated[Path | None, typer.Option("--data", help="Training records (JSONL or Parquet).")] = None,
@@ -43,20 +69,23 @@ def train(
     seed: Annotated[int, typer.Option("--seed")] = 0,
     valid: Annotated[Path | None, typer.Option("--valid", help="Validation records (default: held out).")] = None,
     llm_info: Annotated[Path | None, typer.Option("--llm-info", help="Folder of LLM description files.")] = None,
-    settings: Annotated[list[str] | None, typer.Option("--set", help="Router setting key=value (repeatable).")] = None,
+    settings: Annotated[
+        list[str] | None, typer.Option("--set", help="Router setting key=value (repeatable; listed below).")
+    ] = None,
     workers: Annotated[
         int, typer.Option("--workers", min=1, help="Train on this many local processes (torchrun, gloo on CPU).")
     ] = 1,
 ) -> None:
     """Train a router on canonical records and save it (weights, config, the history it scores from)."""
     from gmtrouter.data.schema import read_records
-    from gmtrouter.registry.checkpoint import save_router
+    from gmtrouter.registry.checkpoint import check_model_target, save_router
     from gmtrouter.registry.routers import make_router, router_settings
     from gmtrouter.training.distributed import finish, launch
     from gmtrouter.training.distributed import workers as process_group
 
     if data is None and from_db is None:
         raise GmtError("give training records: --data FILE, --from-db URL, or both")
+    check_model_target(output)  # before any training: a model that cannot be saved is not worth the wait
     if workers > 1:
         if router != "gmtrouter":
             raise GmtError(f"--workers trains GMTRouter only; router '{router}' trains on one process")
@@ -84,8 +113,7 @@ def train(
     save_router(model, output, records + (valid_records or []))
     finish(team)
     log = getattr(model, "training_log_", {})
-    if log.get("stop"):
-        err.print(log["stop"], highlight=False)
+    report_stop(model)
     best = log.get("best_valid_auc")
     shown = f"best validation AUC {best:.3f}" if isinstance(best, int | float) else "no validation hold-out"
     err.print(f"saved {router} to {output} ({log.get('seconds', '?')} s, {shown})", highlight=False)
@@ -168,10 +196,12 @@ def route(
     from gmtrouter.api import Router
 
     names = [c.strip() for c in candidates.split(",") if c.strip()] if candidates else None
-    decision = Router.load(model).route(
-        user, query, names, cost_weight, switch_cost=switch_cost, previous_llm=previous_llm
-    )
+    router = Router.load(model)
+    decision = router.route(user, query, names, cost_weight, switch_cost=switch_cost, previous_llm=previous_llm)
+    rival = next((r.llm for r in decision.ranking if r.llm != decision.llm), None)
+    explanation = router.explain(user, query, decision.llm, rival)
     if as_json:
-        print_json(decision.to_dict())
+        print_json({**decision.to_dict(), "explanation": explanation, "reasons": dict(router.reasons(decision))})
         return
     print_ranking(decision)
+    print_explanation(decision.llm, user, explanation, rival)

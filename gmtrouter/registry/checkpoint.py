@@ -52,17 +52,23 @@ def _history_texts(router: PreferenceRouter, history: Sequence[Interaction]) -> 
     return sorted(texts | set(getattr(router, "llm_text_", [])))
 
 
+def check_model_target(directory: str | Path) -> Path:
+    """The folder a model may be saved to: new, empty, or a model (replaced whole); refused before any work."""
+    target = Path(directory)
+    if target.is_dir() and any(target.iterdir()) and not (target / CONFIG).is_file():
+        raise GmtError(f"{target}: exists and is not a model folder; give a new or empty folder for the model")
+    if target.exists() and not target.is_dir():
+        raise GmtError(f"{target}: is a file; give a folder for the model")
+    return target
+
+
 def save_router(router: PreferenceRouter, directory: str | Path, history: Sequence[Interaction]) -> Path:
     """Write a fitted router and the history it scores known users from into `directory`.
 
     Everything is written to a temp folder that then takes the place of `directory`: a crash midway leaves the
     previous model (or none), never half of one. A folder that is neither empty nor a model is not replaced.
     """
-    target = Path(directory)
-    if target.is_dir() and any(target.iterdir()) and not (target / CONFIG).is_file():
-        raise GmtError(f"{target}: exists and is not a model folder; give a new or empty folder for the model")
-    if target.exists() and not target.is_dir():
-        raise GmtError(f"{target}: is a file; give a folder for the model")
+    target = check_model_target(directory)
     with atomic_folder(target) as folder:
         _write_checkpoint(router, folder, history)
     return target
@@ -102,11 +108,17 @@ def _write_checkpoint(router: PreferenceRouter, folder: Path, history: Sequence[
 def read_config(directory: str | Path) -> dict[str, Any]:
     """The checkpoint's config, refusing a folder that is not a checkpoint of this version."""
     folder = Path(directory)
-    if not (folder / CONFIG).is_file():
+    try:
+        found = (folder / CONFIG).is_file()
+        text = (folder / CONFIG).read_bytes() if found else b""
+    except (OSError, ValueError) as error:  # a name too long, a NUL, a folder that may not be read
+        reason = getattr(error, "strerror", None) or str(error)
+        raise GmtError(f"{str(folder)[:200]}: cannot be read as a model folder ({reason}); check the path") from None
+    if not found:
         raise GmtError(f"{folder}: not a gmtrouter model folder (no {CONFIG}); train one with 'gmtrouter train'")
     try:
-        meta = json.loads((folder / CONFIG).read_text(encoding="utf-8"))
-    except json.JSONDecodeError:
+        meta = json.loads(text)
+    except ValueError:
         raise GmtError(f"{folder / CONFIG}: is not valid JSON; retrain the model") from None
     if meta.get("format") != FORMAT or meta.get("gmtrouter_version") != __version__:
         raise GmtError(

@@ -90,9 +90,7 @@ def _texts(record: Interaction) -> list[str]:
     return [record.query, *(r.text for r in record.responses if r.text)]
 
 
-def explanation_of(
-    router: Router, user: str, query: str, llm: str, against: str | None = None
-) -> list[dict[str, Any]]:
+def explanation_of(router: Router, user: str, query: str, llm: str, against: str | None = None) -> list[dict[str, Any]]:
     """The user's past interactions that did most for `llm` (against the runner-up `against`, for a route):
     what made it win for them (empty when the population's preference alone decided)."""
     return router.explain(user, query, llm, against)
