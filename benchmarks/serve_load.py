@@ -2,7 +2,8 @@
 
     python benchmarks/serve_load.py --data-dir ../shared/data --out runs/serve-bench
 
-Trains (once) a model on MT-Bench with the default text encoder and default settings except the step count,
+Trains (once; or takes --model DIR) a model on MT-Bench with the default text encoder and default settings except
+the step count,
 starts the server as a child process on a loopback port with a fresh SQLite database, and drives it from a
 second child process with httpx async clients:
 
@@ -32,7 +33,7 @@ from pathlib import Path
 import httpx
 
 REPO = Path(__file__).resolve().parents[1]
-ADMIN = "bench-admin-key"
+ADMIN = "bench-admin-key-0123456789"  # the service refuses admin keys shorter than 16 characters
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -258,6 +259,8 @@ def prepare_model(args: argparse.Namespace, workdir: Path) -> tuple[Path, list, 
     records = prepare("mt-bench", Path(args.data_dir) / "mt_bench")
     data = workdir / "mt_bench.jsonl"
     write_records(data, records)
+    if args.model:
+        return Path(args.model), records, "given"
     model = workdir / "model"
     layer = "hgt" if importlib.util.find_spec("gmtrouter.model.hgt") else "pyg-hgt"
     if not (model / "config.json").is_file():
@@ -276,6 +279,8 @@ def main() -> None:
     parser.add_argument("--data-dir", default=str(REPO.parent / "shared" / "data"))
     parser.add_argument("--out", default=str(REPO / "runs" / "serve-bench"))
     parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--model", default="", help="serve this model folder instead of training one")
+    parser.add_argument("--warmup", type=int, default=200, help="route requests before the measured phases")
     parser.add_argument("--concurrency", type=int, default=50)
     parser.add_argument("--requests", type=int, default=3000, help="per route phase")
     parser.add_argument("--seconds", type=float, default=60.0, help="time limit per phase")
@@ -312,7 +317,7 @@ def main() -> None:
         results: dict[str, object] = {"layer": layer, "steps": args.steps, "concurrency": args.concurrency}
         base = {"url": url, "users": users, "limit": args.seconds, "concurrency": args.concurrency}
         fresh = iter(f"{q} (request {uuid.uuid4().hex[:8]})" for q in questions * 400)
-        run_phase(workdir, {**base, "phase": "warmup", "queries": questions, "total": 200})
+        run_phase(workdir, {**base, "phase": "warmup", "queries": questions, "total": args.warmup})
         phases = set(args.only.split(","))
         results["load_average_before"] = [round(x, 2) for x in os.getloadavg()]
         for name, rate in (("route_new_queries", 0.0), ("route_new_queries_paced", args.new_rate)):
