@@ -264,6 +264,9 @@ def test_small_things_a_new_user_meets(client: TestClient, store: Store) -> None
     assert "model_dir" in client.get("/ui/api/overview", headers=ADMIN_HEADERS).json()["model"]
     page = client.get("/ui/model", headers=alice).text
     assert str(client.app.state.service.engine.model_dir) not in page
+    wrong = client.put("/v1/users/small-alice", headers=alice)  # a 405 names every method the path takes
+    assert wrong.status_code == 405 and wrong.headers["allow"] == "DELETE, GET", wrong.headers
+    assert client.get("/v1/users/a%00b", headers=ADMIN_HEADERS).status_code == 400  # a NUL never reaches the store
 
 
 def test_openapi_documents_every_endpoint(client: TestClient) -> None:
