@@ -184,7 +184,8 @@ def echo_upstream() -> contextlib.AbstractContextManager[str]:
 
 
 def long_values_are_refused(base: str, store: object) -> None:
-    """Every string that goes into a bounded column, one character too long: 422 naming it, nothing stored.
+    """Every string that goes into a bounded column, one character too long, or with a NUL: 4xx naming it,
+    nothing stored.
 
     PostgreSQL enforces column lengths (SQLite does not), so the same values at the limit must be stored there.
     """
@@ -222,12 +223,26 @@ def long_values_are_refused(base: str, store: object) -> None:
         ("POST", "/v1/admin/keys", {"users": [long_user]}, {}, "users.0"),
         ("POST", "/v1/admin/keys", {"users": ["x"], "name": "n" * 257}, {}, "name"),
     ]
+    # a NUL, which PostgreSQL's text cannot hold, in a body field or in the URL (paths and queries of the console)
+    nul_cases = [
+        ("POST", "/v1/admin/keys", {"users": ["x"], "name": "a\x00b"}, 422, "name"),
+        ("POST", "/v1/feedback", {"kind": "thumbs", "route_id": "a\x00", "thumbs": "up"}, 422, "route_id"),
+        ("POST", "/v1/feedback", record(query="a\x00b"), 422, "record.query"),
+        ("GET", "/ui/decisions/%00", None, 400, "the url holds a nul"),
+        ("GET", "/ui/users/acme%2F%00", None, 400, "the url holds a nul"),
+        ("GET", "/ui/decisions?user=a%00", None, 400, "the url holds a nul"),
+        ("DELETE", "/v1/admin/keys/%00", None, 400, "the url holds a nul"),
+    ]
     with httpx.Client(base_url=base, headers=headers, timeout=60) as client:
         before = [store.count(table) for table in ("routes", "feedback", "api_keys")]  # type: ignore[attr-defined]
         for method, path, body, extra, field in cases:
             answer = client.request(method, path, json=body, headers=extra)
             assert answer.status_code == 422, (path, field, answer.text)
             assert answer.json()["detail"].lower().startswith(field), (path, answer.json()["detail"])
+        for method, path, body, status, words in nul_cases:
+            answer = client.request(method, path, json=body)
+            assert answer.status_code == status, (path, answer.text)
+            assert answer.json()["detail"].lower().startswith(words), (path, answer.json()["detail"])
         assert [store.count(table) for table in ("routes", "feedback", "api_keys")] == before  # type: ignore[attr-defined]
 
         # at the limits, everything is stored

@@ -264,6 +264,24 @@ def test_small_things_a_new_user_meets(client: TestClient, store: Store) -> None
     assert "model_dir" in client.get("/ui/api/overview", headers=ADMIN_HEADERS).json()["model"]
     page = client.get("/ui/model", headers=alice).text
     assert str(client.app.state.service.engine.model_dir) not in page
+    hi = ask("hi")
+    route_id = routed.json()["route_id"]
+    for path, body, words in (  # accepted before, and not to be: a flag for a weight, a string for a rating, NaN
+        ("/v1/route", {"messages": hi, "cost_weight": True}, "cost_weight: Input should be a valid number"),
+        ("/v1/chat/completions", {"model": "auto", "messages": hi, "cost_weight": float("nan")}, "cost_weight:"),
+        ("/v1/chat/completions", {"model": "auto", "messages": hi, "cost_weight": float("inf")}, "cost_weight:"),
+        ("/v1/chat/completions", {"model": "auto", "messages": hi, "temperature": float("nan")}, "temperature:"),
+        ("/v1/feedback", {"kind": "rating", "route_id": route_id, "rating": "0.5"}, "rating: Input should be"),
+    ):
+        content = json.dumps(body)  # NaN and Infinity as JSON's extensions, which Python's parser accepts
+        refused = client.post(path, content=content, headers={**alice, "Content-Type": "application/json"})
+        assert refused.status_code == 422 and refused.json()["detail"].startswith(words), (body, refused.text)
+    vote = [{"llm": "gpt-4", "rating": 1}]
+    long_query = {"user": "small-alice", "conversation": "c", "turn": 1, "query": "q" * 4001, "responses": vote}
+    too_long = client.post("/v1/feedback", json={"kind": "record", "record": long_query}, headers=alice)
+    assert too_long.status_code == 413 and "max_query_chars" in too_long.json()["detail"], too_long.text
+    reload = client.post("/v1/admin/reload", json={"model_dir": "d" * 300}, headers=ADMIN_HEADERS)
+    assert reload.status_code == 400 and "cannot be read as a model folder" in reload.json()["detail"], reload.text
     wrong = client.put("/v1/users/small-alice", headers=alice)  # a 405 names every method the path takes
     assert wrong.status_code == 405 and wrong.headers["allow"] == "DELETE, GET", wrong.headers
     assert client.get("/v1/users/a%00b", headers=ADMIN_HEADERS).status_code == 400  # a NUL never reaches the store
