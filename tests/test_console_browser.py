@@ -218,6 +218,10 @@ def test_try_it_ranks_like_the_route_endpoint(browser, live: dict) -> None:
     routed = httpx.post(f"{live['base']}/v1/route", json=body, headers=ADMIN_HEADERS, timeout=30).json()
     assert shown == [r["llm"] for r in routed["ranking"]]
     assert page.locator("#try-ranking tr.chosen td").nth(1).inner_text() == routed["llm"]
+    page.focus("#try-query")  # typing ranks again at once, without leaving the field or pressing a button
+    with page.expect_request(lambda request: "/ui/api/try" in request.url and "and more" in (request.post_data or "")):
+        page.keyboard.type(" and more")
+    assert page.evaluate("document.activeElement.id") == "try-query"
     assert tab.errors == []
     tab.close()
 
@@ -242,6 +246,10 @@ def test_readable_at_phone_width(browser, live: dict) -> None:
         page = tab.open(path)
         overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
         assert overflow <= 0, f"{path} scrolls sideways by {overflow}px at 390 px"
+        if path == "/ui":  # the time chart drawn for a phone, whole: its y axis is in view
+            assert page.locator("svg.chart.only-wide").first.is_hidden()
+            axis = page.locator("svg.chart.only-narrow text.tick").first
+            assert axis.is_visible() and axis.bounding_box()["x"] >= 0
         tab.shot(name, full=False)
     assert tab.errors == []
     tab.close()

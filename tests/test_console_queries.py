@@ -193,6 +193,8 @@ def test_activity_bins_follow_the_span_of_the_data() -> None:
     assert recent.routes[0] == 1 and recent.routes[-1] == 2 and sum(recent.feedback) == 1
     burst = insights.activity({"routes": [now - 40, now - 25, now - 3], "feedback": []}, now)
     assert burst.bucket == 10 and sum(1 for n in burst.routes if n) == 3  # a fresh service: not one bar
+    seconds = insights.activity({"routes": [now - 8, now - 4, now - 1], "feedback": [now - 6]}, now)
+    assert seconds.bucket == 1 and sum(1 for n in seconds.routes if n) == 3 and len(seconds.starts) == 9
     hours = insights.activity({"routes": [now - 10 * insights.HOUR, now], "feedback": []}, now)
     assert hours.bucket == insights.HOUR and len(hours.starts) == 11 and hours.routes[0] == hours.routes[-1] == 1
     older = insights.activity({"routes": [now - 5 * insights.DAY, now], "feedback": []}, now)

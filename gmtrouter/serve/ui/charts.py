@@ -37,7 +37,8 @@ def _nice_max(value: float) -> float:
     return 10 * power
 
 
-UNITS = {10.0: "10 seconds", 60.0: "minute", 300.0: "5 minutes", 900.0: "15 minutes", HOUR: "hour", 6 * HOUR: "6 hours"}
+UNITS = {1.0: "second", 10.0: "10 seconds", 60.0: "minute", 300.0: "5 minutes", 900.0: "15 minutes", HOUR: "hour"}
+UNITS[6 * HOUR] = "6 hours"
 
 
 def activity_chart(data: Activity) -> Markup:

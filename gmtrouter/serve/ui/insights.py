@@ -28,7 +28,7 @@ class Activity:
     feedback: list[int]
 
 
-BUCKETS = (10.0, 60.0, 300.0, 900.0, HOUR, 6 * HOUR, DAY)  # bin widths a time chart may use, in seconds
+BUCKETS = (1.0, 10.0, 60.0, 300.0, 900.0, HOUR, 6 * HOUR, DAY)  # bin widths a time chart may use, in seconds
 MIN_BINS, MAX_BINS = 6, 24
 
 
