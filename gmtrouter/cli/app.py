@@ -9,13 +9,13 @@ from typing import Annotated
 
 import typer
 
-from gmtrouter import __version__
 from gmtrouter.cli.bench import bench_app
 from gmtrouter.cli.data import data_app
 from gmtrouter.cli.demo import demo_app
 from gmtrouter.cli.serve import serve_app
 from gmtrouter.cli.train import train_app
 from gmtrouter.utils.errors import GmtError
+from gmtrouter.utils.version import __version__
 
 app = typer.Typer(
     no_args_is_help=True,
