@@ -146,7 +146,7 @@ def test_switch_cost_keeps_the_previous_llm_and_zero_changes_nothing(router) -> 
     assert held.llm == "c" and held.switch_cost == 50.0
     scores = {r.llm: r.score for r in held.ranking}
     assert scores == {r.llm: r.score for r in base.ranking}  # the cost moves the choice, not the preference
-    with pytest.raises(Exception, match="switch_cost must be 0 or more"):
+    with pytest.raises(Exception, match="switch_cost must be a finite number, 0 or more"):
         router.route("u1", chat("c"), switch_cost=-1.0)
 
 

@@ -16,13 +16,14 @@ from gmtrouter.utils.errors import DataError, GmtError
 from tests.conftest import FIXTURES
 from tests.test_cli import assert_one_line_error, run
 
-names = st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), min_size=1, max_size=8)
+letters = st.characters(codec="utf-8", exclude_categories=["Cs"], exclude_characters="\x00")  # the contract's text
+names = st.text(letters, min_size=1, max_size=8)
 responses = st.lists(
     st.builds(
         Response,
         llm=st.sampled_from(["a", "b", "c"]),
         rating=st.floats(-5, 5, allow_nan=False),
-        text=st.one_of(st.none(), st.text(max_size=20)),
+        text=st.one_of(st.none(), st.text(letters, max_size=20)),
         cost=st.one_of(st.none(), st.floats(0, 1)),
         tokens=st.one_of(st.none(), st.integers(0, 10_000)),
     ),
@@ -39,7 +40,7 @@ records = st.builds(
     responses=responses,
     timestamp=st.one_of(st.none(), st.floats(0, 2e9)),
     previous_llm=st.one_of(st.none(), st.sampled_from(["a", "b"])),
-    meta=st.dictionaries(st.sampled_from(["source", "n", "tags"]), st.one_of(st.integers(), st.text(max_size=5))),
+    meta=st.dictionaries(st.sampled_from(["source", "n", "tags"]), st.integers() | st.text(letters, max_size=5)),
 )
 
 

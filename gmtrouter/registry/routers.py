@@ -30,7 +30,7 @@ AT_LEAST_ONE = frozenset(
     {"hidden", "head_dim", "heads", "layers", "steps", "eval_every", "patience", "max_visible", "targets_per_step"}
     | {"users_per_step", "batch_size", "max_epochs", "neighbors", "tasks"}
 )
-NOT_NEGATIVE = frozenset({"seed", "valid_users", "tune_users", "weight_decay", "residual_margin"})
+NOT_NEGATIVE = frozenset({"seed", "valid_users", "tune_users", "weight_decay"})  # residual_margin may be < 0
 FRACTIONS = frozenset({"thumbs_rate", "cold_user_rate", "valid_frac", "target_rate", "cold_query_rate"})
 POSITIVE = frozenset({"lr"})
 

@@ -98,8 +98,13 @@ def _headers(route_id: str, llm: str, previous: str | None, switch_cost: float) 
     return headers
 
 
+STREAMED = {"text/event-stream": {"schema": {"type": "string"}}}  # `stream: true`: server-sent events
+
+
 @router.post(
-    "/v1/chat/completions", responses={**ERRORS, 502: {"model": ErrorOut}, 503: {"model": ErrorOut}}, tags=["openai"]
+    "/v1/chat/completions",
+    responses={200: {"content": STREAMED}, **ERRORS, 502: {"model": ErrorOut}, 503: {"model": ErrorOut}},
+    tags=["openai"],
 )
 async def chat_completions(body: ChatCompletionRequest, who: Caller, service: Svc) -> Any:
     """OpenAI chat completions. `model: "auto"` routes for `user`; a served model's name goes straight to it."""
