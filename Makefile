@@ -11,7 +11,9 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	# The CPU build of torch; a looser pin would pull a multi-GB CUDA build.
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[serve,dev]'
+	$(PY) -m pip install -q -e '.[serve,dev,static]'
+	# The static encoder's table, distilled once from the bundled MiniLM (minutes; a no-op when it is cached).
+	HF_HUB_OFFLINE=1 $(PY) -m gmtrouter.text.static
 	touch $@
 
 install: $(VENV)/.installed

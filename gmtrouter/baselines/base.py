@@ -257,6 +257,14 @@ class QueryEncoding:
             self._encoder = get_encoder(self.encoder)
         return self._encoder
 
+    def use_text_encoder(self, encoder: TextEncoder) -> None:
+        """Embed texts with `encoder` from now on (same name; e.g. the static table a model folder kept: the
+        setting's own encoder is not built first)."""
+        current = self._encoder.name if hasattr(self, "_encoder") else self.encoder
+        if encoder.name != current:
+            raise GmtError(f"encoder '{encoder.name}' is not this router's '{current}'")
+        self._encoder = encoder
+
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """[n, dim] L2-normalised embeddings; each distinct text is encoded once."""
         if len(texts) == 0:

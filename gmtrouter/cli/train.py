@@ -75,6 +75,14 @@ def train(
     workers: Annotated[
         int, typer.Option("--workers", min=1, help="Train on this many local processes (torchrun, gloo on CPU).")
     ] = 1,
+    encoder: Annotated[
+        str | None,
+        typer.Option(
+            "--encoder",
+            help="Text encoder: 'static' (a table distilled from MiniLM: fast), all-MiniLM-L6-v2, or a local "
+            "sentence-transformers folder (default: the router's own).",
+        ),
+    ] = None,
 ) -> None:
     """Train a router on canonical records and save it (weights, config, the history it scores from)."""
     from gmtrouter.data.schema import read_records
@@ -96,6 +104,10 @@ def train(
     valid_records = read_records(valid) if valid else None
     options = parse_settings(settings or [])
     options.setdefault("seed", seed)
+    if encoder is not None:
+        if "encoder" not in router_settings(router):
+            raise GmtError(f"router '{router}' reads no text; leave out --encoder")
+        options["encoder"] = encoder
     descriptions = _llm_descriptions(llm_info)
     if descriptions is not None:
         if "llm_descriptions" not in router_settings(router):

@@ -2,15 +2,17 @@
 
 The history is kept because known users are whatever their interactions say: scoring a known user means
 putting their training interactions into the graph. The embeddings of its texts travel with it, so a
-machine without the encoder cache loads a router without re-encoding anything. Where the router has a routing
-context worth keeping (GMTRouter's fitted backbone and node states over the history), `context.safetensors`
-keeps it, so that loading does not refit it.
+machine without the encoder cache loads a router without re-encoding anything; an encoder with data of its
+own (the static encoder's distilled table) keeps it in `encoder/`, so that routing encodes as training did.
+Where the router has a routing context worth keeping (GMTRouter's fitted backbone and node states over the
+history), `context.safetensors` keeps it, so that loading does not refit it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,6 +27,7 @@ from gmtrouter.data.schema import Interaction, read_records, write_records
 from gmtrouter.registry.routers import router_classes
 from gmtrouter.routing.base import PreferenceRouter
 from gmtrouter.text.cache import CachedEncoder, EmbeddingCache
+from gmtrouter.text.encoders import get_encoder
 from gmtrouter.utils.atomic import atomic_folder, atomic_write
 from gmtrouter.utils.errors import GmtError
 from gmtrouter.utils.version import __version__
@@ -32,6 +35,7 @@ from gmtrouter.utils.version import __version__
 FORMAT = 2  # 2: the Bradley-Terry backbone (strengths and priors) in the router state
 CONFIG, WEIGHTS, HISTORY, EMBEDDINGS = "config.json", "weights.safetensors", "history.jsonl", "embeddings.safetensors"
 CONTEXT = "context.safetensors"  # the routing context over the history, where the router has one to keep
+ENCODER_FILES = "encoder"  # the text encoder's own data (a distilled table), where it has any
 
 
 def records_hash(records: Sequence[Interaction]) -> str:
@@ -97,6 +101,9 @@ def _write_checkpoint(router: PreferenceRouter, folder: Path, history: Sequence[
         stored = {k: torch.from_numpy(np.array(v)) for k, v in zip(keys, vectors, strict=True)}
         with atomic_write(folder / EMBEDDINGS, "wb") as handle:
             handle.write(safetensors_bytes(stored))
+        files = encoder().files()
+        if files is not None:
+            shutil.copytree(files, folder / ENCODER_FILES, copy_function=shutil.copyfile)  # usual modes
     if router.saves_context:
         with atomic_write(folder / CONTEXT, "wb") as handle:
             handle.write(safetensors_bytes(router.context(history).state()))
@@ -164,6 +171,8 @@ def load_router(directory: str | Path) -> tuple[PreferenceRouter, list[Interacti
             f"{folder}: its settings or weights do not fit this version of router '{meta['router']}' "
             f"({error.__class__.__name__}: {str(error).splitlines()[0] if str(error) else '?'}); retrain it"
         ) from None
+    if (folder / ENCODER_FILES).is_dir() and hasattr(router, "use_text_encoder"):
+        router.use_text_encoder(get_encoder(router.encoder, files=folder / ENCODER_FILES))
     if (folder / EMBEDDINGS).is_file() and hasattr(router, "text_encoder"):
         encoder = router.text_encoder()
         if isinstance(encoder, CachedEncoder):

@@ -1,7 +1,7 @@
 """The text encoder interface, and where the bundled model and the embedding caches live.
 
-Every encoder maps texts to L2-normalised float32 vectors; the MiniLM (PyTorch or ONNX Runtime) and the
-test-only hashing encoders implement it, and the caches wrap any of them.
+Every encoder maps texts to L2-normalised float32 vectors; the MiniLM (PyTorch or ONNX Runtime), the static
+table distilled from it and the test-only hashing encoders implement it, and the caches wrap any of them.
 """
 
 from __future__ import annotations
@@ -60,3 +60,8 @@ class TextEncoder(ABC):
     @abstractmethod
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """Vectors [len(texts), dim], float32."""
+
+    def files(self) -> Path | None:
+        """A folder of the encoder's own data that a model folder must keep so that loading the model encodes
+        as training did (a distilled table); None where the name alone says how to encode."""
+        return None

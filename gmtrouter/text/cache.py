@@ -60,6 +60,9 @@ class CachedEncoder(TextEncoder):
         self.cache = EmbeddingCache((cache_dir or default_cache_dir()) / "embeddings" / f"{slug}.sqlite", self.dim)
         self._memory: dict[bytes, np.ndarray] = {}
 
+    def files(self) -> Path | None:
+        return self.inner.files()
+
     def preload(self, vectors: dict[bytes, np.ndarray]) -> None:
         """Take vectors computed elsewhere (a checkpoint's) into memory, keyed like the cache."""
         self._memory.update(vectors)

