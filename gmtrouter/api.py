@@ -266,9 +266,8 @@ class Router:
         if previous is not None and previous not in self.llms:
             notes.append(f"previous LLM '{previous}' is not one this router knows: scored as a first turn")
             previous = None
-        encoder = getattr(self.model, "text_encoder", None)
-        if encoder is not None and isinstance(encoder(), QueryCacheEncoder):
-            encoder().encode_queries([query])  # into the LRU (a no-op when it is there already)
+        if self.context.needs_query_vector:
+            self.encode_queries([query])
         scores = self.context.score_turn(user, query, llms, previous)
         costs = [self._expected_cost(m, previous, messages) for m in llms]
         adjusted = switch_adjusted(cost_adjusted(scores, costs, cost_weight), llms, previous, switch_cost)
@@ -306,6 +305,21 @@ class Router:
             return int(np.argmax(adjusted + self.ucb_width * spread))
         return int(np.argmax(adjusted + spread * self.rng.standard_normal(len(llms))))
 
+    def encode_queries(self, queries: Sequence[str]) -> int:
+        """Put the vectors of routed queries into the LRU (one encoder call for those not there yet), where the
+        model reads them at all; returns how many were computed."""
+        encoder = getattr(self.model, "text_encoder", None)
+        if encoder is None or not self.context.needs_query_vector or not isinstance(encoder(), QueryCacheEncoder):
+            return 0
+        return encoder().encode_queries(queries)
+
+    def needs_encoding(self, queries: Sequence[str]) -> bool:
+        """Whether routing these queries has any encoder work to do (a new query, and a model that reads it)."""
+        encoder = getattr(self.model, "text_encoder", None)
+        if encoder is None or not self.context.needs_query_vector or not isinstance(encoder(), QueryCacheEncoder):
+            return False
+        return not all(encoder().has(query) for query in queries)
+
     def _expected_cost(self, llm: str, previous: str | None, messages: str | Sequence[Message]) -> float | None:
         """The LLM's mean cost, less what its prompt cache saves when it answered the previous turn too: the
         conversation so far is a cached prefix, billed at the cached-input price instead of the input price."""
@@ -340,7 +354,7 @@ class Router:
 
     def history(self, user: str) -> list[Interaction]:
         """The interactions of `user` the router scores from, oldest first."""
-        return [r for r in self.context.history if r.user == user]
+        return self.context.records_of(user)
 
     def profile(self, user: str) -> dict[str, Any]:
         """How much history a user has and, from it, how often each LLM won the user's comparisons."""

@@ -23,14 +23,17 @@ HEADERS = {"Authorization": f"Bearer {ADMIN}"}
 
 @pytest.fixture(scope="module")
 def minilm_model(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> tuple[Path, list[str], list[str]]:
-    """GMTRouter with the default text encoder (served on ONNX Runtime) on MT-Bench's four busiest voters."""
+    """GMTRouter with the default text encoder (served on ONNX Runtime) on MT-Bench's four busiest voters, its
+    residual kept (`residual_margin=-1`), so that routing reads the query's vector."""
     import torch
 
     torch.set_num_threads(1)
     records = prepare("mt-bench", data_dir / "mt_bench")
     users = [user for user, _ in Counter(r.user for r in records).most_common(4)]
     records = [r for r in records if r.user in users]
-    model = make_router("gmtrouter", encoder="all-MiniLM-L6-v2", steps=20, eval_every=10, progress=False, seed=0)
+    model = make_router(
+        "gmtrouter", encoder="all-MiniLM-L6-v2", steps=20, eval_every=10, progress=False, seed=0, residual_margin=-1
+    )
     # the folder the tests' GMTROUTER_CACHE_DIR names (conftest), so the server finds the export made here
     model.use_text_encoder(get_encoder("all-MiniLM-L6-v2", cache_dir=tmp_path_factory.getbasetemp() / "cache"))
     model.fit(records)

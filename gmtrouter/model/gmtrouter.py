@@ -159,9 +159,11 @@ class GMTRouter(PreferenceRouter):
         return self._encoder
 
     def use_text_encoder(self, encoder: TextEncoder) -> None:
-        """Embed texts with `encoder` from now on (same name and vectors; e.g. one with a bounded query cache)."""
-        if encoder.name != self.text_encoder().name:
-            raise GmtError(f"encoder '{encoder.name}' is not this router's '{self.text_encoder().name}'")
+        """Embed texts with `encoder` from now on (same name and vectors; e.g. one with a bounded query cache, or
+        the static table a model folder kept: the setting's own encoder is not built first)."""
+        current = self._encoder.name if hasattr(self, "_encoder") else self.encoder
+        if encoder.name != current:
+            raise GmtError(f"encoder '{encoder.name}' is not this router's '{current}'")
         self._encoder = encoder
 
     def fit(self, train: Sequence[Interaction], valid: Sequence[Interaction] | None = None) -> GMTRouter:
@@ -413,6 +415,11 @@ class GMTRouter(PreferenceRouter):
         router.net_.eval()
         return router
 
+    def uses_topics(self) -> bool:
+        """Whether a query's topic moves its scores: there are topics, and the task or the user-topic deviation
+        is on (cross-validation switches both off on most data)."""
+        return len(self.topics_) > 0 and (math.isfinite(self.priors_.task) or math.isfinite(self.priors_.topic))
+
     def context(self, history: Sequence[Interaction], state: dict[str, torch.Tensor] | None = None) -> GMTContext:
         """The routing context over `history`; `state` (`GMTContext.state()` over this very history, as a
         checkpoint keeps it) spares refitting the backbone and re-encoding the graph."""
@@ -485,6 +492,12 @@ class GMTContext(RoutingContext):
         for index, layer in enumerate(self.layers):
             out.update({f"layer.{index}.{node}": x.contiguous() for node, x in layer.items()})
         return {**out, "records": torch.tensor(self.table.num_records)}
+
+    @property
+    def needs_query_vector(self) -> bool:
+        """Only the network and the backbone's topics read the query's vector; without either (the residual
+        dropped, the topics off) a new query routes without being encoded, as fast as a known one."""
+        return self.network or self.router.uses_topics()
 
     @property
     def states(self) -> dict[str, torch.Tensor] | None:
@@ -586,10 +599,10 @@ class GMTContext(RoutingContext):
         llm_index = {m: i for i, m in enumerate(router.llms_)}
         user_id = self.table.user_vocab.get(user, -1)
         query_id = self.table.query_vocab.get(query, -1)
-        query_x = router.text_encoder().encode([query])
+        query_x = router.text_encoder().encode([query]) if self.needs_query_vector else None
         llm = np.array([[llm_index[m] for m in llms]])
         after = np.array([llm_index.get(previous, -1) if previous and router.conversation else -1])
-        topic = topic_of(query_x, router.topics_)
+        topic = topic_of(query_x, router.topics_) if query_x is not None else np.zeros(1, dtype=np.int64)
         own = np.array([self.table.own_vocab.get((user_id, query_id), -1)])
         prior = self.prior.scores(np.array([user_id]), np.array([query_id]), topic, llm, after, own)
         if not self.network:

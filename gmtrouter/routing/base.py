@@ -8,7 +8,7 @@ being scored, and lets a service add feedback (`observe`) without retraining.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -55,6 +55,12 @@ class RoutingContext(ABC):
         logits), which exploration reads. Routers that keep no posterior are sure of everything: zeros."""
         return np.zeros(len(llms))
 
+    @property
+    def needs_query_vector(self) -> bool:
+        """Whether scoring a request reads its query's vector, so that a new query must be encoded before it
+        routes (a router without a text encoder encodes nothing, whatever this says)."""
+        return True
+
     def observe(self, records: Sequence[Interaction]) -> None:
         """Add shown interactions to the history (no retraining)."""
         self.history.extend(records)
@@ -70,6 +76,21 @@ class RoutingContext(ABC):
     def knows_user(self, user: str) -> bool:
         """Whether the history holds any interaction of `user`."""
         return self._users[user] > 0
+
+    def records_of(self, user: str) -> list[Interaction]:
+        """The history's interactions of `user`, oldest first, read through a per-user index: the cost of one
+        user's records, not of the whole history (the first call after the history is replaced builds it).
+
+        The index follows the history as it is kept: appended to (`observe`) it takes in the new tail; replaced
+        by another list (`forget`, a refresh) it is built again."""
+        index = getattr(self, "_by_user", None)
+        if index is None or index[0] is not self.history or index[1] > len(self.history):
+            index = self._by_user = [self.history, 0, defaultdict(list)]
+        history, done, by_user = index
+        for record in history[done:]:
+            by_user[record.user].append(record)
+        index[1] = len(history)
+        return list(by_user.get(user, ()))
 
     def explain(
         self, user: str, query: str, llm: str, top: int = 3, against: str | None = None
