@@ -22,6 +22,7 @@ import importlib.util
 import json
 import os
 import random
+import shutil
 import socket
 import statistics
 import subprocess
@@ -230,6 +231,51 @@ def measured(workdir: Path, plan: dict, url: str, pid: int) -> dict:
     return result
 
 
+def short_frame(frame: str) -> str:
+    """py-spy's 'function (path/file.py:line)' as 'function (file.py)'."""
+    name, _, where = frame.partition(" (")
+    return f"{name} ({where.split(':')[0].rsplit('/', 1)[-1]})"
+
+
+def profiled(workdir: Path, plan: dict, pid: int, top: int = 25) -> list[dict]:
+    """One more cached closed loop with py-spy sampling the server: the functions holding the most of its busy
+    samples (inclusive, each stack counted once per function), apart from the measured phases because sampling
+    slows the server."""
+    raw = workdir / "profile-cached.txt"
+    spy = subprocess.Popen(
+        [
+            shutil.which("py-spy", path=str(Path(sys.executable).parent)) or "py-spy",
+            "record",
+            "--pid",
+            str(pid),
+            "--rate",
+            "250",
+            "--format",
+            "raw",
+            "-o",
+            str(raw),
+            "--nonblocking",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    time.sleep(1.0)
+    run_phase(workdir, plan)
+    spy.send_signal(2)  # py-spy writes its file on SIGINT
+    spy.wait(timeout=60)
+    totals: dict[str, int] = {}
+    samples = 0
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not count.isdigit():
+            continue
+        samples += int(count)
+        for frame in {short_frame(f) for f in stack.split(";")}:
+            totals[frame] = totals.get(frame, 0) + int(count)
+    ranked = sorted(totals.items(), key=lambda kv: -kv[1])[:top]
+    return [{"function": name, "share": round(count / max(samples, 1), 3)} for name, count in ranked]
+
+
 def server_histogram(url: str, endpoint: str = "/v1/route") -> dict[float, float]:
     """Cumulative bucket counts of the server's own latency histogram for one endpoint (from /metrics)."""
     buckets: dict[float, float] = {}
@@ -261,14 +307,24 @@ def prepare_model(args: argparse.Namespace, workdir: Path) -> tuple[Path, list, 
     write_records(data, records)
     if args.model:
         return Path(args.model), records, "given"
-    model = workdir / "model"
     layer = "hgt" if importlib.util.find_spec("gmtrouter.model.hgt") else "pyg-hgt"
+    extra = [f"--encoder={args.encoder}"] if args.encoder else []
+    extra += [f"--set={setting}" for setting in args.set]
+    slug = "".join(c if c.isalnum() or c in "=.-" else "_" for c in "_".join(a.lstrip("-") for a in extra))
+    model = workdir / (f"model-{slug}" if slug else "model")  # one trained model per encoder and settings
     if not (model / "config.json").is_file():
-        command = [sys.executable, "-m", "gmtrouter", "train", "--data", str(data), "-o", str(model)]
+        command = [sys.executable, "-m", "gmtrouter", "train", "--data", str(data), "-o", str(model), *extra]
         command += ["--set", f"steps={args.steps}", "--set", "progress=false", "--set", f"layer={layer}"]
         print("training:", " ".join(command[1:]), file=sys.stderr)
         subprocess.run(command, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, check=True)
     return model, records, layer
+
+
+def reads_text(model: Path) -> bool:
+    """Whether routing with the model reads a query's vector (else a new query is not encoded at all)."""
+    from gmtrouter.api import Router
+
+    return Router.load(model).context.needs_query_vector
 
 
 def main() -> None:
@@ -287,6 +343,9 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=200.0, help="offered req/s of the paced cached phase")
     parser.add_argument("--new-rate", type=float, default=20.0, help="offered req/s of the paced new-query phase")
     parser.add_argument("--only", default="new,cached,feedback", help="phases to run: new, cached, feedback")
+    parser.add_argument("--encoder", default="", help="text encoder of the trained model (default: the router's own)")
+    parser.add_argument("--set", action="append", default=[], help="router setting key=value for training")
+    parser.add_argument("--profile", action="store_true", help="py-spy the server during the cached closed loop")
     parser.add_argument("--writers", type=int, default=8)
     parser.add_argument("--events", type=int, default=1000, help="feedback events per writer")
     args = parser.parse_args()
@@ -315,6 +374,7 @@ def main() -> None:
     try:
         wait_healthy(url, server)
         results: dict[str, object] = {"layer": layer, "steps": args.steps, "concurrency": args.concurrency}
+        results.update(encoder=args.encoder or "default", settings=args.set, reads_query_vector=reads_text(model))
         base = {"url": url, "users": users, "limit": args.seconds, "concurrency": args.concurrency}
         fresh = iter(f"{q} (request {uuid.uuid4().hex[:8]})" for q in questions * 400)
         run_phase(workdir, {**base, "phase": "warmup", "queries": questions, "total": args.warmup})
@@ -333,6 +393,9 @@ def main() -> None:
                 break
             plan = {**base, "phase": name, "queries": pool, "total": args.requests, "rate": rate}
             results[name] = measured(workdir, plan, url, server.pid)
+        if args.profile and "cached" in phases:
+            plan = {**base, "phase": "profile", "queries": pool, "total": args.requests, "rate": 0.0}
+            results["profile"] = profiled(workdir, plan, server.pid)
         results["load_average_after_routes"] = [round(x, 2) for x in os.getloadavg()]
         if "feedback" in phases:
             results.update(feedback_phase(args, workdir, base, questions, llms, db, url, server.pid))
@@ -341,6 +404,10 @@ def main() -> None:
         server.wait(timeout=60)
     print(json.dumps(results, indent=2))
     print(markdown(results))
+    if "profile" in results:
+        print("\n| function (file) | share of the server's busy samples |\n| --- | ---: |")
+        for row in results["profile"]:
+            print(f"| `{row['function']}` | {row['share']:.1%} |")
 
 
 def feedback_phase(

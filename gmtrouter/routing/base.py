@@ -98,7 +98,9 @@ class RoutingContext(ABC):
         """The user's past interactions that did most for `llm` for `query` (against `against`, when given),
         with their weights.
 
-        Routers that cannot attribute a score to past interactions return an empty list.
+        Routers that cannot attribute a score to past interactions return an empty list. An explanation is read
+        from the user's history, not from the query's text, so callers may keep it per (user, LLM) until the
+        history changes (the service does).
         """
         return []
 

@@ -82,7 +82,7 @@ async def _direct(
         previous_llm=previous,
         switch_cost=chat.switch_cost,
     )
-    await run_in_threadpool(service.store.add_routes, [row])
+    service.engine.routes.add([row])
     return row.id, previous
 
 
@@ -115,7 +115,7 @@ async def chat_completions(body: ChatCompletionRequest, who: Caller, service: Sv
     forward = {**_allowed(extras, service.config), "messages": _forwarded(body.messages)}
     if body.user is not None:
         forward["user"] = body.user
-    store, served = service.store, service.upstreams.names
+    served = service.upstreams.names
     chat = chat_turn(service, body.messages, body.conversation, body.switch_cost)
     if body.model == "auto":
         pool = [m for m in (check_candidates(service, body.candidates) or service.engine.router.llms) if m in served]
@@ -139,7 +139,9 @@ async def chat_completions(body: ChatCompletionRequest, who: Caller, service: Sv
 
     def keep_answer(text: str) -> None:
         if text:
-            asyncio.get_running_loop().run_in_executor(None, store.set_answer, route_id, text[:MAX_TEXT])
+            asyncio.get_running_loop().run_in_executor(
+                None, service.engine.routes.set_answer, route_id, text[:MAX_TEXT]
+            )
 
     try:
         if body.stream:
@@ -148,7 +150,7 @@ async def chat_completions(body: ChatCompletionRequest, who: Caller, service: Sv
             answer = await service.upstreams.complete(llm, forward, routing)
     except UpstreamError:
         # The user got no answer: the route is not a decision to show or to take feedback on.
-        await run_in_threadpool(store.delete_route, route_id)
+        await run_in_threadpool(service.engine.routes.delete, route_id)
         raise
     service.metrics.choices.labels(llm).inc()
     if body.stream:
@@ -156,5 +158,5 @@ async def chat_completions(body: ChatCompletionRequest, who: Caller, service: Sv
     choices = answer.get("choices") or [{}]
     message = choices[0].get("message") if isinstance(choices[0], dict) else None
     if isinstance(message, dict) and isinstance(message.get("content"), str):
-        await run_in_threadpool(store.set_answer, route_id, message["content"][:MAX_TEXT])
+        await run_in_threadpool(service.engine.routes.set_answer, route_id, message["content"][:MAX_TEXT])
     return JSONResponse(answer, headers=headers)

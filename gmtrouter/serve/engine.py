@@ -1,8 +1,9 @@
 """The router behind the API: one thread routes, another folds feedback in; the live router is swapped, never mutated.
 
 Routing reads a `Router` that no other thread changes. The route worker takes whatever requests are waiting (up to
-`batch_max`; when one of them has a query not yet embedded, it waits up to `batch_wait_ms` for more), embeds their
-new queries in one encoder call, scores each, stores the batch's routes in one transaction, and answers them.
+`batch_max`; when one of them has a query not yet embedded and the model reads query vectors, it waits up to
+`batch_wait_ms` for more), embeds their new queries in one encoder call (none where the model reads no text),
+scores each and answers them; their route rows are committed behind the answers (`RouteLog`).
 Feedback is committed by the API first; the fold thread then builds a new `Router` over the history plus the new
 records (one graph refresh for however many arrived meanwhile) and swaps it in, so routing never waits for a
 refresh. A route for a user whose acknowledged feedback is not yet live waits for the
@@ -29,12 +30,14 @@ import torch
 from gmtrouter.api import FoldError, RouteDecision, Router, previous_model
 from gmtrouter.data.schema import Interaction
 from gmtrouter.registry.checkpoint import load_context_state, load_router, model_identity
+from gmtrouter.serve.routelog import RouteLog
 from gmtrouter.serve.store import RouteRow, Store, StoredFeedback
 from gmtrouter.text.querycache import QueryCacheEncoder
 from gmtrouter.utils.errors import GmtError
 from gmtrouter.utils.heap import collector_paused, settle_heap
 
 log = logging.getLogger("gmtrouter.serve")
+EXPLANATIONS_KEPT = 100_000  # (user, LLM) explanations kept for the live router at most
 SYNC_LOOKBACK_S = 120.0  # rows committed by other replicas up to this late are still picked up
 
 
@@ -118,6 +121,7 @@ class Engine:
         cached_input_prices: Mapping[str, tuple[float, float]] | None = None,
     ) -> None:
         self.store = store
+        self.routes = RouteLog(store)
         self.cached_input_prices = dict(cached_input_prices or {})
         self.batch_max = batch_max
         self.batch_wait = max(0.0, batch_wait_ms) / 1000
@@ -140,6 +144,8 @@ class Engine:
         self._tombstones: dict[str, float] = {}
         self._unfoldable: dict[int, str] = {}  # feedback row id -> why folding it failed (it stays out)
         self._last_sync = time.time()
+        self._explained: dict[tuple[str, str], list[dict[str, Any]]] = {}  # (user, LLM) -> explanation
+        self._explained_by: Router | None = None  # the router those explanations are of
         self.model_dir = Path(model_dir)
         self.router, self.load_info = self._load(self.model_dir)
         self._threads = [
@@ -207,7 +213,7 @@ class Engine:
         named = previous_model(messages)
         if named is not None or conversation is None:
             return named
-        return await asyncio.to_thread(self.store.last_choice, user, conversation)
+        return await asyncio.to_thread(self.routes.last_choice, user, conversation)
 
     async def route(
         self,
@@ -269,10 +275,7 @@ class Engine:
         return batch
 
     def _needs_encoding(self, batch: list[_RouteJob]) -> bool:
-        encoder = getattr(self.router.model, "text_encoder", None)
-        if encoder is None or not isinstance(encoder(), QueryCacheEncoder):
-            return False
-        return not all(encoder().has(job.query) for job in batch)
+        return self.router.needs_encoding([job.query for job in batch])
 
     def _route_batch(self, batch: list[_RouteJob]) -> None:
         with self._router_lock:
@@ -280,11 +283,8 @@ class Engine:
 
     def _route_batch_locked(self, batch: list[_RouteJob]) -> None:
         router = self.router  # one router for the whole batch, even if a reload swaps it meanwhile
-        encoder = getattr(router.model, "text_encoder", None)
-        encoded = 0
         try:
-            if encoder is not None and isinstance(encoder(), QueryCacheEncoder):
-                encoded = encoder().encode_queries([job.query for job in batch])
+            encoded = router.encode_queries([job.query for job in batch])  # none where the model reads no text
         except Exception as error:  # the encoder failing fails the batch, not the thread
             log.exception("encoding a batch of %d queries failed", len(batch))
             for job in batch:
@@ -302,38 +302,47 @@ class Engine:
                     switch_cost=chat.switch_cost,
                     previous_llm=chat.previous_llm,
                 )
-                explanation = explanation_of(router, job.user, job.query, decision.llm, runner_up(decision))
+                explanation = self._explanation(router, job.user, job.query, decision.llm, runner_up(decision))
             except Exception as error:
                 job.answer(error)
                 continue
             results.append((job, Routed(uuid.uuid4().hex, decision, explanation, time.time())))
-        try:
-            self.store.add_routes(
-                [
-                    RouteRow(
-                        id=r.route_id,
-                        user=job.user,
-                        query=job.query,
-                        candidates=[x.llm for x in r.decision.ranking],
-                        choice=r.decision.llm,
-                        ranking=[vars(x) for x in r.decision.ranking],
-                        created=r.created,
-                        turn=job.turn,
-                        conversation=job.chat.conversation,
-                        previous_llm=r.decision.previous_llm,
-                        switch_cost=r.decision.switch_cost,
-                    )
-                    for job, r in results
-                ]
-            )
-        except Exception as error:
-            log.exception("storing %d routes failed", len(results))
-            for job, _ in results:
-                job.answer(error)
-            return
+        self.routes.add(  # committed behind the answer, in one transaction with whatever else queued meanwhile
+            [
+                RouteRow(
+                    id=r.route_id,
+                    user=job.user,
+                    query=job.query,
+                    candidates=[x.llm for x in r.decision.ranking],
+                    choice=r.decision.llm,
+                    ranking=[vars(x) for x in r.decision.ranking],
+                    created=r.created,
+                    turn=job.turn,
+                    conversation=job.chat.conversation,
+                    previous_llm=r.decision.previous_llm,
+                    switch_cost=r.decision.switch_cost,
+                )
+                for job, r in results
+            ]
+        )
         for job, routed in results:
             job.answer(routed)
         self.on_batch(len(batch), encoded)
+
+    def _explanation(
+        self, router: Router, user: str, query: str, llm: str, against: str | None = None
+    ) -> list[dict[str, Any]]:
+        """`explanation_of`, kept per (user, LLM) for as long as `router` and its history stay as they are (the
+        fold clears it when it changes the history in place): a route of a known user costs no history scan."""
+        if self._explained_by is not router:
+            self._explained_by, self._explained = router, {}
+        key = (user, llm, against)
+        found = self._explained.get(key)
+        if found is None:
+            if len(self._explained) >= EXPLANATIONS_KEPT:
+                self._explained.clear()
+            found = self._explained[key] = explanation_of(router, user, query, llm, against)
+        return [dict(item) for item in found]  # callers may change theirs
 
     def preview(
         self, user: str, query: str, candidates: list[str] | None, cost_weight: float
@@ -341,9 +350,6 @@ class Engine:
         """What `route` would answer, and why, without storing anything (the console's Try it; blocking)."""
         with self._router_lock:
             router = self.router
-            encoder = getattr(router.model, "text_encoder", None)
-            if encoder is not None and isinstance(encoder(), QueryCacheEncoder):
-                encoder().encode_queries([query])
             decision = router.route(user, query, candidates, cost_weight)
             return decision, explanation_of(router, user, query, decision.llm, runner_up(decision))
 
@@ -490,6 +496,7 @@ class Engine:
         try:
             with self._router_lock:
                 self.router.observe_many(fresh)
+                self._explained = {}  # the history changed in place
             return
         except FoldError as error:
             bad, reason = set(error.indices) or set(range(len(fresh))), str(error)
@@ -570,6 +577,7 @@ class Engine:
         self._ops.put(None)
         for thread in self._threads:
             thread.join(timeout=30)
+        self.routes.close()
 
 
 def _call_soon(loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any], result: Any) -> None:
