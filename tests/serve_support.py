@@ -120,6 +120,15 @@ def wait_ready(url: str, process: subprocess.Popen, timeout: float = 120.0) -> N
     raise AssertionError(f"{url} did not answer within {timeout} s")
 
 
+def routes_written(client: httpx.Client | object, timeout: float = 60.0) -> None:
+    """Wait until every route the service answered has its row committed (`pending_routes` of /healthz: rows are
+    written behind the answers); `client` is an httpx or FastAPI test client."""
+    deadline = time.monotonic() + timeout
+    while client.get("/healthz").json()["pending_routes"]:
+        assert time.monotonic() < deadline, "route rows were not committed in time"
+        time.sleep(0.01)
+
+
 def stop(process: subprocess.Popen) -> None:
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)
@@ -234,6 +243,8 @@ def long_values_are_refused(base: str, store: object) -> None:
         ("DELETE", "/v1/admin/keys/%00", None, 400, "the url holds a nul"),
     ]
     with httpx.Client(base_url=base, headers=headers, timeout=60) as client:
+        with httpx.Client(base_url=base, timeout=60) as client:
+            routes_written(client)
         before = [store.count(table) for table in ("routes", "feedback", "api_keys")]  # type: ignore[attr-defined]
         for method, path, body, extra, field in cases:
             answer = client.request(method, path, json=body, headers=extra)

@@ -18,7 +18,7 @@ from gmtrouter.serve.app import create_app
 from gmtrouter.serve.config import load_config
 from gmtrouter.serve.store import Store
 from tests.conftest import REPO
-from tests.serve_support import ADMIN, served_model  # noqa: F401 - a fixture
+from tests.serve_support import ADMIN, routes_written, served_model  # noqa: F401 - a fixture
 
 pytestmark = pytest.mark.slow
 ADMIN_HEADERS = {"Authorization": f"Bearer {ADMIN}"}
@@ -55,6 +55,7 @@ def activity(app_client: TestClient) -> dict[str, str]:
             "/v1/feedback", json={"kind": "thumbs", "route_id": ids[user], "thumbs": "up"}, headers=headers
         )
         assert answer.status_code == 200, answer.text
+    routes_written(app_client)  # the pages read route rows, which are committed behind the answers
     return {"key": key, "route_taste-1": ids["taste-1"], "route_taste-2": ids["taste-2"]}
 
 
@@ -130,6 +131,7 @@ def test_user_key_sees_only_its_user(app_client: TestClient, activity: dict[str,
 def test_try_ranks_as_route_does_and_stores_nothing(app_client: TestClient, db_url: str, activity: dict) -> None:
     client = signed_in(app_client, ADMIN)
     store = Store(db_url)
+    routes_written(app_client)
     before = store.count("routes")
     body = {
         "user": "taste-3",

@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from tests.conftest import REPO
-from tests.serve_support import ADMIN, served_model, start_server, stop  # noqa: F401 - a fixture
+from tests.serve_support import ADMIN, routes_written, served_model, start_server, stop  # noqa: F401 - a fixture
 
 pytestmark = pytest.mark.slow
 CHROMIUM = os.environ.get("GMTROUTER_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
@@ -84,6 +84,7 @@ def live(chromium: str, served_model: Path, tmp_path_factory: pytest.TempPathFac
                     answer = client.post("/v1/feedback", json={"route_id": route["route_id"], **feedback})
                     assert answer.status_code == 200, answer.text
             made = client.post("/v1/admin/keys", json={"users": ["taste-1"], "name": "browser test"})
+            routes_written(client)  # the pages read route rows, which are committed behind the answers
             yield {"base": base, "routes": routes, "user_key": made.json()["key"]}
     finally:
         stop(process)

@@ -22,7 +22,7 @@ from gmtrouter.data.schema import Interaction, Response
 from gmtrouter.serve.config import cached_input_prices, load_config
 from gmtrouter.serve.store import Store
 from gmtrouter.utils.errors import GmtError
-from tests.serve_support import ADMIN, echo_upstream, start_server, stop
+from tests.serve_support import ADMIN, echo_upstream, routes_written, start_server, stop
 
 pytestmark = pytest.mark.slow
 ADMIN_HEADERS = {"Authorization": f"Bearer {ADMIN}"}
@@ -136,7 +136,9 @@ class Service:
             self.process = None
 
     def counts(self) -> tuple[int, int]:
-        """(routes, feedback) stored."""
+        """(routes, feedback) stored, once every route answered so far is committed."""
+        with httpx.Client(base_url=self.base, timeout=60) as client:
+            routes_written(client)
         store = Store(self.db)
         try:
             return store.count("routes"), store.count("feedback")
@@ -356,6 +358,8 @@ def test_a_conversation_id_follows_what_the_service_routed_also_after_a_restart(
     service.start(switch_cost=0.5)
     fourth = service.route(user, chat((FIRST, None), (SECOND, None), ("And then?", None)), conversation=conversation)
     assert (fourth["previous_llm"], fourth["llm"], fourth["switch_cost"]) == (moved, moved, 0.5)
+    with httpx.Client(base_url=service.base, timeout=60) as client:
+        routes_written(client)
     store = Store(service.db)
     try:
         stored = store.get_route(fourth["route_id"])

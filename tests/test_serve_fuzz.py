@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from gmtrouter.serve.app import create_app
 from gmtrouter.serve.config import load_config
 from gmtrouter.serve.store import Store
-from tests.serve_support import ADMIN, served_model  # noqa: F401 - a fixture
+from tests.serve_support import ADMIN, routes_written, served_model  # noqa: F401 - a fixture
 
 pytestmark = pytest.mark.slow
 HEADERS = {"Authorization": f"Bearer {ADMIN}"}
@@ -60,10 +60,12 @@ def app_and_store(served_model: Path, tmp_path_factory: pytest.TempPathFactory) 
 
 
 def check(client: TestClient, store: Store, path: str, body: object, raw: bytes | None = None) -> None:
+    routes_written(client)
     before = (store.count("routes"), store.count("feedback"))
     content = raw if raw is not None else json.dumps(body).encode()
     answer = client.post(path, content=content, headers={**HEADERS, "Content-Type": "application/json"})
     assert answer.status_code < 500, (body, answer.text)
+    routes_written(client)
     after = (store.count("routes"), store.count("feedback"))
     if answer.status_code >= 400:
         detail = answer.json()["detail"]

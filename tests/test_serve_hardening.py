@@ -24,6 +24,7 @@ from tests.serve_support import (  # noqa: F401 - served_model is a fixture
     child_env,
     echo_upstream,
     long_values_are_refused,
+    routes_written,
     served_model,
     server,
     start_server,
@@ -39,7 +40,10 @@ def ask(text: str) -> list[dict[str, object]]:
     return [{"role": "user", "content": text}]
 
 
-def counts(store: Store) -> tuple[int, int]:
+def counts(store: Store, base: str) -> tuple[int, int]:
+    """(routes, feedback) stored, once the routes answered so far are committed (they are written behind)."""
+    with httpx.Client(base_url=base, timeout=60) as client:
+        routes_written(client)
     return store.count("routes"), store.count("feedback")
 
 
@@ -62,7 +66,7 @@ def plain(served_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
 
 def test_a_text_part_that_is_not_a_string_is_422(plain: tuple[str, Store]) -> None:
     base, store = plain
-    before = counts(store)
+    before = counts(store, base)
     for text in (5, None, ["a"], {"t": 1}):
         parts = [{"role": "user", "content": [{"type": "text", "text": text}]}]
         for path, body in (
@@ -72,14 +76,14 @@ def test_a_text_part_that_is_not_a_string_is_422(plain: tuple[str, Store]) -> No
             answer = httpx.post(base + path, json=body, headers=ADMIN_HEADERS)
             assert answer.status_code == 422, (path, text, answer.text)
             assert "messages.0.content" in answer.json()["detail"]
-    assert counts(store) == before
+    assert counts(store, base) == before
     fine = [{"role": "user", "content": [{"type": "text", "text": "a haiku"}, {"type": "image_url", "image_url": {}}]}]
     assert httpx.post(base + "/v1/route", json={"user": "parts", "messages": fine}, headers=ADMIN_HEADERS).is_success
 
 
 def test_a_chunked_body_over_the_limit_is_413(plain: tuple[str, Store]) -> None:
     base, store = plain
-    before = counts(store)
+    before = counts(store, base)
     body = json.dumps({"user": "big", "messages": ask("x" * 5000)}).encode()
 
     def chunks() -> Iterator[bytes]:  # no Content-Length: the server only learns the size by reading
@@ -92,7 +96,7 @@ def test_a_chunked_body_over_the_limit_is_413(plain: tuple[str, Store]) -> None:
         )
         assert answer.status_code == 413, answer.text
         assert "max_body_bytes" in answer.json()["detail"]
-    assert counts(store) == before
+    assert counts(store, base) == before
 
 
 def test_long_values_for_bounded_columns_are_422_on_sqlite(plain: tuple[str, Store]) -> None:
@@ -137,6 +141,7 @@ def test_rate_limits_per_key_answer_429_with_retry_after(served_model: Path, tmp
         assert [s.status_code for s in statuses] == [200] * 5 + [429]
         refused = statuses[-1]
         assert 1 <= int(refused.headers["Retry-After"]) <= 12 and "5 requests a minute" in refused.json()["detail"]
+        routes_written(client)
         assert store.count("routes", "rate-a") == 5
         # the console is under the same limit: its Try-it calls (each may run the encoder) and its pages
         tried = client.post("/ui/api/try", json={"user": "rate-a", "query": "a fresh query"}, headers=first)
@@ -182,7 +187,7 @@ def test_chat_forwards_only_allowed_fields_within_caps(served_model: Path, tmp_p
         ):
             question = {"user": "chatter", "messages": ask("What is the capital of France?")}
             candidates = [m for m in LLMS if m != "gpt-4"]
-            before = counts(store)
+            before = counts(store, base)
             for extra, words in (
                 ({"logprobs": True}, "logprobs: this service does not forward it"),
                 ({"max_tokens": 101}, "max_tokens: at most 100 here (chat_max_tokens)"),
@@ -192,7 +197,7 @@ def test_chat_forwards_only_allowed_fields_within_caps(served_model: Path, tmp_p
                 answer = client.post("/v1/chat/completions", json={"model": "auto", **question, **extra})
                 assert answer.status_code == 422 and words in answer.json()["detail"], answer.text
                 assert answer.json()["error"]["message"] == answer.json()["detail"]
-            assert counts(store) == before
+            assert counts(store, base) == before
 
             body = {"model": "auto", **question, "candidates": candidates, "cost_weight": 0.5, "temperature": 0.2}
             answer = client.post("/v1/chat/completions", json=body)

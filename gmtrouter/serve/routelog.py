@@ -46,6 +46,10 @@ class RouteLog:
             self._queued += len(rows)
             self._ready.notify_all()
 
+    def unwritten(self) -> int:
+        """Rows added but not yet committed."""
+        return self._queued - self._written
+
     def pending(self, route_id: str) -> RouteRow | None:
         """The row of a route not yet committed (a dict lookup: no thread hop, no database)."""
         return self._pending.get(route_id)

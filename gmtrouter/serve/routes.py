@@ -169,6 +169,7 @@ async def healthz(service: Svc) -> HealthOut:
         history_records=len(live.context.history),
         pending_changes=engine.pending(),
         feedback_unreadable=engine.unfoldable(),
+        pending_routes=engine.routes.unwritten(),
         schema_version=await run_in_threadpool(service.store.schema_version),
     )
 

@@ -277,6 +277,7 @@ class HealthOut(BaseModel):
         description="Stored feedback rows the router could not fold (left out of the history; the server log "
         "names their ids)."
     )
+    pending_routes: int = Field(0, description="Routes answered whose rows are not yet committed (a moment's worth).")
     schema_version: str = Field(description="The database's schema revision (Alembic).")
 
 
