@@ -231,16 +231,58 @@ def measured(workdir: Path, plan: dict, url: str, pid: int) -> dict:
     return result
 
 
-def short_frame(frame: str) -> str:
-    """py-spy's 'function (path/file.py:line)' as 'function (file.py)'."""
-    name, _, where = frame.partition(" (")
-    return f"{name} ({where.split(':')[0].rsplit('/', 1)[-1]})"
+# Where a sample of the server's time goes: the deepest frame of its stack that a marker names decides. Waiting
+# (a thread blocked on a lock, a queue or the event loop's select) is left out of the shares.
+WAITING = ("Condition.wait", "Queue.get", "select (selectors.py)", "sleep", "Event.wait", "SimpleQueue.get")
+WAITING += ("Engine._route_loop (", "Engine._fold_loop (", "_keep_counting (")  # leaves blocked in C calls
+CATEGORIES = (
+    ("encoding queries", ("encode_queries (", "OnnxEncoder.encode (", "StaticEncoder.encode (")),
+    ("storing route rows (SQLite)", ("Store.add_routes (", "RouteLog._loop (")),
+    ("explanation", ("explanation_of (", "Engine._explanation (")),
+    ("scoring (Router.route)", ("Router.route (",)),
+    ("request parsing and validation", ("solve_dependencies (", "request_body_to_args (", "Request.json (")),
+    ("API key and rate limit", ("principal (gmtrouter/serve/deps.py",)),
+    ("the endpoint's checks (deps.py)", ("gmtrouter/serve/deps.py",)),
+    ("response serialisation", ("route_out (", "serialize_response (", "jsonable_encoder (", "JSONResponse")),
+    ("metrics (prometheus)", ("gmtrouter/serve/metrics.py", "prometheus_client/", "LimitAndMeasure")),
+    ("queueing to the route worker", ("Engine.route (", "_call_soon (", "_settle (")),
+    ("the console's running totals (ui/tally.py)", ("gmtrouter/serve/ui/tally.py",)),
+)
+FALLBACKS = (
+    ("route worker, other", "Engine._route_loop"),
+    ("HTTP server and event loop (uvicorn, starlette, asyncio)", "Runner.run"),
+)
 
 
-def profiled(workdir: Path, plan: dict, pid: int, top: int = 25) -> list[dict]:
-    """One more cached closed loop with py-spy sampling the server: the functions holding the most of its busy
-    samples (inclusive, each stack counted once per function), apart from the measured phases because sampling
-    slows the server."""
+def categorise(frames: list[str]) -> str | None:
+    """The category of one sampled stack (root first), None while the thread waits."""
+    if any(marker in frames[-1] for marker in WAITING):
+        return None
+    for frame in reversed(frames):
+        for name, markers in CATEGORIES:
+            if any(marker in frame for marker in markers):
+                return name
+    return next((name for name, marker in FALLBACKS if any(marker in f for f in frames)), "other threads")
+
+
+def profile_table(raw: Path) -> list[dict]:
+    """Shares of the server's busy samples by category, from a py-spy raw (collapsed stacks) file."""
+    totals: dict[str, int] = {}
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not count.isdigit():
+            continue
+        category = categorise(stack.split(";"))
+        if category is not None:
+            totals[category] = totals.get(category, 0) + int(count)
+    busy = max(1, sum(totals.values()))
+    ranked = sorted(totals.items(), key=lambda kv: -kv[1])
+    return [{"category": name, "share": round(count / busy, 3), "samples": count} for name, count in ranked]
+
+
+def profiled(workdir: Path, plan: dict, pid: int) -> list[dict]:
+    """One more cached closed loop with py-spy sampling the server, apart from the measured phases because
+    sampling slows the server: where its busy time goes (`profile_table`)."""
     raw = workdir / "profile-cached.txt"
     spy = subprocess.Popen(
         [
@@ -263,17 +305,7 @@ def profiled(workdir: Path, plan: dict, pid: int, top: int = 25) -> list[dict]:
     run_phase(workdir, plan)
     spy.send_signal(2)  # py-spy writes its file on SIGINT
     spy.wait(timeout=60)
-    totals: dict[str, int] = {}
-    samples = 0
-    for line in raw.read_text().splitlines():
-        stack, _, count = line.rpartition(" ")
-        if not count.isdigit():
-            continue
-        samples += int(count)
-        for frame in {short_frame(f) for f in stack.split(";")}:
-            totals[frame] = totals.get(frame, 0) + int(count)
-    ranked = sorted(totals.items(), key=lambda kv: -kv[1])[:top]
-    return [{"function": name, "share": round(count / max(samples, 1), 3)} for name, count in ranked]
+    return profile_table(raw)
 
 
 def server_histogram(url: str, endpoint: str = "/v1/route") -> dict[float, float]:
@@ -332,6 +364,8 @@ def main() -> None:
     sub = parser.add_subparsers(dest="command")
     driver = sub.add_parser("drive")
     driver.add_argument("--plan", required=True)
+    table = sub.add_parser("profile-table", help="the profile table of a py-spy raw file")
+    table.add_argument("raw", type=Path)
     parser.add_argument("--data-dir", default=str(REPO.parent / "shared" / "data"))
     parser.add_argument("--out", default=str(REPO / "runs" / "serve-bench"))
     parser.add_argument("--steps", type=int, default=30)
@@ -351,6 +385,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.command == "drive":
         drive(args)
+        return
+    if args.command == "profile-table":
+        print(profile_markdown(profile_table(args.raw)))
         return
 
     workdir = Path(args.out)
@@ -405,9 +442,7 @@ def main() -> None:
     print(json.dumps(results, indent=2))
     print(markdown(results))
     if "profile" in results:
-        print("\n| function (file) | share of the server's busy samples |\n| --- | ---: |")
-        for row in results["profile"]:
-            print(f"| `{row['function']}` | {row['share']:.1%} |")
+        print(profile_markdown(results["profile"]))
 
 
 def feedback_phase(
@@ -448,6 +483,11 @@ def feedback_phase(
     results["feedback_live_after_s"] = round(time.monotonic() - started, 1)
     results["history_records"] = httpx.get(f"{url}/healthz", timeout=30).json()["history_records"]
     return results
+
+
+def profile_markdown(rows: list[dict]) -> str:
+    lines = ["| where (cached route, closed loop) | share of the server's busy samples |", "| --- | ---: |"]
+    return "\n".join(lines + [f"| {row['category']} | {row['share']:.1%} |" for row in rows])
 
 
 def markdown(results: dict) -> str:
