@@ -32,6 +32,7 @@ class RoutingContext(ABC):
         self._users = Counter(r.user for r in self.history)
         with collector_paused():  # a large history's context is millions of long-lived objects
             self.refresh()
+            self._user_index()  # built with the context, so that no request pays for it
 
     @abstractmethod
     def refresh(self) -> None:
@@ -79,10 +80,15 @@ class RoutingContext(ABC):
 
     def records_of(self, user: str) -> list[Interaction]:
         """The history's interactions of `user`, oldest first, read through a per-user index: the cost of one
-        user's records, not of the whole history (the first call after the history is replaced builds it).
+        user's records, not of the whole history (the index is built with the context, and again on the first
+        call after the history is replaced).
 
         The index follows the history as it is kept: appended to (`observe`) it takes in the new tail; replaced
         by another list (`forget`, a refresh) it is built again."""
+        return list(self._user_index().get(user, ()))
+
+    def _user_index(self) -> dict[str, list[Interaction]]:
+        """user -> their records in the history, brought up to date with it."""
         index = getattr(self, "_by_user", None)
         if index is None or index[0] is not self.history or index[1] > len(self.history):
             index = self._by_user = [self.history, 0, defaultdict(list)]
@@ -90,7 +96,7 @@ class RoutingContext(ABC):
         for record in history[done:]:
             by_user[record.user].append(record)
         index[1] = len(history)
-        return list(by_user.get(user, ()))
+        return by_user
 
     def explain(
         self, user: str, query: str, llm: str, top: int = 3, against: str | None = None
