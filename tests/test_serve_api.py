@@ -17,7 +17,7 @@ from gmtrouter.serve.app import create_app
 from gmtrouter.serve.config import load_config
 from gmtrouter.serve.store import Store
 from tests.conftest import REPO
-from tests.serve_support import ADMIN, child_env, served_model  # noqa: F401 - a fixture
+from tests.serve_support import ADMIN, child_env, routes_written, served_model  # noqa: F401 - a fixture
 
 pytestmark = pytest.mark.slow
 ADMIN_HEADERS = {"Authorization": f"Bearer {ADMIN}"}
@@ -60,6 +60,7 @@ def route(client: TestClient, headers: dict[str, str], user: str, text: str, **e
 
 def test_route_ranks_candidates_and_stores_the_route(client: TestClient, store: Store) -> None:
     headers = key_for(client, "expert_24")
+    routes_written(client)
     before = store.count("routes")
     body = route(client, headers, "expert_24", "Write a haiku about the sea")
     llms = client.get("/healthz").json()["llms"]
@@ -68,6 +69,7 @@ def test_route_ranks_candidates_and_stores_the_route(client: TestClient, store: 
     assert adjusted == sorted(adjusted, reverse=True)
     assert body["llm"] == body["ranking"][0]["llm"]
     assert body["known_user"] is True and isinstance(body["explanation"], list)
+    routes_written(client)  # rows are committed behind the answers
     assert store.count("routes") == before + 1
     stored = store.get_route(body["route_id"])
     assert (stored.user, stored.query, stored.choice) == ("expert_24", "Write a haiku about the sea", body["llm"])
@@ -82,6 +84,7 @@ def test_route_ranks_candidates_and_stores_the_route(client: TestClient, store: 
         },
         headers=headers,
     ).json()
+    routes_written(client)
     second = store.get_route(multi["route_id"])
     assert (second.query, second.turn) == ("and the second question", 2)
 
@@ -185,6 +188,7 @@ def test_keys_act_only_for_their_users(client: TestClient, store: Store) -> None
     assert client.post("/v1/feedback", json=feedback, headers=mine).status_code == 404
     record = {"user": "bob", "conversation": "c", "turn": 1, "query": "q", "responses": [{"llm": "gpt-4", "rating": 1}]}
     assert client.post("/v1/feedback", json={"kind": "record", "record": record}, headers=mine).status_code == 403
+    routes_written(client)
     assert store.count("feedback", "bob") == 0 and store.count("routes", "bob") == 1
 
     for headers in ({"Authorization": "Bearer gmt_0000_nope"}, {"Authorization": "Bearer whatever"}, {}):
@@ -232,6 +236,7 @@ def test_bad_requests_get_one_line_and_store_nothing(
     client: TestClient, store: Store, path: str, body: dict, status: int, words: str
 ) -> None:
     headers = {**key_for(client, "alice"), "Content-Type": "application/json"}
+    routes_written(client)
     before = (store.count("routes"), store.count("feedback"))
     answer = client.post(path, content=json.dumps(body).encode(), headers=headers)  # ASCII: lone surrogates escaped
     assert answer.status_code == status, answer.text
@@ -242,6 +247,7 @@ def test_bad_requests_get_one_line_and_store_nothing(
 
 def test_malformed_and_oversized_bodies(client: TestClient, store: Store) -> None:
     headers = {**key_for(client, "alice"), "Content-Type": "application/json"}
+    routes_written(client)
     before = (store.count("routes"), store.count("feedback"))
     broken = client.post("/v1/route", content=b'{"user": "alice", "messages": [', headers=headers)
     assert broken.status_code == 400 and "not valid JSON" in broken.json()["detail"]
