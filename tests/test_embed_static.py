@@ -58,12 +58,15 @@ def test_a_model_trained_on_the_static_encoder_routes_with_its_own_table_elsewhe
     from gmtrouter.model.gmtrouter import GMTRouter
 
     history = taste_records(12, 8, seed=1)
-    model = GMTRouter(**{**FAST, "encoder": STATIC_ENCODER, "residual_margin": -1.0}).fit(history)
+    # the backbone alone with its user-topic deviation on: a query's vector picks its topic (no network to train)
+    model = GMTRouter(**{**FAST, "encoder": STATIC_ENCODER, "residual": False, "topic_prior": 8.0}).fit(history)
     folder = save_router(model, tmp_path / "model", history)
     kept = folder / ENCODER_FILES
     assert (kept / "model.safetensors").read_bytes() == (static_table / "model.safetensors").read_bytes()
     assert oct((kept / "model.safetensors").stat().st_mode & 0o777) == oct(0o666 & ~_umask())
-    here = Router(model, history).route("u0", "a question never asked", ["a", "b", "c"])
+    router = Router(model, history)
+    assert router.context.needs_query_vector
+    here = router.route("u0", "a question never asked", ["a", "b", "c"])
     # another machine: an empty encoder cache, so the table can only come from the model folder (no distilling)
     env = {**os.environ, "GMTROUTER_CACHE_DIR": str(tmp_path / "elsewhere"), "HF_HUB_OFFLINE": "1"}
     code = (
