@@ -243,8 +243,7 @@ def long_values_are_refused(base: str, store: object) -> None:
         ("DELETE", "/v1/admin/keys/%00", None, 400, "the url holds a nul"),
     ]
     with httpx.Client(base_url=base, headers=headers, timeout=60) as client:
-        with httpx.Client(base_url=base, timeout=60) as client:
-            routes_written(client)
+        routes_written(client)
         before = [store.count(table) for table in ("routes", "feedback", "api_keys")]  # type: ignore[attr-defined]
         for method, path, body, extra, field in cases:
             answer = client.request(method, path, json=body, headers=extra)
@@ -259,6 +258,7 @@ def long_values_are_refused(base: str, store: object) -> None:
         # at the limits, everything is stored
         routed = client.post("/v1/route", json={"user": user, "messages": ask, "conversation": "c" * 256})
         assert routed.status_code == 200, routed.text
+        routes_written(client)  # committed behind the answer
         assert store.last_choice(user, "c" * 256) == routed.json()["llm"]  # type: ignore[attr-defined]
         at_limit = record(user=user, conversation="c" * 200)
         stored = client.post("/v1/feedback", json=at_limit, headers={"Idempotency-Key": "k" * 200})

@@ -114,6 +114,7 @@ def test_healthz_names_the_model_not_the_server_paths(plain: tuple[str, Store], 
         "history_records",
         "pending_changes",
         "feedback_unreadable",
+        "pending_routes",
         "schema_version",
     }
     config = json.loads((served_model / "config.json").read_text())
