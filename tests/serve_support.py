@@ -54,7 +54,8 @@ def taste_users(records: list[Interaction], seed: int = 0) -> list[Interaction]:
 
 
 def train_small_model(records_path: Path, out: Path) -> Path:
-    """GMTRouter on a few MT-Bench users plus taste users: hashing encoder, 150 steps."""
+    """GMTRouter on a few MT-Bench users plus taste users: hashing encoder, 150 steps, its user-topic deviation
+    kept on (`topic_prior`), so that routing reads query vectors and the encoder's caches are exercised."""
     import torch
 
     from gmtrouter.registry.checkpoint import save_router
@@ -70,6 +71,7 @@ def train_small_model(records_path: Path, out: Path) -> Path:
         steps=150,
         lr=0.002,
         eval_every=25,
+        topic_prior=8.0,
         progress=False,
         seed=0,
     )
