@@ -108,6 +108,16 @@ def switch_adjusted(adjusted: np.ndarray, llms: Sequence[str], previous: str | N
 
 
 EXPLORE_MODES = ("thompson", "ucb", "off")
+REASONS = {  # each part of a score, as a route's reasons name it
+    "population": "everybody's preference",
+    "task": "everybody's verdict on this kind of question",
+    "user": "this user's taste",
+    "user_topic": "this user's taste on this kind of question",
+    "own": "this user's own verdict on this question",
+    "query": "other users' verdicts on this question",
+    "stay": "staying with the LLM of the previous turn",
+    "network": "the graph network",
+}
 ROUTER_SETTINGS = ("query_cache", "conversations", "cached_input_prices", "seed", "ucb_width")
 
 
@@ -294,6 +304,17 @@ class Router:
         rivals = [r.llm for r in decision.ranking if r.llm != decision.llm]
         query = decision.query
         return self.context.explain(decision.user, query, decision.llm, top, rivals[0] if rivals else None)
+
+    def reasons(self, decision: RouteDecision) -> list[tuple[str, float]]:
+        """What set the chosen LLM apart from the runner-up, part by part of the model (`REASONS`), largest
+        first: each part's score of the chosen LLM minus its score of the runner-up, in logits (their sum is the
+        difference of the two scores). Empty when there is no runner-up."""
+        rivals = [r.llm for r in decision.ranking if r.llm != decision.llm]
+        if not rivals:
+            return []
+        parts = self.context.parts(decision.user, decision.query, [decision.llm, rivals[0]], decision.previous_llm)
+        gaps = [(REASONS.get(name, name), float(value[0] - value[1])) for name, value in parts.items()]
+        return sorted((g for g in gaps if abs(g[1]) > 1e-9), key=lambda g: -abs(g[1]))
 
     def _choose(self, user: str, query: str, llms: list[str], adjusted: np.ndarray, explore: bool | None) -> int:
         """The index of the LLM to route to: the best adjusted score, or under exploration the best draw

@@ -184,7 +184,9 @@ def test_from_langfuse_reads_the_same_records_through_the_sdk(records) -> None:
 
 @pytest.mark.slow
 def test_a_model_trained_on_the_export_routes_each_user_to_their_favourite(records, tmp_path: Path) -> None:
-    """The fixture's users thumb up their favourite model (user-u: MODELS[u % 3]) most of the time."""
+    """The fixture's users thumb up their favourite model (user-u: MODELS[u % 3]) most of the time: asked
+    something none of them has rated yet, each is routed to it (on a question a user rated, their own verdict on
+    it counts as well)."""
     import torch
 
     from gmtrouter.api import Router
@@ -196,6 +198,6 @@ def test_a_model_trained_on_the_export_routes_each_user_to_their_favourite(recor
     model.fit(records)
     router = Router.load(save_router(model, tmp_path / "model", records))
     for u in range(8):
-        decision = router.route(f"user-{u}", "Why is the sky blue?")
+        decision = router.route(f"user-{u}", "Suggest a name for a small bakery.")
         assert decision.known_user and {r.llm for r in decision.ranking} == set(MODELS)
         assert decision.llm == MODELS[u % len(MODELS)], (u, decision.ranking)

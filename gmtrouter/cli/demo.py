@@ -69,6 +69,7 @@ def demo(
     busiest = [user for user, _ in Counter(r.user for r in train).most_common()]  # every user, most history first
     for query in DEMO_QUERIES:
         _print_personalised(router, busiest, query)
+    _print_kinds(router, busiest[0], records)
     err.print(
         f"models in {out_dir / 'models'}; try: .venv/bin/gmtrouter route --model {out_dir / 'models' / 'gmtrouter'} "
         f"--user {busiest[0]} --query 'Explain recursion to a child'",
@@ -94,6 +95,30 @@ def _print_personalised(router, users: list[str], query: str) -> None:
         print_ranking(decision)
         rival = next((r.llm for r in decision.ranking if r.llm != decision.llm), None)
         print_explanation(decision.llm, decision.user, router.explain(decision.user, query, decision.llm, rival), rival)
+
+
+def _print_kinds(router, user: str, records) -> None:
+    """Route one question of each kind (MT-Bench category) for the same user; show two kinds routed differently,
+    each with the parts of the model that set the choice apart from the runner-up."""
+    questions = {}
+    for record in records:
+        questions.setdefault(record.meta.get("category", "?"), record.query)
+    decisions = {kind: router.route(user, query, explore=False) for kind, query in questions.items()}
+    out.print(f"\n[bold]one user, questions of different kinds:[/bold] {user}", highlight=False)
+    kinds = list(decisions)
+    pair = next(
+        ((a, b) for i, a in enumerate(kinds) for b in kinds[i + 1 :] if decisions[a].llm != decisions[b].llm), None
+    )
+    if pair is None:
+        chosen = decisions[kinds[0]].llm
+        out.print(f"every kind of question goes to {chosen} for {user}: no part of the model sets another apart")
+        pair = (kinds[0],)
+    for kind in pair:
+        decision = decisions[kind]
+        out.print(f"{kind}: {decision.query[:90]!r}", highlight=False, markup=False)
+        print_ranking(decision)
+        reasons = ", ".join(f"{why} {gap:+.2f}" for why, gap in router.reasons(decision)[:3])
+        out.print(f"  reasons, {decision.llm} against the runner-up (logits): {reasons}", highlight=False, markup=False)
 
 
 def _print_comparison(title: str, results: dict[str, dict[str, object]]) -> None:

@@ -29,6 +29,7 @@ from gmtrouter.model.deviations import GroupFit, fit_groups
 
 EM_ITERATIONS = 8
 MIN_RECORDS = 3  # users with fewer records do not start the communities' k-means
+MIN_MEMBERS = 5  # a community is learnt from at least this many such users
 
 
 @dataclass
@@ -140,11 +141,12 @@ def learn(
         return None
     user, topic, _, records = refit(None)
     rich = records >= MIN_RECORDS
-    if rich.sum() < count:
+    if rich.sum() < MIN_MEMBERS * count:
         return None
     features = np.concatenate([user, topic.reshape(len(user), -1)], axis=1)
     km = KMeans(n_clusters=count, n_init=4, random_state=seed).fit(features[rich])
-    weights = np.bincount(km.labels_, minlength=count) / rich.sum()
+    weights = np.clip(np.bincount(km.labels_, minlength=count) / rich.sum(), 1e-3, None)
+    weights = weights / weights.sum()
     topics, llms = topic.shape[1], topic.shape[2]
     centres = km.cluster_centers_
     communities = Communities(weights, centres[:, :llms], centres[:, llms:].reshape(count, topics, llms)).centred()

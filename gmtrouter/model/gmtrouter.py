@@ -579,6 +579,24 @@ class GMTContext(RoutingContext):
     def score(self, user: str, query: str, llms: Sequence[str]) -> np.ndarray:
         return self.score_turn(user, query, llms, None)
 
+    def parts(self, user: str, query: str, llms: Sequence[str], previous: str | None = None) -> dict[str, np.ndarray]:
+        """Each LLM's score for this request split into its parts (`PriorScores.parts`, and the network's residual
+        where it is used): what each part of the model says, which the reasons of a route read."""
+        router = self.router
+        router.check_llms(llms)
+        llm_index = {m: i for i, m in enumerate(router.llms_)}
+        user_id = self.table.user_vocab.get(user, -1)
+        query_id = self.table.query_vocab.get(query, -1)
+        topic = topic_of(router.text_encoder().encode([query]), router.topics_) if len(router.topics_) else [0]
+        columns = [llm_index[m] for m in llms]
+        own = np.array([self.table.own_vocab.get((user_id, query_id), -1)])
+        after = np.array([llm_index.get(previous, -1) if previous and router.conversation else -1])
+        split = self.prior.parts(np.array([user_id]), np.array([query_id]), np.asarray(topic), after, own)
+        out = {name: value[0, columns] for name, value in split.items()}
+        if self.network:
+            out["network"] = self.score_turn(user, query, llms, previous) - sum(out.values())
+        return out
+
     def uncertainty(self, user: str, query: str, llms: Sequence[str]) -> np.ndarray:
         """The posterior standard deviation of each LLM's score for this request (`PriorScores.spread`)."""
         router = self.router

@@ -334,6 +334,37 @@ class PriorScores:
         previous = table.rec_prev_llm[comparisons.record]
         return comparisons.margin(scores + stay_bonus(previous, self._stickiness(users), scores.shape[1]))
 
+    def parts(
+        self,
+        users: np.ndarray,
+        queries: np.ndarray,
+        topics: np.ndarray,
+        previous: np.ndarray | None = None,
+        owns: np.ndarray | None = None,
+    ) -> dict[str, np.ndarray]:
+        """The backbone's score of every LLM [B, L] split into its parts (they sum to `matrix`): everybody's
+        strengths, everybody's verdict on the topic, the user's taste overall and on the topic, the user's own
+        verdict on the query, everybody else's on it, and the pull of the previous turn's LLM."""
+        users = np.asarray(users)
+        user_topic = np.where(users >= 0, users * self.topics + np.asarray(topics), -1)
+        width = len(self.strengths)
+        out = {
+            "population": np.broadcast_to(self.strengths, (len(users), width)).copy(),
+            "task": self.task[np.asarray(topics)],
+            "user": rows(self.user, users),
+            "user_topic": rows(self.topic, user_topic),
+            "own": rows(self.own, np.asarray(owns))
+            if owns is not None and self.own is not None
+            else 0 * self.task[np.asarray(topics)],
+            "query": rows(self.query, np.asarray(queries)),
+        }
+        out["stay"] = (
+            np.zeros_like(out["population"])
+            if previous is None
+            else stay_bonus(previous, self._stickiness(users), width)
+        )
+        return out
+
     def matrix(
         self,
         users: np.ndarray,

@@ -51,6 +51,10 @@ class RoutingContext(ABC):
         turn). Routers that do not read the conversation score the query alone."""
         return self.score(user, query, llms)
 
+    def parts(self, user: str, query: str, llms: Sequence[str], previous: str | None = None) -> dict[str, np.ndarray]:
+        """Each LLM's score split into named parts that sum to it; routers that keep no parts have one."""
+        return {"score": self.score_turn(user, query, llms, previous)}
+
     def uncertainty(self, user: str, query: str, llms: Sequence[str]) -> np.ndarray:
         """How unsure the router is of each LLM's score for this request (a posterior standard deviation, in
         logits), which exploration reads. Routers that keep no posterior are sure of everything: zeros."""
