@@ -297,14 +297,6 @@ class Router:
             user, llms[chosen], ranking, known, cost_weight, notes, previous, switch_cost, explored, query
         )
 
-    def why(self, decision: RouteDecision, top: int = 3) -> list[tuple[Interaction, float]]:
-        """The user's past interactions that did most for the chosen LLM against the runner-up (the next best
-        candidate) of `decision`, each with its weight (logits of surprise in the chosen LLM's favour); empty
-        when the population's preference alone decided, or the router cannot say."""
-        rivals = [r.llm for r in decision.ranking if r.llm != decision.llm]
-        query = decision.query
-        return self.context.explain(decision.user, query, decision.llm, top, rivals[0] if rivals else None)
-
     def reasons(self, decision: RouteDecision) -> list[tuple[str, float]]:
         """What set the chosen LLM apart from the runner-up, part by part of the model (`REASONS`), largest
         first: each part's score of the chosen LLM minus its score of the runner-up, in logits (their sum is the

@@ -587,7 +587,7 @@ class GMTContext(RoutingContext):
         llm_index = {m: i for i, m in enumerate(router.llms_)}
         user_id = self.table.user_vocab.get(user, -1)
         query_id = self.table.query_vocab.get(query, -1)
-        topic = topic_of(router.text_encoder().encode([query]), router.topics_) if len(router.topics_) else [0]
+        topic = topic_of(router.text_encoder().encode([query]), router.topics_) if self.needs_query_vector else [0]
         columns = [llm_index[m] for m in llms]
         own = np.array([self.table.own_vocab.get((user_id, query_id), -1)])
         after = np.array([llm_index.get(previous, -1) if previous and router.conversation else -1])
@@ -604,7 +604,7 @@ class GMTContext(RoutingContext):
         llm_index = {m: i for i, m in enumerate(router.llms_)}
         user_id = self.table.user_vocab.get(user, -1)
         query_id = self.table.query_vocab.get(query, -1)
-        topic = topic_of(router.text_encoder().encode([query]), router.topics_) if len(router.topics_) else [0]
+        topic = topic_of(router.text_encoder().encode([query]), router.topics_) if self.needs_query_vector else [0]
         llm = np.array([[llm_index[m] for m in llms]])
         own = np.array([self.table.own_vocab.get((user_id, query_id), -1)])
         return self.prior.spread(np.array([user_id]), np.array([query_id]), np.asarray(topic), llm, own)[0]
