@@ -84,7 +84,7 @@ def _bold_best(cells: dict[str, Estimate | None], column: Column) -> dict[str, s
     return shown
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     lines = [
         "| " + " | ".join(header) + " |",
         "|" + "|".join("---" if i == 0 else "---:" for i in range(len(header))) + "|",
@@ -109,7 +109,7 @@ def metric_table(results: Results, dataset: str, split: str, columns: Sequence[C
     variants = results.variants(dataset, split)
     per_column = [_bold_best({v: results.estimate(dataset, split, v, c.path) for v in variants}, c) for c in columns]
     rows = [[f"{v}{_status(results, dataset, split, v)}", *(cells[v] for cells in per_column)] for v in variants]
-    return _table(["router", *(c.title for c in columns)], rows)
+    return markdown_table(["router", *(c.title for c in columns)], rows)
 
 
 def known_table(results: Results, dataset: str) -> list[str]:
@@ -153,7 +153,7 @@ def conversation_table(results: Results, dataset: str) -> list[str]:
         for v in variants
     }
     rows = [[v, *(cells[v] for cells in per_column)] for v in variants]
-    lines = _table(["router", *(c.title for c in CONVERSATION_COLUMNS)], rows)
+    lines = markdown_table(["router", *(c.title for c in CONVERSATION_COLUMNS)], rows)
     oracle = [
         results.shared(dataset, "record", f"conversation.oracle.{m}") for m in ("accuracy", "switch_rate", "utility")
     ]
@@ -186,7 +186,7 @@ def kshot_table(results: Results, dataset: str, shots: Sequence[int], metric: st
     columns = [Column(f"k={k}", f"evaluations.{k}.{metric}") for k in shots]
     per_column = [_bold_best({v: results.estimate(dataset, "user", v, c.path) for v in variants}, c) for c in columns]
     rows = [[f"{v}{_status(results, dataset, 'user', v)}", *(cells[v] for cells in per_column)] for v in variants]
-    lines = _table(["router", *(c.title for c in columns)], rows)
+    lines = markdown_table(["router", *(c.title for c in columns)], rows)
     for key, title in REFERENCES:
         reference = [results.shared(dataset, "user", f"evaluations.{k}.{key}.{metric}") for k in shots]
         if any(e is not None for e in reference):
@@ -218,10 +218,10 @@ def tradeoff_table(results: Results, dataset: str) -> list[str]:
         row = [f"always {llm}", fmt(point["win_rate"], ".3f"), fmt(point["cost"], ".6f")]
         rows.append([*row, *([fmt(point["utility"], ".3f")] if has_utility else []), "–"])
     header = ["policy", "win rate", "mean cost (USD)", *(["true utility"] if has_utility else []), "share of requests"]
-    return _table(header, rows)
+    return markdown_table(header, rows)
 
 
-def _git_commit() -> str | None:
+def git_commit() -> str | None:
     import subprocess
 
     root = Path(__file__).resolve().parents[2]
@@ -244,7 +244,7 @@ def _git_commit() -> str | None:
 
 def header(config: BenchConfig, info: RunInfo, data: dict[str, BenchData], results: Results) -> list[str]:
     date = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(info.started))
-    commit = _git_commit()
+    commit = git_commit()
     job_seconds = sum((r.get("wall_seconds") or 0.0) for r in results.by_job.values())
     lines = [
         "# Benchmark results",
@@ -287,7 +287,7 @@ def header(config: BenchConfig, info: RunInfo, data: dict[str, BenchData], resul
                 f"`{item.sha256[:16]}`",
             ]
         )
-    lines += _table(
+    lines += markdown_table(
         ["dataset", "records from", "records", "users", "LLMs", "rated pairs", "turn > 1", "SHA-256 (first 16)"], rows
     )
     return lines
@@ -361,7 +361,7 @@ def headline(results: Results, datasets: Sequence[str], shots: Sequence[int]) ->
         rows.append(row)
     header = ["dataset", "best, known users", "gmtrouter, known users", f"best, new users k={k}", f"gmtrouter, k={k}"]
     header += ["best, new queries", "gmtrouter, new queries", "best, new topics", "gmtrouter, new topics"]
-    return ["", "## Summary: pairwise accuracy", "", *_table(header, rows)]
+    return ["", "## Summary: pairwise accuracy", "", *markdown_table(header, rows)]
 
 
 def dataset_section(
@@ -455,7 +455,7 @@ def failures_section(results: Results) -> list[str]:
         rows.append(
             [job["dataset"], SPLIT_NAMES[job["split"]], str(job["seed"]), job["variant"], item["status"], error]
         )
-    return lines + _table(["dataset", "setting", "seed", "router", "status", "what happened"], rows)
+    return lines + markdown_table(["dataset", "setting", "seed", "router", "status", "what happened"], rows)
 
 
 DEFINITIONS = """

@@ -1,15 +1,20 @@
-"""`gmtrouter bench`: every router on every dataset and setting, into one report."""
+"""`gmtrouter bench`: every router on every dataset and setting, into one report; `--online`: policies that learn
+from the one answer a user sees, in a simulated online world (docs/online.md)."""
 
 from __future__ import annotations
 
 import shlex
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from gmtrouter.cli.common import err
+from gmtrouter.utils.errors import GmtError
+
+if TYPE_CHECKING:
+    from gmtrouter.bench.online.config import OnlineConfig
 
 bench_app = typer.Typer()
 
@@ -19,6 +24,34 @@ def bench(
     quick: Annotated[
         bool, typer.Option("--quick", help="One seed, k in {0, 5}, the faster routers: a check in minutes.")
     ] = False,
+    online: Annotated[
+        bool,
+        typer.Option(
+            "--online", help="The online benchmark: one query a round, one routed LLM, a thumb on its answer."
+        ),
+    ] = False,
+    scenarios: Annotated[
+        str | None, typer.Option("--scenarios", help="--online: comma-separated: cold, warm, new-llm, drift, rating.")
+    ] = None,
+    matrices: Annotated[
+        str | None, typer.Option("--matrices", help="--online: comma-separated: gsm8k, mmlu, llmrouter.")
+    ] = None,
+    policies: Annotated[
+        str | None,
+        typer.Option(
+            "--policies",
+            help="--online: comma-separated: gmtrouter-explore, gmtrouter-greedy, gmtrouter-epsilon, win-rate, "
+            "linucb, best-single, oracle.",
+        ),
+    ] = None,
+    rounds: Annotated[int | None, typer.Option("--rounds", help="--online: rounds of a run (default 6000).")] = None,
+    http: Annotated[
+        bool,
+        typer.Option(
+            "--http/--no-http", help="--online: check the first rounds of one warm run through `gmtrouter serve`."
+        ),
+    ] = True,
+    http_rounds: Annotated[int, typer.Option("--http-rounds", help="--online: rounds of the service check.")] = 1000,
     datasets: Annotated[
         str | None,
         typer.Option(
@@ -50,10 +83,16 @@ def bench(
     ),
     report: Annotated[
         Path | None,
-        typer.Option("--report", help="Markdown report; figures go to img/ beside it (default docs/results.md)."),
+        typer.Option(
+            "--report",
+            help="Markdown report; figures go to img/ beside it (default docs/results.md, --online docs/online.md).",
+        ),
     ] = None,
     users: Annotated[
-        int | None, typer.Option("--users", help="Synthetic users per benchmark matrix (default 100, --quick 40).")
+        int | None,
+        typer.Option(
+            "--users", help="Synthetic users per benchmark matrix (default 100, --quick 40; --online: 50 online users)."
+        ),
     ] = None,
     records_per_user: Annotated[int, typer.Option("--records-per-user", help="Records per synthetic user.")] = 50,
     encoder: Annotated[
@@ -74,6 +113,39 @@ def bench(
 ) -> None:
     """Run every router on every dataset (known users, new users by k shots, new queries, new topics; seeds) into
     one report."""
+    online_only = {"--scenarios": scenarios, "--matrices": matrices, "--policies": policies}
+    online_only["--rounds"] = rounds
+    if online:
+        offline_only = {"--quick": quick or None, "--datasets": datasets, "--routers": routers, "--variant": variant}
+        offline_only.update({"--ablation-seeds": ablation_seeds, "--shots": shots, "--chatbot-arena": chatbot_arena})
+        offline_only.update({"--set": settings, "--all-jobs": all_jobs or None})
+        given = [name for name, value in offline_only.items() if value]
+        if given:
+            raise GmtError(f"{', '.join(given)}: not an option of the online benchmark; leave it out with --online")
+        from gmtrouter.bench.online.config import online_config
+
+        _online(
+            online_config(
+                data_dir=data_dir,
+                out=out_dir,
+                report=report,
+                matrices=matrices,
+                scenarios=scenarios,
+                policies=policies,
+                seeds=seeds,
+                rounds=rounds,
+                users=users,
+                encoder=encoder,
+                workers=workers,
+                retry_failed=retry_failed,
+                http=http,
+                http_rounds=http_rounds,
+            )
+        )
+        return
+    given = [name for name, value in online_only.items() if value is not None]
+    if given:
+        raise GmtError(f"{', '.join(given)}: an option of the online benchmark; add --online")
     from gmtrouter.bench.cli_options import bench_config
 
     config, report_path, full_routers = bench_config(
@@ -110,3 +182,20 @@ def bench(
         soft_wrap=True,
         highlight=False,
     )
+
+
+def _online(config: OnlineConfig) -> None:
+    """Run the online benchmark and say, in one line, when and why it stopped."""
+    from gmtrouter.bench.online.run import run_online
+
+    command = "gmtrouter " + shlex.join(sys.argv[1:])
+    outcome = run_online(config, command, err)
+    statuses = ", ".join(f"{n} {s}" for s, n in sorted(outcome.statuses.items())) or "nothing to run"
+    err.print(
+        f"stopped: {outcome.stop}; {len(outcome.plan.jobs)} jobs, {outcome.reused} finished before, ran "
+        f"{outcome.ran} ({statuses}) in {outcome.wall_seconds / 60:.1f} min; report: {outcome.report}",
+        soft_wrap=True,
+        highlight=False,
+    )
+    if outcome.stop.startswith("interrupted"):
+        raise typer.Exit(130)
