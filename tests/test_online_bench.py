@@ -187,3 +187,28 @@ def test_bad_online_input_gives_one_line_and_exit_2(args: list[str], words: list
     for word in words:
         assert word in lines[0]
     assert not (tmp_path / "online").exists()
+
+
+@pytest.mark.slow
+def test_gmtrouter_routes_a_warm_world_through_the_python_api(data_dir: Path, tmp_path: Path) -> None:
+    """From a model trained on other users' votes: every route is a candidate and every thumb is observed; the
+    parts of the API a version lacks are reported as unavailable, not run as something else."""
+    from gmtrouter.bench.online.gmtrouter_policy import GmtrouterPolicy, api_capabilities
+    from gmtrouter.bench.online.scenarios import offline_records
+    from gmtrouter.data.sim_features import build_features
+    from gmtrouter.registry.checkpoint import save_router
+    from gmtrouter.registry.routers import make_router
+
+    rows = prepare("gsm8k", data_dir / "gsm8k")
+    config = WorldConfig(users=4, rounds=40)
+    logs = offline_records(rows, config)[:400]  # type: ignore[arg-type]
+    model = make_router("gmtrouter", encoder="hashing-64", hidden=32, head_dim=32, residual=False, progress=False)
+    save_router(model.fit(logs), tmp_path / "model", logs)
+    w = build_world(rows, build_features(rows), config, 0, None)  # type: ignore[arg-type]
+    policy = GmtrouterPolicy("gmtrouter-greedy", explore=False, seed=0, model_dir=tmp_path / "model")
+    outcome = run_policy(w, policy, "thumbs")
+    assert outcome.status == "ok" and len(outcome.choices) == 40
+    assert w.stream.active[np.arange(40), outcome.choices].all()
+    assert len(policy.router.context.history) == len(logs) + 40  # type: ignore[attr-defined]
+    cold = run_policy(w, GmtrouterPolicy("gmtrouter-greedy", explore=False, seed=0), "thumbs")
+    assert cold.status == ("ok" if "cold" in api_capabilities() else "unavailable")

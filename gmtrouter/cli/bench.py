@@ -45,6 +45,9 @@ def bench(
         ),
     ] = None,
     rounds: Annotated[int | None, typer.Option("--rounds", help="--online: rounds of a run (default 6000).")] = None,
+    gmtrouter_seeds: Annotated[
+        str | None, typer.Option("--gmtrouter-seeds", help="--online: seeds of the (slow) gmtrouter policies.")
+    ] = None,
     http: Annotated[
         bool,
         typer.Option(
@@ -114,7 +117,7 @@ def bench(
     """Run every router on every dataset (known users, new users by k shots, new queries, new topics; seeds) into
     one report."""
     online_only = {"--scenarios": scenarios, "--matrices": matrices, "--policies": policies}
-    online_only["--rounds"] = rounds
+    online_only.update({"--rounds": rounds, "--gmtrouter-seeds": gmtrouter_seeds})
     if online:
         offline_only = {"--quick": quick or None, "--datasets": datasets, "--routers": routers, "--variant": variant}
         offline_only.update({"--ablation-seeds": ablation_seeds, "--shots": shots, "--chatbot-arena": chatbot_arena})
@@ -133,6 +136,7 @@ def bench(
                 scenarios=scenarios,
                 policies=policies,
                 seeds=seeds,
+                gmtrouter_seeds=gmtrouter_seeds,
                 rounds=rounds,
                 users=users,
                 encoder=encoder,

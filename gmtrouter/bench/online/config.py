@@ -24,6 +24,7 @@ class OnlineConfig:
     scenarios: tuple[str, ...] = tuple(SCENARIOS)
     policies: tuple[str, ...] = POLICIES
     seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
+    gmtrouter_seeds: tuple[int, ...] | None = None  # the gmtrouter policies' seeds (they are slow); None: `seeds`
     world: WorldConfig = field(default_factory=WorldConfig)
     encoder: str = DEFAULT_ENCODER
     workers: int = 2
@@ -45,6 +46,8 @@ class OnlineConfig:
                 raise GmtError(f"{option}: unknown {', '.join(unknown)}; choose from: {', '.join(known)}")
         if not self.seeds:
             raise GmtError("--seeds is empty; give at least one seed, e.g. 0-4")
+        if self.gmtrouter_seeds is not None and not set(self.gmtrouter_seeds) <= set(self.seeds):
+            raise GmtError("--gmtrouter-seeds must be some of --seeds (the other policies run on those)")
         if self.workers < 1:
             raise GmtError(f"--workers must be at least 1, got {self.workers}")
         self.world.check()
@@ -67,6 +70,7 @@ def online_config(
     scenarios: str | None,
     policies: str | None,
     seeds: str | None,
+    gmtrouter_seeds: str | None,
     rounds: int | None,
     users: int | None,
     encoder: str | None,
@@ -93,6 +97,7 @@ def online_config(
         scenarios=parse_names(scenarios) if scenarios is not None else defaults.scenarios,
         policies=parse_names(policies) if policies is not None else defaults.policies,
         seeds=parse_int_list(seeds, "--seeds") if seeds is not None else defaults.seeds,
+        gmtrouter_seeds=parse_int_list(gmtrouter_seeds, "--gmtrouter-seeds") if gmtrouter_seeds else None,
         world=world,
         encoder=encoder or defaults.encoder,
         workers=workers,

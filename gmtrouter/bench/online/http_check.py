@@ -74,7 +74,7 @@ def served(model_dir: Path, db: Path, log: Path) -> Iterator[httpx.Client]:
     db.unlink(missing_ok=True)
     command = [sys.executable, "-m", "gmtrouter", "serve", "--model", str(model_dir), "--db", f"sqlite:///{db}"]
     command += ["--port", str(port), "--log-level", "warning"]
-    env = {**os.environ, "GMTROUTER_ADMIN_KEY": key, "HF_HUB_OFFLINE": "1"}
+    env = {**os.environ, "GMTROUTER_ADMIN_KEY": key, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("w", encoding="utf-8") as output:
         process = subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT)

@@ -91,14 +91,17 @@ def world_section(config: OnlineConfig, plan: Plan) -> list[str]:
         "",
         *[f"- **{s.name}**: {s.about}." for s in SCENARIOS.values() if s.name in config.scenarios],
         "",
-        f"The new LLM (`new-llm`) joins at round {w.change_round:,}: a copy of the matrix LLM of median population "
-        "utility (the lower of two middle ones), with a fresh personal affinity per user, and "
-        f"{w.newcomer_boost:g} more utility for the users of one archetype (drawn per seed): about a fifth of the "
-        "users, for whom it becomes the best. At the same round in the drift scenario the LLM with the highest "
-        f"mean utility so far degrades: its answers' quality, realised and expected, is scaled by "
-        f"{1 - w.degradation:g}. The warm start's logs are side-by-side votes of {OFFLINE_USERS} other users of the "
-        f"same population ({OFFLINE_RECORDS} records each, as `gmtrouter data simulate` writes them); LinUCB and "
-        "the win-rate rule count every vote's response as one observation, gmtrouter starts from a model "
+        f"The new LLM (`new-llm`) joins at round {w.change_round:,}: a variant of the matrix LLM of median "
+        "population utility (the lower of two middle ones), with its answers and every user's affinity for it, that "
+        f"the users of one archetype (drawn per seed) like {w.newcomer_boost:g} more and every other user "
+        f"{w.newcomer_penalty:g} less (a model tuned for one group): the best for about a fifth of the users. At the "
+        "same round in the drift scenario the LLM with the highest mean utility so far degrades: its answers' "
+        f"quality, realised and expected, is scaled by {1 - w.degradation:g}"
+        + (" (it is never right any more, as after a broken release)" if w.degradation == 1 else "")
+        + f". The warm start's logs are side-by-side votes of {OFFLINE_USERS} other users of the "
+        f"same population ({OFFLINE_RECORDS} records each, as `gmtrouter data simulate` writes them; one set per "
+        "matrix, the same for every seed, so that one model is trained per matrix); LinUCB and the win-rate rule "
+        "count every vote's response as one observation, gmtrouter starts from a model "
         "`gmtrouter train` fitted on them.",
         "",
         "Policies:",

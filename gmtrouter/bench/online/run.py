@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 import time
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, replace
+from multiprocessing.managers import SyncManager
 from pathlib import Path
 from queue import Empty
 from typing import Any
@@ -71,6 +72,8 @@ def make_plan(config: OnlineConfig, console: Console) -> Plan:
         for scenario in config.scenarios:
             for seed in config.seeds:
                 for policy in config.policies:
+                    if policy in GMTROUTER_POLICIES and seed not in (config.gmtrouter_seeds or config.seeds):
+                        continue
                     warm_path, model = warm, plan.models.get(name)
                     use_warm = SCENARIOS[scenario].warm and policy in LEARNERS
                     gmt = use_warm and policy in GMTROUTER_POLICIES and model is not None
@@ -152,21 +155,33 @@ def run_jobs(jobs: list[Job], workers: int, rounds: int, console: Console) -> tu
             return statuses, "interrupted (Ctrl-C); finished jobs are kept and a rerun goes on from there"
 
 
+def _ignore_interrupts() -> None:
+    """In a worker or the manager: Ctrl-C is the parent's to handle (it stops the workers)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _in_pool(jobs: list[Job], workers: int, bars: _Bars, done: Callable[[dict[str, Any]], None]) -> str:
+    """The jobs in `workers` spawned processes; on Ctrl-C the workers are stopped at once (their jobs rerun)."""
     context = multiprocessing.get_context("spawn")
-    with context.Manager() as manager, ProcessPoolExecutor(workers, mp_context=context) as pool:
+    manager = SyncManager(ctx=context)
+    manager.start(_ignore_interrupts)
+    pool = context.Pool(workers, initializer=_ignore_interrupts)
+    try:
         queue = manager.Queue()
-        pending: set[Future] = {pool.submit(_worker, job, queue) for job in jobs}
-        try:
-            while pending:
-                finished, pending = wait(pending, timeout=0.3, return_when=FIRST_COMPLETED)
-                _drain(queue, bars)
-                for future in finished:
-                    done(future.result())
-        except BaseException:
-            for future in pending:
-                future.cancel()
-            raise
+        pending = [pool.apply_async(_worker, (job, queue)) for job in jobs]
+        while pending:
+            time.sleep(0.3)
+            _drain(queue, bars)
+            for finished in [r for r in pending if r.ready()]:
+                pending.remove(finished)
+                done(finished.get())
+        pool.close()
+    except BaseException:
+        pool.terminate()
+        raise
+    finally:
+        pool.join()
+        manager.shutdown()
     return "every job finished"
 
 

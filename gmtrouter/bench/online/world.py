@@ -17,10 +17,11 @@ The oracle's knowledge, `expected`: the user's expected utility of each LLM for 
 (`meta.category`): the mean of the utilities over the task's queries. It knows the user's taste and the task,
 not whether this particular answer is right.
 
-Two scenarios change the world at `change_at`. A new LLM joins: a copy of the matrix LLM of median population
-utility (the lower of two middle ones) with a fresh personal affinity, which the users of one archetype like
-`newcomer_boost` more. Or the best LLM of the rounds before degrades: its answers are correct `degradation` less
-often (its quality, realised and expected, scaled by 1 - degradation).
+Two scenarios change the world at `change_at`. A new LLM joins: a variant of the matrix LLM of median population
+utility (the lower of two middle ones), with its answers and every user's affinity for it, that the users of one
+archetype like `newcomer_boost` more and every other user `newcomer_penalty` less (a model tuned for one group).
+Or the best LLM of the rounds before degrades: its quality, realised and expected, is scaled by 1 - degradation
+(with the default 1, its answers are never right any more, as after a broken release).
 """
 
 from __future__ import annotations
@@ -56,8 +57,9 @@ class WorldConfig:
     interest_concentration: float = _SIM.interest_concentration
     archetypes: str | None = None  # the simulator's five of global taste
     change_at: int | None = None  # round of the new LLM or the degradation; None: half way
-    newcomer_boost: float = 3.0  # utility the favoured archetype adds to the new LLM
-    degradation: float = 0.5  # share of the degraded LLM's quality lost
+    newcomer_boost: float = 3.0  # utility the favoured archetype's users add to the new LLM (over its base)
+    newcomer_penalty: float = 0.5  # utility every other user takes off it (one choice temperature)
+    degradation: float = 1.0  # share of the degraded LLM's quality lost: all of it, as after a broken release
 
     @property
     def change_round(self) -> int:
@@ -162,11 +164,12 @@ def _schedule(users: Users, tables: FeatureTables, config: WorldConfig, rng: np.
 
 
 def _with_newcomer(
-    tables: FeatureTables, users: Users, base: int, favoured: np.ndarray, config: WorldConfig, rng: np.random.Generator
+    tables: FeatureTables, users: Users, base: int, favoured: np.ndarray, config: WorldConfig
 ) -> tuple[FeatureTables, Users]:
-    """The tables and users with one more LLM: a copy of LLM `base`'s answers, a fresh personal affinity, and
-    `newcomer_boost` more utility for the `favoured` users."""
-    affinity = config.affinity_sd * rng.standard_normal(len(favoured)) + config.newcomer_boost * favoured
+    """The tables and users with one more LLM: a copy of LLM `base` (its answers, and every user's affinity for
+    it) that the `favoured` users like `newcomer_boost` more and every other user `newcomer_penalty` less."""
+    shift = np.where(favoured > 0, config.newcomer_boost, -config.newcomer_penalty)
+    affinity = users.affinity[:, base] + shift
     grown = replace(
         tables,
         llms=[*tables.llms, NEWCOMER],
@@ -230,7 +233,7 @@ def build_world(
         base = int(np.argsort(population)[(len(population) - 1) // 2])  # median population utility (lower one)
         favoured = names[int(change_rng.integers(0, len(names)))]
         tables, users = _with_newcomer(
-            tables, users, base, np.asarray([a == favoured for a in archetype], float), config, change_rng
+            tables, users, base, np.asarray([a == favoured for a in archetype], float), config
         )
         newcomer = len(tables.llms) - 1
     realised, expected = _round_utilities(tables, users, who, row, config.realism)
