@@ -5,6 +5,7 @@ policy run through the Python API."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import secrets
 import signal
@@ -27,6 +28,7 @@ from gmtrouter.bench.online.metrics import routed_utility
 from gmtrouter.bench.online.policies import Policy
 from gmtrouter.bench.online.world import Stream
 from gmtrouter.data.schema import Interaction
+from gmtrouter.utils.atomic import atomic_write
 
 POLICY = "gmtrouter-greedy"
 START_SECONDS = 300.0  # loading a model under a loaded machine can take minutes
@@ -118,8 +120,12 @@ def http_check(config: OnlineConfig, plan: Plan, console: Console) -> dict[str, 
     if local is None or local.get("status") != "ok":
         return {"label": job.label, "status": "skipped", "reason": "the in-process run did not finish"}
     rounds = min(config.http_rounds, config.world.rounds)
-    world = job_world(job)
     folder = config.out / "http"
+    saved = read_result(folder / "result.json")
+    key = {"job": job.key(), "rounds": rounds}
+    if saved is not None and saved.get("key") == key:
+        return saved  # the same check made before (a rerun of the command)
+    world = job_world(job)
     with console.status(f"the service check: {job.label}, {rounds} rounds through gmtrouter serve") as status:
         began = time.perf_counter()
         try:
@@ -135,7 +141,8 @@ def http_check(config: OnlineConfig, plan: Plan, console: Console) -> dict[str, 
     served_choices = outcome.choices
     local_choices = np.asarray(local["choices"][:rounds])
     local_seconds = float(local["loop_seconds"]) * rounds / max(len(local["choices"]), 1)
-    return {
+    result = {
+        "key": key,
         "label": job.label,
         "status": "ok",
         "rounds": rounds,
@@ -146,3 +153,6 @@ def http_check(config: OnlineConfig, plan: Plan, console: Console) -> dict[str, 
         "routes_per_second_in_process": rounds / local_seconds if local_seconds > 0 else float("nan"),
         "service_start_seconds": started,
     }
+    with atomic_write(folder / "result.json", "w") as handle:
+        json.dump(result, handle)
+    return result

@@ -56,6 +56,17 @@ def _fmt(value: Estimate | None, metric: str) -> str:
     return value.format(digits)
 
 
+def _cell(summary: Summary, cell: tuple[str, str, str], metric: str) -> str:
+    """A table cell: mean and interval over seeds; rounds to recover over the seeds that recovered, with how many."""
+    if metric != "drift.recovery_rounds":
+        return _fmt(summary.estimate(cell, metric), metric)
+    values = summary.values(cell, metric)
+    recovered = [v for v in values if math.isfinite(v)]
+    if not recovered:
+        return f"never (0 of {len(values)})"
+    return f"{_fmt(summary.estimate(cell, metric), metric)} ({len(recovered)} of {len(values)})"
+
+
 def world_section(config: OnlineConfig, plan: Plan) -> list[str]:
     """How the world, the policies and the metrics are defined, from the code's own settings."""
     w = config.world
@@ -130,7 +141,7 @@ def world_section(config: OnlineConfig, plan: Plan) -> list[str]:
         "rounds before the degradation (against the best single LLM of the rounds before) and after it (against "
         f"the best single LLM of the rounds after); rounds to recover: the first multiple of {DRIFT_STEP} rounds "
         f"after the change from which the share over the next {DRIFT_WINDOW} rounds is within {DRIFT_TOLERANCE:g} "
-        "of the level before (– where it never is).",
+        "of the level before, over the seeds where that happens within the run (how many, in brackets).",
         "",
     ]
 
@@ -144,7 +155,7 @@ def _table(summary: Summary, matrix: str, scenario: str, columns: list[tuple[str
         if not seeds:
             rows.append([policy, "–", *([status] + ["–"] * (len(columns) - 1))])
             continue
-        rows.append([policy, str(seeds), *(_fmt(summary.estimate(cell, metric), metric) for _, metric in columns)])
+        rows.append([policy, str(seeds), *(_cell(summary, cell, metric) for _, metric in columns)])
     return markdown_table(["policy", "seeds", *(title for title, _ in columns)], rows)
 
 
@@ -230,7 +241,8 @@ def http_section(http: dict[str, Any] | None) -> list[str]:
         f"{http['utility_service']:.3f} through the service, {http['utility_in_process']:.3f} in process; "
         f"{http['routes_per_second_service']:.1f} routes/s through the service (route and feedback, each waiting "
         f"for the fold of the user's last feedback) against {http['routes_per_second_in_process']:.1f} in "
-        f"process. The service took {http['service_start_seconds']:.0f} s to start.",
+        f"process (the in-process run's mean over all its rounds). The service took "
+        f"{http['service_start_seconds']:.0f} s to start.",
         "",
     ]
 

@@ -77,9 +77,13 @@ class Summary:
     def seeds(self, cell: Cell) -> list[int]:
         return sorted(seed for (c, seed) in self.runs if c == cell)
 
+    def values(self, cell: Cell, metric: str) -> list[float]:
+        """`metric` of every seed the cell finished (NaN where a run has no value)."""
+        return [self.runs[(cell, s)].metrics.get(metric, np.nan) for s in self.seeds(cell)]
+
     def estimate(self, cell: Cell, metric: str) -> Estimate | None:
         """Mean and 95% t-interval of `metric` over the seeds the cell finished."""
-        return estimate([self.runs[(cell, s)].metrics.get(metric, np.nan) for s in self.seeds(cell)])
+        return estimate(self.values(cell, metric))
 
     def paired(self, cell: Cell, other: Cell, metric: str) -> Estimate | None:
         """Mean and 95% t-interval of cell minus other, over the seeds both finished."""
