@@ -52,6 +52,8 @@ PAIRED_METRICS = [
 def _fmt(value: Estimate | None, metric: str) -> str:
     if value is None or not math.isfinite(value.mean):
         return "–"
+    if metric == "routes_per_second":  # a speed on a shared machine: the mean, an interval would only say noise
+        return f"{value.mean:,.0f}"
     digits = 0 if metric in ("regret", "routes_per_second", "drift.recovery_rounds") else 3
     return value.format(digits)
 
@@ -152,8 +154,8 @@ def _table(summary: Summary, matrix: str, scenario: str, columns: list[tuple[str
         cell = (matrix, scenario, policy)
         status = summary.cell_status(cell)
         seeds = len(summary.seeds(cell))
-        if not seeds:
-            rows.append([policy, "–", *([status] + ["–"] * (len(columns) - 1))])
+        if not seeds:  # the reason is in the section on what did not run
+            rows.append([policy, "–", status.split(":")[0], *["–"] * (len(columns) - 1)])
             continue
         rows.append([policy, str(seeds), *(_cell(summary, cell, metric) for _, metric in columns)])
     return markdown_table(["policy", "seeds", *(title for title, _ in columns)], rows)
@@ -303,9 +305,12 @@ def write_report(config: OnlineConfig, plan: Plan, info: dict[str, Any], http: d
         "```",
         "",
         f"Seeds {seeds}. Machine: {os.cpu_count()} CPU cores ({platform.machine()}, Python "
-        f"{platform.python_version()}), {config.workers} job(s) at a time, one torch thread each; this run took "
-        f"{info['wall_seconds'] / 60:.1f} min (load average {info['load'][0]:.1f} at the start, "
-        f"{info['load'][1]:.1f} at the end; other work on the machine slows the jobs).",
+        f"{platform.python_version()}), {config.workers} job(s) at a time, one torch and one BLAS thread each. "
+        f"This run took {info['wall_seconds'] / 60:.1f} min and ran {info['ran']} jobs; {info['reused']} finished "
+        "jobs were reused from earlier runs with the same key. The finished jobs' own times (starting the policy "
+        f"and the loop) add up to {summary.job_seconds() / 60:.1f} min. The machine's load average was "
+        f"{info['load'][0]:.1f} at the start and {info['load'][1]:.1f} at the end; jobs that ran while other work "
+        "loaded it ran slower (docs/benchmarks.md has speeds measured on an idle machine).",
         "",
         *world_section(config, plan),
     ]

@@ -8,7 +8,7 @@ import os
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from multiprocessing.managers import SyncManager
 from pathlib import Path
 from queue import Empty
@@ -210,12 +210,9 @@ def run_online(config: OnlineConfig, command: str, console: Console) -> Outcome:
         "command": command,
         "started": started,
         "wall_seconds": time.time() - started,
+        "ran": len(todo),
+        "reused": len(plan.jobs) - len(todo),
         "load": [load, os.getloadavg()[0]],
     }
     report = write_report(config, plan, info, http)
     return Outcome(plan, len(todo), len(plan.jobs) - len(todo), statuses, time.time() - started, stop, http, report)
-
-
-def with_rounds(job: Job, rounds: int) -> Job:
-    """The job stopped after its first `rounds` (its world is the full run's)."""
-    return replace(job, rounds=rounds)

@@ -74,6 +74,10 @@ class Summary:
             self.worlds[key] = job_world(job)
         return self.worlds[key]
 
+    def job_seconds(self) -> float:
+        """The finished runs' own time: starting each policy and its loop."""
+        return float(sum(r.result["start_seconds"] + r.result["loop_seconds"] for r in self.runs.values()))
+
     def seeds(self, cell: Cell) -> list[int]:
         return sorted(seed for (c, seed) in self.runs if c == cell)
 
