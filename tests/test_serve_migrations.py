@@ -13,6 +13,8 @@ import sqlalchemy as sa
 from alembic import command
 
 from gmtrouter.serve import migrations
+from gmtrouter.serve.catalog import Catalog
+from gmtrouter.serve.config import LLMSpec
 from gmtrouter.serve.migrations import HEAD, current_version, migrate
 from gmtrouter.serve.store import RouteRow, Store, make_engine
 from tests.conftest import REPO
@@ -104,4 +106,44 @@ def test_0005_adds_the_conversation_to_routes_and_goes_back_with_every_row(tmp_p
         assert "conversation" not in {c["name"] for c in sa.inspect(conn).get_columns("routes")}
         assert conn.execute(sa.text("SELECT count(*) FROM routes")).scalar_one() == 4
     assert migrate(engine) == ("0004", HEAD)
+    engine.dispose()
+
+
+def test_0006_adds_the_llms_table_and_route_arms_and_goes_back_with_every_row(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'v5.db'}"
+    engine = make_engine(url)
+    create_v3(engine)
+    assert migrate(engine, "0005") == ("0003", "0005")
+    with engine.begin() as conn:  # a route the router ranked, beside the direct one (empty ranking) create_v3 made
+        conn.execute(
+            sa.text(
+                'INSERT INTO routes (id, "user", query, candidates, choice, ranking, created, turn) VALUES '
+                "('ranked', 'old-user', 'q', '[\"gpt-4\"]', 'gpt-4', :ranking, 5.0, 1)"
+            ),
+            {"ranking": '[{"llm": "gpt-4", "score": 0.1, "expected_cost": null, "adjusted": 0.1}]'},
+        )
+    assert migrate(engine) == ("0005", HEAD)
+    engine.dispose()
+
+    store = Store(url)
+    assert_rows_kept(store)
+    assert (store.get_route("ranked").arm, store.get_route("r1").arm) == ("router", None)
+    assert store.get_route("ranked").explored is False
+    store.add_routes([RouteRow("x", "u", "q", ["a"], "a", [], 6.0, explored=True, arm="control")])
+    assert (store.get_route("x").explored, store.get_route("x").arm) == (True, "control")
+    catalog = Catalog(store)
+    catalog.add("new-llm", LLMSpec(description="fresh", input_price=1.0))
+    catalog.retire("gpt-4")
+    entries = catalog.entries()
+    assert entries["new-llm"].spec.description == "fresh" and entries["new-llm"].retired is None
+    assert entries["gpt-4"].added is None and entries["gpt-4"].retired is not None
+    store.close()
+
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        command.downgrade(migrations._config(conn), "0005")
+    with engine.connect() as conn:
+        assert not sa.inspect(conn).has_table("llms")
+        assert "arm" not in {c["name"] for c in sa.inspect(conn).get_columns("routes")}
+        assert conn.execute(sa.text("SELECT count(*) FROM routes")).scalar_one() == 3
     engine.dispose()

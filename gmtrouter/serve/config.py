@@ -10,18 +10,22 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from gmtrouter.data.schema import MAX_TEXT
 from gmtrouter.serve.schemas import MAX_SWITCH_COST
+from gmtrouter.text.base import DEFAULT_ENCODER
 from gmtrouter.utils.errors import GmtError
 
 ADMIN_KEY_ENV = "GMTROUTER_ADMIN_KEY"
 ADMIN_KEY_MIN = 16
 Positive = Annotated[int, Field(gt=0)]
 PerMinute = Annotated[int, Field(ge=0)]
+Price = Annotated[float, Field(ge=0, le=1e6, allow_inf_nan=False)]
+MAX_LLM_NAME = 256  # llms.name, and every column that names an LLM (routes.choice)
+GLOBAL_CONTROL = "global"  # the control arm's policy: the population's best (what a new user is routed to)
 # OpenAI chat completion fields a caller may send on to an upstream; anything else is refused (chat_params).
 CHAT_PARAMS = (
     "temperature",
@@ -59,12 +63,47 @@ class Upstream(BaseModel):
         return self.api_key
 
 
+class LLMSpec(BaseModel):
+    """What an operator says of an LLM the router routes among: the text its node starts from, its list prices
+    and where it is served. The same fields as `POST /v1/admin/llms`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    description: Annotated[str, Field(max_length=10_000)] = Field(
+        "", description="What the LLM is good at; where the network is used, its LLM node starts from this text."
+    )
+    input_price: Price | None = Field(None, description="USD per 1M input tokens.")
+    output_price: Price | None = Field(None, description="USD per 1M output tokens.")
+    upstream: Upstream | None = Field(None, description="The OpenAI-compatible endpoint that serves it.")
+
+
 class ServeConfig(BaseModel):
     """Everything `gmtrouter serve` needs besides the code."""
 
     model_config = ConfigDict(extra="forbid")
 
-    model: Path | None = Field(None, description="Model folder from 'gmtrouter train'.")
+    model: Path | None = Field(None, description="Model folder from 'gmtrouter train'; none: start with no logs.")
+    llms: dict[str, LLMSpec] = Field(
+        default_factory=dict,
+        description="LLMs to route among besides the model's (without a model: the only ones), by name.",
+    )
+    encoder: str = Field(DEFAULT_ENCODER, description="Text encoder of a router started with no model.")
+    explore: Literal["thompson", "ucb", "off"] | None = Field(
+        None,
+        description="How a route may try an LLM the router is unsure of: posterior sampling, an upper confidence "
+        "bound, or never (default: thompson when started with no model, off with one).",
+    )
+    explore_seed: int | None = Field(None, description="Seed of the exploration's draws (none: a fresh one).")
+    ucb_width: Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)] = Field(
+        1.0, description="Standard deviations added to each score under explore = 'ucb'."
+    )
+    control_share: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] = Field(
+        0.0, description="Share of routes, drawn per route with a seeded hash, made by the control policy instead."
+    )
+    control: Annotated[str, Field(min_length=1, max_length=256)] = Field(
+        GLOBAL_CONTROL, description="The control policy: 'global' (the population's best) or one LLM's name."
+    )
+    control_seed: int = Field(0, description="Seed of the hash that draws each route's arm.")
     db: str = Field("sqlite:///gmtrouter.db", description="SQLAlchemy URL: sqlite:///FILE or postgresql+psycopg://...")
     create_db: bool = Field(
         False,
@@ -115,6 +154,23 @@ class ServeConfig(BaseModel):
         description="Price file {llm: {input, output, cached_input?}} (USD per 1M tokens): an LLM with a "
         "cached_input price costs less for a conversation that stays with it (its prompt cache).",
     )
+
+    @model_validator(mode="after")
+    def _llms_named_and_served_once(self) -> ServeConfig:
+        for name in self.llms:
+            if not name.strip() or name != name.strip() or len(name) > MAX_LLM_NAME:
+                raise ValueError(
+                    f"llms: '{name}' is not an LLM name; give 1 to {MAX_LLM_NAME} characters, no space at either end"
+                )
+        twice = sorted(name for name, spec in self.llms.items() if spec.upstream is not None and name in self.upstreams)
+        if twice:
+            raise ValueError(f"'{twice[0]}' has an upstream in both llms and upstreams; give it once")
+        return self
+
+    def all_upstreams(self) -> dict[str, Upstream]:
+        """Every configured upstream: the `upstreams` table and those given with an LLM in `llms`."""
+        given = {name: spec.upstream for name, spec in self.llms.items() if spec.upstream is not None}
+        return {**self.upstreams, **given}
 
     def resolved_admin_key(self) -> str | None:
         """The admin key from the environment or the file, refused when it is short enough to guess."""
@@ -184,4 +240,5 @@ def load_config(path: str | Path | None = None, **overrides: Any) -> ServeConfig
         first = error.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         source = f"{path}: " if path is not None else ""
-        raise GmtError(f"{source}setting '{where}': {first['msg']}") from None
+        message = first["msg"].removeprefix("Value error, ")
+        raise GmtError(f"{source}setting '{where}': {message}" if where else f"{source}{message}") from None

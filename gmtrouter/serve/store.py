@@ -57,6 +57,8 @@ routes = sa.Table(
     sa.Column("conversation", sa.String(256)),
     sa.Column("previous_llm", sa.String(256)),
     sa.Column("switch_cost", sa.Float),
+    sa.Column("explored", sa.Boolean),
+    sa.Column("arm", sa.String(16)),
 )
 feedback = sa.Table(
     "feedback",
@@ -100,6 +102,8 @@ class RouteRow:
     conversation: str | None = None  # the caller's conversation id, when the request named one
     previous_llm: str | None = None  # the LLM that answered the conversation's previous turn, as routing used it
     switch_cost: float = 0.0
+    explored: bool = False  # the choice was not the top of the ranking: exploration tried it
+    arm: str | None = None  # which policy chose: "router" or "control" (None: the request named its LLM)
 
 
 @dataclass(frozen=True)
@@ -393,6 +397,8 @@ class Store:
                 "conversation": r.conversation,
                 "previous_llm": r.previous_llm,
                 "switch_cost": r.switch_cost,
+                "explored": r.explored,
+                "arm": r.arm,
             }
             for r in rows
         ]
@@ -427,6 +433,8 @@ class Store:
             conversation=row["conversation"],
             previous_llm=row["previous_llm"],
             switch_cost=row["switch_cost"],
+            explored=bool(row["explored"]),
+            arm=row["arm"],
         )
 
     def last_choice(self, user: str, conversation: str) -> str | None:
