@@ -127,7 +127,7 @@ def test_train_from_db_uses_stored_feedback_and_honours_forgets(tmp_path: Path) 
 def test_serve_command_refuses_bad_setups_in_one_line(tmp_path: Path) -> None:
     (tmp_path / "bad.yaml").write_text("port: [1, 2]\n")
     cases = [
-        (["serve"], "give the model folder: --model DIR"),
+        (["serve"], "give the model folder (--model DIR) or, to start with no logs, the LLMs"),
         (["serve", "--model", str(tmp_path)], "not a gmtrouter model folder"),
         (["serve", "--config", str(tmp_path / "bad.yaml")], "setting 'port'"),
         (["serve", "keys", "create", "--db", f"sqlite:///{tmp_path / 'k.db'}"], "needs at least one user"),

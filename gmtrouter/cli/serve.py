@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -22,6 +22,10 @@ serve_app.add_typer(db_app, name="db")
 def serve(
     ctx: typer.Context,
     model: Annotated[Path | None, typer.Option("--model", help="Model folder from 'gmtrouter train'.")] = None,
+    llms: Annotated[
+        str | None,
+        typer.Option("--llms", help="LLMs to route among, NAME[,NAME...]: with no --model, a router with no logs."),
+    ] = None,
     db: Annotated[str | None, typer.Option("--db", help="Database URL (default sqlite:///gmtrouter.db).")] = None,
     host: Annotated[str | None, typer.Option("--host", help="Address to listen on (default 127.0.0.1).")] = None,
     port: Annotated[int | None, typer.Option("--port", help="Port to listen on (default 8000).")] = None,
@@ -56,8 +60,12 @@ def serve(
         prices=prices,
         create_db=create_db or None,
     )
-    if settings.model is None:
-        raise GmtError("give the model folder: --model DIR (or 'model' in the config file)")
+    if llms is not None:
+        settings = with_llms(settings, llms)
+    if settings.model is None and not settings.llms:
+        raise GmtError(
+            "give the model folder (--model DIR) or, to start with no logs, the LLMs to route among (--llms NAME,NAME)"
+        )
     if settings.report is not None and not settings.report.is_file():
         raise GmtError(f"{settings.report}: no such benchmark report; give the results.md of 'gmtrouter bench'")
     import uvicorn
@@ -65,8 +73,19 @@ def serve(
     from gmtrouter.serve.app import create_app
 
     application = create_app(settings)
-    err.print(f"serving {settings.model} on http://{settings.host}:{settings.port} (console at /ui, docs at /docs)")
+    what = settings.model if settings.model is not None else f"a router with no logs over {', '.join(settings.llms)}"
+    err.print(f"serving {what} on http://{settings.host}:{settings.port} (console at /ui, docs at /docs)")
     uvicorn.run(application, host=settings.host, port=settings.port, log_level=log_level, access_log=False)
+
+
+def with_llms(settings: Any, names: str) -> Any:
+    """The settings with the LLMs of `--llms a,b,c` added to those of the config file (whose tables they keep)."""
+    from gmtrouter.serve.config import LLMSpec
+
+    given = [name.strip() for name in names.split(",")]
+    if not all(given):
+        raise GmtError(f"--llms '{names}': a name is empty; give NAME[,NAME...]")
+    return settings.model_copy(update={"llms": {**{name: LLMSpec() for name in given}, **settings.llms}})
 
 
 def _key_store(db: str | None, config: Path | None):

@@ -22,7 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from gmtrouter.data.schema import error_message
-from gmtrouter.serve import admin, chat, routes
+from gmtrouter.serve import admin, chat, llms, routes
 from gmtrouter.serve.config import ServeConfig
 from gmtrouter.serve.service import Service, build_service
 from gmtrouter.serve.store import DatabaseUnavailable, FeedbackConflict
@@ -263,7 +263,7 @@ def create_app(config: ServeConfig, service: Service | None = None) -> FastAPI:
     app.state.service = service
     app.add_middleware(LimitAndMeasure, service=service)
     _install_error_handlers(app)
-    for module in (routes, chat, admin):
+    for module in (routes, chat, admin, llms):
         app.include_router(module.router)
     mount_console(app)  # the web console at /ui
     with_links(app)

@@ -118,16 +118,20 @@ async def chat_completions(body: ChatCompletionRequest, who: Caller, service: Sv
     served = service.upstreams.names
     chat = chat_turn(service, body.messages, body.conversation, body.switch_cost)
     if body.model == "auto":
-        pool = [m for m in (check_candidates(service, body.candidates) or service.engine.router.llms) if m in served]
+        wanted = check_candidates(service, body.candidates) or service.engine.router.active_llms
+        pool = [m for m in wanted if m in served]
         if not pool:
             raise HTTPException(
                 503, "no upstream is configured for any candidate LLM; add [upstreams.NAME] to the config"
             )
-        routed = await service.engine.route(user, query, pool, body.cost_weight, turn, chat)
+        routed = await service.engine.route(user, query, pool, body.cost_weight, turn, chat, body.explore)
+        service.metrics.routed(routed.decision.llm, routed.arm)
         llm, route_id, previous = routed.decision.llm, routed.route_id, routed.decision.previous_llm
+        routing = {"explored": routed.decision.explored, "arm": routed.arm}
     elif body.model in served:
         llm = body.model
         route_id, previous = await _direct(service, user, llm, query, turn, chat)
+        routing = {}
     elif not served:
         raise HTTPException(
             404, f"model '{body.model}' is not served here, nor is any other: add [upstreams.NAME] to the config"
@@ -135,7 +139,7 @@ async def chat_completions(body: ChatCompletionRequest, who: Caller, service: Sv
     else:
         raise HTTPException(404, f"model '{body.model}' is not served here; use 'auto' or one of: {', '.join(served)}")
     headers = _headers(route_id, llm, previous, chat.switch_cost)
-    routing = {"route_id": route_id, "previous_llm": previous, "switch_cost": chat.switch_cost}
+    routing = {"route_id": route_id, "previous_llm": previous, "switch_cost": chat.switch_cost, **routing}
 
     def keep_answer(text: str) -> None:
         if text:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Summary
+
+from gmtrouter.serve.schemas import RatingFeedback, ThumbsFeedback
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
@@ -38,6 +40,11 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        self.arm_routes = Counter("gmtrouter_arm_routes", "Routes by the arm that chose them", ["arm"], registry=r)
+        self.arm_thumbs = Counter(
+            "gmtrouter_arm_thumbs", "Thumbs on routed answers, by arm", ["arm", "thumbs"], registry=r
+        )
+        self.arm_rating = Summary("gmtrouter_arm_rating", "Ratings of routed answers, by arm", ["arm"], registry=r)
         self.history = Gauge("gmtrouter_history_records", "Interactions in the live history", registry=r)
         self.pending = Gauge("gmtrouter_pending_changes", "Acknowledged changes not yet live", registry=r)
         self.unreadable = Gauge(
@@ -49,6 +56,17 @@ class Metrics:
     def batch(self, size: int, encoded: int) -> None:
         self.batch_size.observe(size)
         self.encoded.inc(encoded)
+
+    def routed(self, llm: str, arm: str) -> None:
+        self.choices.labels(llm).inc()
+        self.arm_routes.labels(arm).inc()
+
+    def arm_feedback(self, arm: str, feedback: object) -> None:
+        """Count a thumb or a rating of a routed answer under the arm that chose it."""
+        if isinstance(feedback, ThumbsFeedback):
+            self.arm_thumbs.labels(arm, feedback.thumbs).inc()
+        elif isinstance(feedback, RatingFeedback):
+            self.arm_rating.labels(arm).observe(feedback.rating)
 
     def fold(self, seconds: float, _changes: int) -> None:
         self.fold_seconds.observe(seconds)

@@ -55,6 +55,8 @@ def route_out(routed: Routed) -> Response:
         "notes": decision.notes,
         "previous_llm": decision.previous_llm,
         "switch_cost": decision.switch_cost,
+        "explored": decision.explored,
+        "arm": routed.arm,
     }
     return Response(orjson.dumps(body), media_type="application/json")
 
@@ -67,8 +69,8 @@ async def route(body: RouteRequest, who: Caller, service: Svc) -> Response:
     query, turn = query_and_turn(service, body.messages)
     candidates = check_candidates(service, body.candidates)
     chat = chat_turn(service, body.messages, body.conversation, body.switch_cost)
-    routed = await service.engine.route(user, query, candidates, body.cost_weight, turn, chat)
-    service.metrics.choices.labels(routed.decision.llm).inc()
+    routed = await service.engine.route(user, query, candidates, body.cost_weight, turn, chat, body.explore)
+    service.metrics.routed(routed.decision.llm, routed.arm)
     return route_out(routed)
 
 
@@ -89,6 +91,7 @@ async def feedback(
     encodable(body)
     store, engine = service.store, service.engine
     model = engine.router.model
+    route_row = None
     if isinstance(body, RecordFeedback):
         record, route_id = body.record, None
         allow(who, record.user)
@@ -114,6 +117,12 @@ async def feedback(
     if not duplicate:
         engine.observe([stored])
         service.metrics.feedback.labels(body.kind).inc()
+        if (
+            route_row is not None
+            and route_row.arm is not None
+            and (getattr(body, "llm", None) or route_row.choice) == route_row.choice
+        ):
+            service.metrics.arm_feedback(route_row.arm, body)
     return FeedbackResponse(
         feedback_id=stored.id,
         user=stored.user,
@@ -126,17 +135,29 @@ async def feedback(
 
 @router.get("/v1/users/{user}", response_model=UserOut, responses=ERRORS, tags=["users"])
 async def get_user(user: PathUser, who: Caller, service: Svc) -> UserOut:
-    """How much history the router has of a user and which LLMs they preferred."""
+    """How much history the router has of a user, and what it believes they prefer: each LLM's score for them
+    with its 95% interval beside a new user's, and the comparisons and thumbs behind it."""
     allow(who, user)
     await service.engine.caught_up(user)
     profile = service.engine.router.profile(user)
+    believed = await run_in_threadpool(service.engine.beliefs, user)
     stored = await run_in_threadpool(service.store.count, "feedback", user)
     return UserOut(
         user=user,
         known=profile["known"],
         interactions=profile["interactions"],
         stored_feedback=stored,
-        preferred_llms=profile["preferred_llms"],
+        preferred_llms=[b.llm for b in believed],
+        preferences=[
+            {
+                "llm": b.llm,
+                "user": vars(b.user),
+                "new_user": vars(b.new_user),
+                "comparisons": b.comparisons,
+                "thumbs": b.thumbs,
+            }
+            for b in believed
+        ],
         win_rate=profile["win_rate"],
     )
 

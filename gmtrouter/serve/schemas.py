@@ -42,6 +42,11 @@ ConversationId = Annotated[
         description="The conversation this turn belongs to: later turns follow what the service routed in it.",
     ),
 ]
+Explore = Annotated[
+    bool | None,
+    Field(description="false: no exploration for this request (true or none: the service's `explore` setting)."),
+]
+Arm = Literal["router", "control"]
 SwitchCost = Annotated[
     float,
     Field(
@@ -105,6 +110,7 @@ class RouteRequest(RequestBody):
     cost_weight: CostWeight = 0.0
     conversation: ConversationId | None = None
     switch_cost: SwitchCost | None = None
+    explore: Explore = None
 
 
 class RankedLLMOut(BaseModel):
@@ -137,6 +143,10 @@ class RouteResponse(BaseModel):
         description="The LLM that answered the conversation's previous turn, as the route used it (None: none known)."
     )
     switch_cost: float = Field(description="Logits subtracted from every candidate but previous_llm.")
+    explored: bool = Field(
+        False, description="The choice is not the top of the ranking: exploration tried an LLM it is unsure of."
+    )
+    arm: Arm = Field("router", description="Which policy chose: the router, or the control arm (control_share).")
 
 
 class _RouteFeedback(RequestBody):
@@ -190,13 +200,30 @@ class FeedbackResponse(BaseModel):
     record: Interaction
 
 
+class ScoreInterval(BaseModel):
+    score: float = Field(description="Preference logit (Bradley-Terry): higher is preferred.")
+    low: float = Field(description="Lower end of its 95% posterior interval.")
+    high: float = Field(description="Upper end of its 95% posterior interval.")
+
+
+class PreferenceOut(BaseModel):
+    """The router's own view of one LLM for this user, on a question nobody asked (the user's overall view)."""
+
+    llm: str
+    user: ScoreInterval = Field(description="This user's score, as routing reads it.")
+    new_user: ScoreInterval = Field(description="A user with no history: the population's view.")
+    comparisons: int = Field(description="This user's comparisons (two or more rated answers) involving the LLM.")
+    thumbs: int = Field(description="This user's thumbs or ratings on the LLM's lone answers.")
+
+
 class UserOut(BaseModel):
     user: str
     known: bool = Field(description="Whether the router has any interaction of this user.")
     interactions: int = Field(description="Interactions in the user's history (training data and feedback).")
     stored_feedback: int = Field(description="Feedback rows stored for this user.")
-    preferred_llms: list[str] = Field(description="LLMs by how often they won this user's comparisons.")
-    win_rate: dict[str, float]
+    preferred_llms: list[str] = Field(description="LLMs by the router's score for this user, best first.")
+    preferences: list[PreferenceOut] = Field(description="The router's view of each LLM, best first.")
+    win_rate: dict[str, float] = Field(description="How often each LLM won this user's comparisons (raw counts).")
 
 
 class ForgetOut(BaseModel):
@@ -297,3 +324,4 @@ class ChatCompletionRequest(Forwarded):
     cost_weight: CostWeight = 0.0
     conversation: ConversationId | None = None
     switch_cost: SwitchCost | None = None
+    explore: Explore = None

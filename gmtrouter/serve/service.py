@@ -6,8 +6,10 @@ import logging
 from dataclasses import dataclass, field
 
 from gmtrouter.registry.checkpoint import read_config
+from gmtrouter.serve.arms import ControlArm
 from gmtrouter.serve.auth import KeyRing
-from gmtrouter.serve.config import ADMIN_KEY_ENV, ServeConfig, cached_input_prices
+from gmtrouter.serve.catalog import CatalogEntry
+from gmtrouter.serve.config import ADMIN_KEY_ENV, GLOBAL_CONTROL, ServeConfig, cached_input_prices
 from gmtrouter.serve.engine import Engine
 from gmtrouter.serve.metrics import Metrics
 from gmtrouter.serve.ratelimit import RateLimiter
@@ -34,14 +36,26 @@ class Service:
 
 
 def build_service(config: ServeConfig) -> Service:
-    """Open the store (migrating it), load the model with the stored feedback, set up keys and upstreams."""
-    if config.model is None:
-        raise GmtError("give the model folder: --model DIR (or 'model' in the config file)")
-    read_config(config.model)
+    """Open the store (migrating it), load the model (or start with no logs over the configured LLMs) with the
+    stored LLMs and feedback, set up keys and upstreams."""
+    if config.model is None and not config.llms:
+        raise GmtError(
+            "give the model folder (--model DIR) or, to start with no logs, the LLMs to route among "
+            "(--llms NAME,NAME or [llms.NAME] tables in the config file)"
+        )
+    if config.model is not None:
+        read_config(config.model)
     admin_key = config.resolved_admin_key()  # a short one is refused before anything starts
     prices = cached_input_prices(config.prices) if config.prices is not None else {}
     store = Store(config.db, config.sqlite_synchronous, create=config.create_db)
     metrics = Metrics()
+    upstreams = Upstreams(config.all_upstreams())
+
+    def serve_stored(entries: dict[str, CatalogEntry]) -> None:
+        """LLMs added at run time with an upstream are served by it (a later add wins over the config)."""
+        added = {name: e.spec.upstream for name, e in entries.items() if e.added is not None and e.spec.upstream}
+        upstreams.config = {**config.all_upstreams(), **added}
+
     engine = Engine(
         store,
         config.model,
@@ -53,12 +67,26 @@ def build_service(config: ServeConfig) -> Service:
         on_batch=metrics.batch,
         on_fold=metrics.fold,
         cached_input_prices=prices,
+        llms=config.llms,
+        encoder=config.encoder,
+        explore=config.explore,
+        explore_seed=config.explore_seed,
+        ucb_width=config.ucb_width,
+        arms=ControlArm(config.control_share, config.control, config.control_seed),
+        on_llms=serve_stored,
     )
+    if config.control != GLOBAL_CONTROL and config.control not in engine.router.llms:
+        engine.close()
+        store.close()
+        raise GmtError(
+            f"setting 'control': '{config.control}' is not an LLM the router knows; use 'global' or one of: "
+            f"{', '.join(engine.router.llms)}"
+        )
     keys = KeyRing(store, admin_key, config.key_cache_seconds)
     _log_admin_access(store, admin_key is not None)
     settle_heap()
     limits = RateLimiter(config.rate_requests_per_minute), RateLimiter(config.rate_feedback_per_minute)
-    return Service(config, store, engine, keys, Upstreams(config.upstreams), metrics, *limits)
+    return Service(config, store, engine, keys, upstreams, metrics, *limits)
 
 
 def _log_admin_access(store: Store, from_environment: bool) -> None:
