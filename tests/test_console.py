@@ -93,7 +93,7 @@ def test_admin_sees_every_page_with_stored_data(app_client: TestClient, activity
     users = client.get("/ui/users", params={"q": "taste-1"})
     assert users.status_code == 200 and "/ui/users/taste-1" in users.text and "taste-2" not in users.text
     page = client.get("/ui/users/taste-1")
-    assert page.status_code == 200 and "Preference profile" in page.text and "Forget" in page.text
+    assert page.status_code == 200 and "What the router believes" in page.text and "Forget" in page.text
     assert activity["route_taste-1"] in page.text  # its recent decision links to it
 
     decisions = client.get("/ui/decisions")

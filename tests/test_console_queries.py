@@ -14,7 +14,7 @@ from gmtrouter.data.schema import Interaction, Response
 from gmtrouter.routing.costs import cost_adjusted
 from gmtrouter.serve.auth import Principal
 from gmtrouter.serve.store import RouteRow, Store
-from gmtrouter.serve.ui import insights, queries
+from gmtrouter.serve.ui import arm_stats, insights, queries
 from gmtrouter.serve.ui.tally import Tally
 
 ADMIN = Principal("admin", admin=True)
@@ -165,25 +165,30 @@ def test_cost_weight_is_recovered_from_a_ranking_made_with_a_switch_cost(previou
     assert insights.cost_weight_of(ranks, previous, 2.0) == pytest.approx(0.75, abs=1e-6)
 
 
-def test_tastes_interval_narrows_with_history() -> None:
-    def rec(i: int, winner: str) -> Interaction:
-        loser = "b" if winner == "a" else "a"
-        return Interaction(
-            user="u",
-            conversation=f"c{i}",
-            turn=1,
-            query="q",
-            responses=[Response(llm=winner, rating=1), Response(llm=loser, rating=0)],
-        )
-
-    population = {"a": (50, 100), "b": (50, 100)}
-    few = {t.llm: t for t in insights.tastes([rec(i, "a") for i in range(3)], population)}
-    many = {t.llm: t for t in insights.tastes([rec(i, "a") for i in range(30)], population)}
-    assert few["a"].rate == many["a"].rate == 1.0 and few["a"].population == 0.5
-    assert many["a"].high - many["a"].low < few["a"].high - few["a"].low
-    assert few["a"].low <= 1.0 <= few["a"].high
+def test_arm_intervals_narrow_with_feedback_and_hold_the_difference() -> None:
+    few, many = arm_stats.rate(3, 4), arm_stats.rate(300, 400)
+    assert few.value == many.value == 0.75
+    assert many.high - many.low < few.high - few.low and few.low <= 0.75 <= few.high
     low, high = insights.wilson(5, 10)
     assert low < 0.5 < high and math.isclose(low + high, 1.0)
+    lead = arm_stats.rate_difference(arm_stats.rate(80, 100), arm_stats.rate(50, 100))
+    assert lead.value == pytest.approx(0.3) and 0 < lead.low < 0.3 < lead.high
+    even = arm_stats.rate_difference(arm_stats.rate(5, 10), arm_stats.rate(5, 10))
+    assert even.low < 0 < even.high and even.value == 0
+
+    router, control = arm_stats.ArmCounts(), arm_stats.ArmCounts()
+    for value in (0.9, 0.8, 1.0, 0.7):
+        router.rating(value)
+    for value in (0.2, 0.4, 0.3):
+        control.rating(value)
+    assert arm_stats.mean(router).value == pytest.approx(0.85)
+    rated = arm_stats.mean_difference(router, control)
+    assert rated.value == pytest.approx(0.55) and 0 < rated.low < rated.high
+    one = arm_stats.ArmCounts()
+    one.rating(0.5)
+    assert arm_stats.mean(one).low is None and arm_stats.mean_difference(one, router).value is None
+    shown = arm_stats.compare({"router": router})
+    assert shown["arms"]["control"]["thumbs_up"]["value"] is None and shown["lead"]["rating"]["value"] is None
 
 
 def test_activity_bins_follow_the_span_of_the_data() -> None:

@@ -14,7 +14,8 @@ from html import escape
 
 from markupsafe import Markup
 
-from gmtrouter.serve.ui.insights import DAY, HOUR, Activity, Taste
+from gmtrouter.serve.beliefs import Belief
+from gmtrouter.serve.ui.insights import DAY, HOUR, Activity
 
 
 def _svg(width: int, height: int, body: list[str], label: str, kind: str = "wide") -> Markup:
@@ -93,33 +94,38 @@ def bar_chart(items: Sequence[tuple[str, float]], unit: str = "", digits: int = 
     return Markup(f'<div class="hbars" role="img" aria-label="bar chart">{"".join(rows)}</div>')
 
 
-def taste_chart(items: Sequence[Taste]) -> Markup:
-    """A user's win rate per LLM (dot, 95% interval) against the population's (tick), on a 0..100% track.
+def _logistic(logit: float) -> float:
+    return 1 / (1 + math.exp(-max(-50.0, min(50.0, logit))))
+
+
+def belief_chart(items: Sequence[Belief]) -> Markup:
+    """What the router believes of a user: per LLM, the chance that the user prefers its answer to one of the
+    population's average LLM (the logistic of the score), for this user (dot, 95% interval) and for a new user
+    (tick), on a 0..100% track; beside it, how many of the user's comparisons and thumbs involve the LLM.
 
     HTML rather than SVG: the rows reflow to any width, and the text keeps its size on a phone.
     """
     rows = []
-    for t in items:
-        marks = []
-        if t.population is not None:
-            marks.append(
-                f'<span class="pop" style="left:{100 * t.population:.1f}%" '
-                f'title="population: {t.population:.0%}"></span>'
-            )
-        if t.rate is not None:
-            marks.append(
-                f'<span class="interval" style="left:{100 * t.low:.1f}%;width:{100 * (t.high - t.low):.1f}%"></span>'
-                f'<span class="dot" style="left:{100 * t.rate:.1f}%"></span>'
-            )
-        shown = f"{t.rate:.0%} of {t.n}" if t.rate is not None else "no comparison"
-        title = f"won {t.wins} of {t.n}; 95% interval {t.low:.0%}-{t.high:.0%}" if t.n else "no comparison yet"
+    for b in items:
+        point, low, high = (_logistic(x) for x in (b.user.score, b.user.low, b.user.high))
+        new = _logistic(b.new_user.score)
+        marks = (
+            f'<span class="pop" style="left:{100 * new:.1f}%" title="a new user: {new:.0%}"></span>'
+            f'<span class="interval" style="left:{100 * low:.1f}%;width:{100 * (high - low):.1f}%"></span>'
+            f'<span class="dot" style="left:{100 * point:.1f}%"></span>'
+        )
+        title = (
+            f"score {b.user.score:+.2f} (95% interval {b.user.low:+.2f} to {b.user.high:+.2f}), a new user's "
+            f"{b.new_user.score:+.2f}; {b.comparisons} comparisons and {b.thumbs} thumbs of this user"
+        )
         rows.append(
-            f'<div class="taste" title="{escape(title)}"><span class="llm">{escape(t.llm)}</span>'
-            f'<span class="track">{"".join(marks)}</span><span class="val">{shown}</span></div>'
+            f'<div class="taste" title="{escape(title)}"><span class="llm">{escape(b.llm)}</span>'
+            f'<span class="track">{marks}</span><span class="val">{point:.0%} ({b.comparisons + b.thumbs})</span></div>'
         )
     ticks = "<i>0%</i><i>50%</i><i>100%</i>"
     axis = f'<div class="taste axis"><span></span><span class="track">{ticks}</span><span></span></div>'
-    return Markup(f'<div class="tastes" role="img" aria-label="win rate per LLM">{"".join(rows)}{axis}</div>')
+    label = "the router's view of each LLM for this user"
+    return Markup(f'<div class="tastes" role="img" aria-label="{label}">{"".join(rows)}{axis}</div>')
 
 
 def step_chart(points: Sequence[tuple[float, int]], base: int, now: float) -> Markup:

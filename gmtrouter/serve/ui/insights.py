@@ -1,4 +1,4 @@
-"""What the console computes from stored rows and the live router: activity, spend, agreement, tastes.
+"""What the console computes from stored rows and the live router: activity, spend, agreement, win rates.
 
 Pure functions over plain data, so that each number on a page has one definition (docs/service.md, Console).
 """
@@ -73,31 +73,6 @@ def wilson(wins: int, n: int, z: float = 1.96) -> tuple[float, float]:
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
     return max(0.0, centre - half), min(1.0, centre + half)
-
-
-@dataclass(frozen=True)
-class Taste:
-    """One LLM in a user's profile: their win rate with its interval, and the population's."""
-
-    llm: str
-    wins: int
-    n: int
-    rate: float | None
-    low: float
-    high: float
-    population: float | None
-
-
-def tastes(user_records: Sequence[Interaction], population: dict[str, tuple[int, int]]) -> list[Taste]:
-    """Each LLM the population or the user compared, the user's strongest preferences first."""
-    mine = win_counts(user_records)
-    out = []
-    for llm in sorted(set(population) | set(mine)):
-        w, n = mine.get(llm, (0, 0))
-        pw, pn = population.get(llm, (0, 0))
-        low, high = wilson(w, n)
-        out.append(Taste(llm, w, n, w / n if n else None, low, high, pw / pn if pn else None))
-    return sorted(out, key=lambda t: (t.rate is None, -(t.rate or 0.0), -(t.population or 0.0)))
 
 
 class PopulationCache:

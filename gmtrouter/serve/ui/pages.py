@@ -28,7 +28,7 @@ from gmtrouter.serve.feedback import rating_scale
 from gmtrouter.serve.schemas import MAX_USER, CostWeight, LLMName, PastInteraction, RankedLLMOut, RequestBody
 from gmtrouter.serve.service import Service
 from gmtrouter.serve.store import parsed_safe
-from gmtrouter.serve.ui import charts, insights, queries, session
+from gmtrouter.serve.ui import arm_stats, charts, insights, queries, session
 from gmtrouter.serve.ui.report import read_report
 from gmtrouter.serve.ui.tally import Tally
 
@@ -154,17 +154,25 @@ def overview_data(service: Service, caches: Caches, who: Principal) -> dict[str,
         "traffic": {llm: n / sums.routes for llm, n in by_share} if sums.routes else {},
         "spend": vars(sums.spend),
         "agreement": {"agreed": sums.agreement.agreed, "judged": sums.agreement.judged, "rate": sums.agreement.rate},
-        "model": model_meta(engine.model_dir, who.admin),
+        "arms": {
+            "control_share": service.config.control_share,
+            "control": service.config.control,
+            **arm_stats.compare(sums.arms),
+        },
+        "model": {**model_meta(engine.model_dir, who.admin), "llms": live.llms},
         "store": health,
     }
 
 
-def model_meta(model_dir: Path, admin: bool) -> dict[str, Any]:
-    """The loaded model's identity from its config.json (version, training data hash, when trained); its folder
-    only for an admin (a path on the server is none of a user key's business)."""
+def model_meta(model_dir: Path | None, admin: bool) -> dict[str, Any]:
+    """The loaded model's identity from its config.json (version, training data hash, when trained), its folder
+    only for an admin (a path on the server is none of a user key's business); for a router started with no logs,
+    that it was."""
+    if model_dir is None:
+        return {"cold": True, "router": "gmtrouter, started with no logs", "history_records": 0}
     meta = read_config(model_dir)
     keep = ("router", "gmtrouter_version", "data_hash", "created", "history_records", "encoder", "llms")
-    return {**({"model_dir": str(model_dir)} if admin else {}), **{k: meta.get(k) for k in keep}}
+    return {"cold": False, **({"model_dir": str(model_dir)} if admin else {}), **{k: meta.get(k) for k in keep}}
 
 
 @router.get("", response_class=HTMLResponse)
@@ -238,14 +246,13 @@ async def users(request: Request, q: str = "", forgot: str = "") -> Response:
 def user_data(service: Service, caches: Caches, user: str) -> dict[str, Any]:
     live = service.engine.router
     records = live.history(user)
-    counts, _ = caches.population.get(live.context.history)
     times = queries.user_feedback_times(service.store, user)
     base = max(0, len(records) - len(times))
     recent = queries.recent_routes(service.store, Principal("console", admin=True), 20, user=user)
     return {
         "records": len(records),
         "known": live.context.knows_user(user),
-        "tastes": insights.tastes(records, counts),
+        "beliefs": service.engine.beliefs(user),
         "base": base,
         "curve": insights.history_curve(base, times),
         "feedback": queries.user_feedback(service.store, user, limit=20),
@@ -273,7 +280,7 @@ async def user_page(request: Request, user: str) -> Response:
         title=user,
         user=user,
         data=data,
-        taste_chart=charts.taste_chart(data["tastes"]),
+        belief_chart=charts.belief_chart(data["beliefs"]),
         history_chart=charts.step_chart(data["curve"], data["base"], time.time()),
     )
 
@@ -330,7 +337,10 @@ async def decision(request: Request, route_id: str) -> Response:
     if row is None or not who.may_act_as(row.user):
         return refused(request, who, 404, f"no decision '{route_id}' for this key; pick one from the Decisions list")
     after = await run_in_threadpool(queries.feedback_on, service.store, [route_id])
-    explanation = await run_in_threadpool(service.engine.explain, row.user, row.query, row.choice)
+    runner_up = next((r["llm"] for r in row.ranking if r["llm"] != row.choice), None)
+    explanation = []  # a control route was not chosen from the user's history: nothing of theirs explains it
+    if row.arm != "control":
+        explanation = await run_in_threadpool(service.engine.explain, row.user, row.query, row.choice, runner_up)
     return page(
         request,
         "decision.html",
@@ -441,6 +451,7 @@ async def model_page(request: Request) -> Response:
             "llm": m,
             "cost": live.costs.get(m),
             "win_rate": counts[m][0] / counts[m][1] if counts.get(m, (0, 0))[1] else None,
+            "retired": m in live.retired,
         }
         for m in live.llms
     ]
@@ -453,6 +464,9 @@ async def model_page(request: Request) -> Response:
         meta=await run_in_threadpool(model_meta, engine.model_dir, who.admin),
         load=engine.load_info if who.admin else None,
         llms=llms,
+        encoder=service.config.encoder,
+        explore=engine.explore,
+        refit_after=engine.refit_after,
         report=report,
     )
 

@@ -46,6 +46,8 @@ class RouteView:
     created: float
     previous_llm: str | None = None
     switch_cost: float = 0.0
+    explored: bool = False
+    arm: str | None = None
 
 
 @dataclass(frozen=True)
@@ -69,24 +71,28 @@ def table_counts(store: Store) -> tuple[int, int]:
         )
 
 
-def routes_since(store: Store, since: float | None) -> list[tuple[str, str, str, str, float]]:
-    """(id, user, choice, ranking JSON, created) of the routes created since a time (all when None)."""
-    query = sa.select(routes.c.id, routes.c.user, routes.c.choice, routes.c.ranking, routes.c.created)
+def routes_since(store: Store, since: float | None) -> list[tuple[str, str, str, str, float, str | None]]:
+    """(id, user, choice, ranking JSON, created, arm) of the routes created since a time (all when None)."""
+    query = sa.select(routes.c.id, routes.c.user, routes.c.choice, routes.c.ranking, routes.c.created, routes.c.arm)
     if since is not None:
         query = query.where(routes.c.created >= since)
     with store.engine.connect() as conn:
         return [tuple(row) for row in conn.execute(query)]
 
 
-def feedback_since(store: Store, since: float | None) -> list[tuple[int, str, float, str | None, str | None]]:
-    """(id, user, created, record JSON, the route's choice) of the feedback created since a time (all when None);
-    the record and choice are None for feedback not given on a stored route."""
+def feedback_since(
+    store: Store, since: float | None
+) -> list[tuple[int, str, float, str | None, str | None, str, str | None]]:
+    """(id, user, created, record JSON, the route's choice, kind, the route's arm) of the feedback created since a
+    time (all when None); the record, choice and arm are None for feedback not given on a stored route."""
     query = sa.select(
         feedback.c.id,
         feedback.c.user,
         feedback.c.created,
         sa.case((routes.c.choice.is_not(None), feedback.c.record)),
         routes.c.choice,
+        feedback.c.kind,
+        routes.c.arm,
     ).outerjoin(routes, routes.c.id == feedback.c.route_id)
     if since is not None:
         query = query.where(feedback.c.created >= since)
@@ -103,12 +109,25 @@ ROUTE_COLUMNS = (
     routes.c.created,
     routes.c.previous_llm,
     routes.c.switch_cost,
+    routes.c.explored,
+    routes.c.arm,
 )
 
 
 def _route_view(row: Any) -> RouteView:
     ranking = json.loads(row.ranking)
-    return RouteView(row.id, row.user, row.query, row.choice, ranking, row.created, row.previous_llm, row.switch_cost)
+    return RouteView(
+        row.id,
+        row.user,
+        row.query,
+        row.choice,
+        ranking,
+        row.created,
+        row.previous_llm,
+        row.switch_cost,
+        bool(row.explored),
+        row.arm,
+    )
 
 
 def _feedback_view(row: Any) -> FeedbackView:

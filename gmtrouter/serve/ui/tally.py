@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from gmtrouter.serve.store import Store
 from gmtrouter.serve.ui import insights, queries
+from gmtrouter.serve.ui.arm_stats import ArmCounts
 
 LOOKBACK_S = 5.0  # rows committed up to this late are still read; later ones make the counts disagree (a rebuild)
 
@@ -35,6 +36,7 @@ class UserTotals:
     judged: int = 0
     route_times: list[float] = field(default_factory=list)  # when each route was stored: the activity chart
     feedback_times: list[float] = field(default_factory=list)
+    arms: dict[str, ArmCounts] = field(default_factory=dict)  # routes and feedback on their answers, per arm
 
 
 @dataclass
@@ -48,6 +50,7 @@ class Totals:
     agreement: insights.Agreement
     route_times: list[float]
     feedback_times: list[float]
+    arms: dict[str, ArmCounts]
 
 
 class Tally:
@@ -77,7 +80,7 @@ class Tally:
 
     def _read(self, store: Store) -> None:
         since = max(0.0, self._route_mark - LOOKBACK_S) if self._routes else None
-        for route_id, user, choice, ranking, created in queries.routes_since(store, since):
+        for route_id, user, choice, ranking, created, arm in queries.routes_since(store, since):
             if route_id in self._recent_routes:
                 continue
             self._recent_routes[route_id] = created
@@ -85,8 +88,10 @@ class Tally:
             totals = self.users.setdefault(user, UserTotals())
             totals.route_times.append(created)
             self._add_route(totals, choice, json.loads(ranking))
+            if arm is not None:
+                totals.arms.setdefault(arm, ArmCounts()).routes += 1
         since = max(0.0, self._feedback_mark - LOOKBACK_S) if self._feedback else None
-        for row_id, user, created, record, choice in queries.feedback_since(store, since):
+        for row_id, user, created, record, choice, kind, arm in queries.feedback_since(store, since):
             if row_id in self._recent_feedback:
                 continue
             self._recent_feedback[row_id] = created
@@ -96,10 +101,13 @@ class Tally:
             totals.feedback_times.append(created)
             self._feedback += 1
             if choice is not None and record is not None:
-                verdict = insights.agreed(choice, json.loads(record), self.scale or (0.0, 1.0))
+                parsed = json.loads(record)
+                verdict = insights.agreed(choice, parsed, self.scale or (0.0, 1.0))
                 if verdict is not None:
                     totals.judged += 1
                     totals.agreed += int(verdict)
+                if arm is not None:
+                    self._add_arm_feedback(totals.arms.setdefault(arm, ArmCounts()), choice, kind, parsed)
         _prune(self._recent_routes, self._route_mark - LOOKBACK_S)
         _prune(self._recent_feedback, self._feedback_mark - LOOKBACK_S)
 
@@ -112,6 +120,20 @@ class Tally:
             totals.priced += 1
             totals.routed_cost += prices.get(choice) or 0.0
             totals.cheapest_cost += min(prices.values())
+
+    def _add_arm_feedback(self, counts: ArmCounts, choice: str, kind: str, record: dict) -> None:
+        """A thumb or a rating of the answer the route chose (anything else says nothing of the arm)."""
+        responses = record.get("responses", [])
+        if len(responses) != 1 or responses[0].get("llm") != choice:
+            return
+        rating = float(responses[0]["rating"])
+        if kind == "thumbs":
+            low, high = self.scale or (0.0, 1.0)
+            up = rating > (low + high) / 2
+            counts.up += int(up)
+            counts.down += int(not up)
+        elif kind == "rating":
+            counts.rating(rating)
 
     def totals(self, visible: Callable[[str], bool], favourite: str | None, costs: dict[str, float]) -> Totals:
         """Sum over the users for whom `visible(user)` holds; spend of always `favourite` at its expected cost."""
@@ -134,7 +156,11 @@ class Tally:
             feedback = sum(t.feedback for t in chosen)
             route_times = [x for t in chosen for x in t.route_times]
             feedback_times = [x for t in chosen for x in t.feedback_times]
-            return Totals(spend.routes, dict(choices), spend, feedback, agreement, route_times, feedback_times)
+            arms: dict[str, ArmCounts] = {}
+            for t in chosen:
+                for arm, counts in t.arms.items():
+                    arms.setdefault(arm, ArmCounts()).add(counts)
+            return Totals(spend.routes, dict(choices), spend, feedback, agreement, route_times, feedback_times, arms)
 
     def per_user(self, visible: Callable[[str], bool]) -> dict[str, dict[str, float]]:
         """Stored routes, stored feedback and the last time either was stored, of each visible user."""
