@@ -209,11 +209,11 @@ def test_chat_forwards_only_allowed_fields_within_caps(served_model: Path, tmp_p
             answer = client.post("/v1/chat/completions", json={**body, "max_tokens": 7, "n": 2})
             assert answer.json()["received"]["max_tokens"] == 7 and answer.json()["received"]["n"] == 2
 
-            before = counts(store)
+            before = counts(store, base)
             refused = client.post("/v1/chat/completions", json={"model": "gpt-4", **question})
             assert refused.status_code == 502, refused.text
             assert "upstream of 'gpt-4'" in refused.json()["detail"] and "credentials (401" in refused.json()["detail"]
-            assert counts(store) == before  # no answer reached the user: no decision is kept, none to rate
+            assert counts(store, base) == before  # no answer reached the user: no decision is kept, none to rate
     store.close()
 
 

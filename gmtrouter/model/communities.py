@@ -51,6 +51,12 @@ class Communities:
     def from_arrays(cls, arrays: dict[str, np.ndarray]) -> Communities:
         return cls(np.asarray(arrays["weights"]), np.asarray(arrays["user"]), np.asarray(arrays["topic"]))
 
+    def widened(self, count: int) -> Communities:
+        """The same communities over `count` more LLMs, which no community has a taste for yet (0)."""
+        user = np.pad(self.user, ((0, 0), (0, count)))
+        topic = np.pad(self.topic, ((0, 0), (0, 0), (0, count)))
+        return Communities(self.weights, user, topic)
+
     def centred(self) -> Communities:
         """The same communities with their weighted mean taste taken off: a user with no votes then deviates
         from the population by nothing, and the population's strengths keep what everybody shares."""

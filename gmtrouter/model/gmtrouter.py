@@ -254,6 +254,8 @@ class GMTRouter(PreferenceRouter):
         self.llms_.append(name)
         self.llm_text_.append(llm_text(name, description))
         self.population_ = self.population_.widened(1)
+        if getattr(self, "communities_", None) is not None:
+            self.communities_ = self.communities_.widened(1)
 
     def refit_backbone(self, records: Sequence[Interaction]) -> None:
         """Choose the backbone's priors and topics again, by cross-validation over `records` (a routing

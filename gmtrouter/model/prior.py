@@ -231,7 +231,7 @@ class PriorScores:
         """Take `count` more LLMs: nobody has rated them, so every deviation of them is 0, at the prior's
         variance where variances are kept (0 where that deviation is off)."""
         self.population = self.population.widened(count)
-        for name in ("task", "user", "topic", "query", "own"):
+        for name in ("task", "user", "topic", "query", "own", "anchor"):
             if getattr(self, name) is not None:
                 setattr(self, name, np.pad(getattr(self, name), ((0, 0), (0, count))))
         if self.variance is not None:

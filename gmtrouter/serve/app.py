@@ -236,6 +236,9 @@ def with_links(app: FastAPI) -> None:
 
 def unavailable(request: Request) -> JSONResponse:
     """503: the database cannot serve now. The client sees no database address or path; the log has the reason."""
+    service = getattr(request.app.state, "service", None)
+    if service is not None:
+        service.engine.routes.mark_failing()  # routes are written before they are answered until it is back
     detail = f"the service's database is unavailable; nothing was stored, retry in {RETRY_AFTER_S} s"
     return error_response(request, 503, detail, {"Retry-After": str(RETRY_AFTER_S)})
 

@@ -98,7 +98,15 @@ def _headers(route_id: str, llm: str, previous: str | None, switch_cost: float) 
     return headers
 
 
-STREAMED = {"text/event-stream": {"schema": {"type": "string"}}}  # `stream: true`: server-sent events
+STREAMED = {  # `stream: true`: server-sent events, each one a chat.completion.chunk (JSON) in its `data`
+    "text/event-stream": {
+        "schema": {
+            "type": "object",
+            "properties": {"data": {"type": "string"}, "event": {"type": "string"}, "id": {"type": "string"}},
+            "required": ["data"],
+        }
+    }
+}
 
 
 @router.post(

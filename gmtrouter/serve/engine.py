@@ -403,26 +403,30 @@ class Engine:
                 results.append((job, self._route_one(router, job)))
             except Exception as error:
                 job.answer(error)
-        self.routes.add(  # committed behind the answer, in one transaction with whatever else queued meanwhile
-            [
-                RouteRow(
-                    id=r.route_id,
-                    user=job.user,
-                    query=job.query,
-                    candidates=[x.llm for x in r.decision.ranking],
-                    choice=r.decision.llm,
-                    ranking=[vars(x) for x in r.decision.ranking],
-                    created=r.created,
-                    turn=job.turn,
-                    conversation=job.chat.conversation,
-                    previous_llm=r.decision.previous_llm,
-                    switch_cost=r.decision.switch_cost,
-                    explored=r.decision.explored,
-                    arm=r.arm,
-                )
-                for job, r in results
-            ]
-        )
+        rows = [
+            RouteRow(
+                id=r.route_id,
+                user=job.user,
+                query=job.query,
+                candidates=[x.llm for x in r.decision.ranking],
+                choice=r.decision.llm,
+                ranking=[vars(x) for x in r.decision.ranking],
+                created=r.created,
+                turn=job.turn,
+                conversation=job.chat.conversation,
+                previous_llm=r.decision.previous_llm,
+                switch_cost=r.decision.switch_cost,
+                explored=r.decision.explored,
+                arm=r.arm,
+            )
+            for job, r in results
+        ]
+        try:  # committed behind the answer, in one transaction with whatever else queued meanwhile
+            self.routes.add(rows)
+        except Exception as error:  # the database is failing and refused them: nothing was answered or stored
+            for job, _ in results:
+                job.answer(error)
+            return
         for job, routed in results:
             job.answer(routed)
         self.on_batch(len(batch), encoded)

@@ -6,6 +6,10 @@ thread commits whatever rows have queued meanwhile in one transaction, so under 
 routes. Until its row is committed a route is read from memory (`get`, `last_choice`), so feedback on it and the
 next turn of its conversation find it as before. What a crash can lose is the routes of the last moment (one
 commit's worth); feedback on those is then refused with a 404, as for any unknown route.
+
+While the database is failing (a commit failed, or a request met the database away) routes are written before
+they are answered again, so a route the database cannot take is a 503 like any other write; the first commit
+that succeeds goes back to writing behind. `MAX_PENDING` bounds the rows held in memory the same way.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from gmtrouter.serve.store import RouteRow, Store
 
 log = logging.getLogger("gmtrouter.serve")
 RETRY_SECONDS = 0.5  # a failed commit is tried again after this long, the rows kept in memory meanwhile
+MAX_PENDING = 50_000  # rows not yet committed at most; past it a route waits for its own commit
 
 
 class RouteLog:
@@ -31,13 +36,19 @@ class RouteLog:
         self._queued = 0  # rows added so far
         self._written = 0  # rows committed so far
         self._closing = False
+        self._failing = False  # the database refused a write lately: write before answering
         self._ready = threading.Condition()
         self._thread = threading.Thread(target=self._loop, name="gmtrouter-routes", daemon=True)
         self._thread.start()
 
     def add(self, rows: Sequence[RouteRow]) -> None:
-        """Queue rows for the next commit; they are readable at once."""
+        """Queue rows for the next commit; they are readable at once. While the database is failing, or too many
+        rows wait, commit them here instead (raising what the database raises)."""
         if not rows:
+            return
+        if self._failing or len(self._pending) >= MAX_PENDING:
+            self.store.add_routes(list(rows))
+            self._failing = False
             return
         with self._ready:
             for row in rows:
@@ -45,6 +56,10 @@ class RouteLog:
             self._queue.extend(rows)
             self._queued += len(rows)
             self._ready.notify_all()
+
+    def mark_failing(self) -> None:
+        """The database failed a request: write the next routes before answering them, until a commit succeeds."""
+        self._failing = True
 
     def unwritten(self) -> int:
         """Rows added but not yet committed."""
@@ -105,12 +120,19 @@ class RouteLog:
                 if not self._queue:
                     return
                 batch, self._queue = self._queue, []
+            failures = 0
             while True:
                 try:
                     self.store.add_routes(batch)
+                    self._failing = False
                     break
-                except Exception:  # the database is away: keep the rows (still readable) and try again
-                    log.exception("storing %d routes failed; retrying in %.1f s", len(batch), RETRY_SECONDS)
+                except Exception as error:  # the database is away: keep the rows (still readable) and try again
+                    self._failing = True
+                    if failures % 60 == 0:  # once, then every half minute
+                        log.warning(
+                            "storing %d routes failed (%s); retrying every %.1f s", len(batch), error, RETRY_SECONDS
+                        )
+                    failures += 1
                     time.sleep(RETRY_SECONDS)
             with self._ready:
                 for row in batch:
