@@ -176,7 +176,15 @@ class GMTRouter(PreferenceRouter):
         self.rating_range_ = (float(min(ratings)), float(max(ratings)))
         has_turns = any(r.turn > 1 for r in train)
         multi_turn = has_turns if self.multi_turn is None else self.multi_turn
-        self.net_config_ = NetConfig(
+        self.net_config_ = self._network_config(multi_turn)
+        torch.manual_seed(self.seed)
+        self.net_ = GMTRouterNet(self.net_config_, self._llm_embeddings())
+        self.training_log_ = train_network(self, list(train), list(valid) if valid else None)
+        return self
+
+    def _network_config(self, multi_turn: bool) -> NetConfig:
+        """The network's shape from the settings (three layers where turns are read, two otherwise)."""
+        return NetConfig(
             text_dim=self.text_encoder().dim,
             hidden=self.hidden,
             head_dim=self.head_dim,
@@ -190,10 +198,6 @@ class GMTRouter(PreferenceRouter):
             norm=self.norm,
             head_products=self.head_products,
         )
-        torch.manual_seed(self.seed)
-        self.net_ = GMTRouterNet(self.net_config_, self._llm_embeddings())
-        self.training_log_ = train_network(self, list(train), list(valid) if valid else None)
-        return self
 
     def start(self, llms: Sequence[str]) -> GMTRouter:
         """Make this router ready to route among `llms` with no logs: every LLM at the population's average, the
@@ -206,20 +210,7 @@ class GMTRouter(PreferenceRouter):
         self.llms_ = []
         self.llm_text_ = []
         self.rating_range_ = (0.0, 1.0)
-        self.net_config_ = NetConfig(
-            text_dim=self.text_encoder().dim,
-            hidden=self.hidden,
-            head_dim=self.head_dim,
-            heads=self.heads,
-            layers=self.layers or 2,
-            dropout=self.dropout,
-            multi_turn=False,
-            layer=self.layer,
-            response_text=self.response_text,
-            turn_nodes=self.turn_nodes,
-            norm=self.norm,
-            head_products=self.head_products,
-        )
+        self.net_config_ = self._network_config(multi_turn=False)
         torch.manual_seed(self.seed)
         self.population_ = Population(np.zeros(0))
         self.topics_ = np.zeros((0, self.text_encoder().dim), np.float32)
