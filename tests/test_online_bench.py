@@ -167,6 +167,13 @@ def test_the_command_writes_the_report_and_its_plots(data_dir: Path, tmp_path: P
     assert all(f.read_bytes().startswith(PNG_MAGIC) for f in figures)
     again, stderr = bench(*args, "--workers", "1", "--no-http")  # a rerun reuses every finished job
     assert again == 0 and "16 finished before, 0 to run" in stderr
+    report.unlink()
+    more = list(args)  # a seed more, not run: the report shows what is finished, and nothing runs
+    more[more.index("--seeds") + 1] = "0,1,2"
+    only, stderr = bench(*more, "--workers", "1", "--no-http", "--report-only")
+    assert only == 0 and "24 jobs, 16 finished; the rest is not run" in stderr, stderr
+    assert "| win-rate | 2 |" in report.read_text()
+    assert not (tmp_path / "runs" / "online" / "results" / "gsm8k" / "cold" / "win-rate" / "seed2.json").exists()
 
 
 @pytest.mark.parametrize(

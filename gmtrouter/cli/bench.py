@@ -55,6 +55,13 @@ def bench(
         ),
     ] = True,
     http_rounds: Annotated[int, typer.Option("--http-rounds", help="--online: rounds of the service check.")] = 1000,
+    report_only: Annotated[
+        bool,
+        typer.Option(
+            "--report-only",
+            help="--online: write the report from the jobs finished so far; run nothing, train nothing.",
+        ),
+    ] = False,
     datasets: Annotated[
         str | None,
         typer.Option(
@@ -117,7 +124,7 @@ def bench(
     """Run every router on every dataset (known users, new users by k shots, new queries, new topics; seeds) into
     one report."""
     online_only = {"--scenarios": scenarios, "--matrices": matrices, "--policies": policies}
-    online_only.update({"--rounds": rounds, "--gmtrouter-seeds": gmtrouter_seeds})
+    online_only.update({"--rounds": rounds, "--gmtrouter-seeds": gmtrouter_seeds, "--report-only": report_only or None})
     if online:
         offline_only = {"--quick": quick or None, "--datasets": datasets, "--routers": routers, "--variant": variant}
         offline_only.update({"--ablation-seeds": ablation_seeds, "--shots": shots, "--chatbot-arena": chatbot_arena})
@@ -144,6 +151,7 @@ def bench(
                 retry_failed=retry_failed,
                 http=http,
                 http_rounds=http_rounds,
+                report_only=report_only,
             )
         )
         return

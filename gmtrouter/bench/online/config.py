@@ -31,6 +31,7 @@ class OnlineConfig:
     retry_failed: bool = False
     http: bool = True
     http_rounds: int = 1000
+    report_only: bool = False  # write the report from the finished jobs; run and train nothing
 
     def check(self) -> None:
         """Refuse a plan that cannot run, in one line naming the option to fix."""
@@ -78,6 +79,7 @@ def online_config(
     retry_failed: bool,
     http: bool,
     http_rounds: int,
+    report_only: bool = False,
 ) -> OnlineConfig:
     """The command line's options as a checked OnlineConfig (a bad one ends with one line naming it)."""
     from gmtrouter.bench.plan import parse_int_list, parse_names
@@ -104,6 +106,7 @@ def online_config(
         retry_failed=retry_failed,
         http=http,
         http_rounds=http_rounds,
+        report_only=report_only,
     )
     config.check()
     return config

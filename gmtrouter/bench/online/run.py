@@ -43,7 +43,9 @@ class Outcome:
 
 
 def _needs_warm_model(config: OnlineConfig) -> bool:
-    return "warm" in config.scenarios and any(p in GMTROUTER_POLICIES for p in config.policies)
+    return (
+        not config.report_only and "warm" in config.scenarios and any(p in GMTROUTER_POLICIES for p in config.policies)
+    )
 
 
 def make_plan(config: OnlineConfig, console: Console) -> Plan:
@@ -201,10 +203,14 @@ def run_online(config: OnlineConfig, command: str, console: Console) -> Outcome:
     load = os.getloadavg()[0]
     plan = make_plan(config, console)
     todo = [job for job in plan.jobs if not is_finished(job, config.retry_failed)]
-    console.print(f"plan: {len(plan.jobs)} jobs, {len(plan.jobs) - len(todo)} finished before, {len(todo)} to run")
-    statuses, stop = run_jobs(todo, config.workers, config.world.rounds, console)
+    if config.report_only:
+        console.print(f"plan: {len(plan.jobs)} jobs, {len(plan.jobs) - len(todo)} finished; the rest is not run")
+        todo, (statuses, stop) = [], ({}, "the report only (--report-only): nothing was run")
+    else:
+        console.print(f"plan: {len(plan.jobs)} jobs, {len(plan.jobs) - len(todo)} finished before, {len(todo)} to run")
+        statuses, stop = run_jobs(todo, config.workers, config.world.rounds, console)
     http = None
-    if config.http and not stop.startswith("interrupted"):
+    if config.http and not config.report_only and not stop.startswith("interrupted"):
         http = http_check(config, plan, console)
     info = {
         "command": command,
