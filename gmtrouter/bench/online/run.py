@@ -203,6 +203,7 @@ def run_online(config: OnlineConfig, command: str, console: Console) -> Outcome:
     load = os.getloadavg()[0]
     plan = make_plan(config, console)
     todo = [job for job in plan.jobs if not is_finished(job, config.retry_failed)]
+    finished = len(plan.jobs) - len(todo)
     if config.report_only:
         console.print(f"plan: {len(plan.jobs)} jobs, {len(plan.jobs) - len(todo)} finished; the rest is not run")
         todo, (statuses, stop) = [], ({}, "the report only (--report-only): nothing was run")
@@ -217,8 +218,8 @@ def run_online(config: OnlineConfig, command: str, console: Console) -> Outcome:
         "started": started,
         "wall_seconds": time.time() - started,
         "ran": len(todo),
-        "reused": len(plan.jobs) - len(todo),
+        "reused": finished,
         "load": [load, os.getloadavg()[0]],
     }
     report = write_report(config, plan, info, http)
-    return Outcome(plan, len(todo), len(plan.jobs) - len(todo), statuses, time.time() - started, stop, http, report)
+    return Outcome(plan, len(todo), finished, statuses, time.time() - started, stop, http, report)
