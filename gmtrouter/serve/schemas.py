@@ -195,7 +195,7 @@ class FeedbackResponse(BaseModel):
     feedback_id: int
     user: str
     kind: str
-    route_id: str | None
+    route_id: str | None = Field(None, description="The route this feedback rates (absent for a record sent alone).")
     duplicate: bool = Field(description="True when this repeats feedback already stored (nothing new was added).")
     record: Interaction
 
