@@ -154,10 +154,11 @@ def test_an_llm_added_at_run_time_gets_routes_and_a_retired_one_none(
     added = client.post("/v1/admin/llms", json=newcomer, headers=HEADERS)
     assert added.status_code == 201, added.text
     assert added.json()["source"] == "added" and added.json()["active"]
-    chosen = [route(client, f"fresh-{i}", f"A question for the newcomer {i}")["llm"] for i in range(40)]
-    assert chosen.count("newcomer-llm") >= 2, collections.Counter(chosen)  # its wide posterior is tried
+    # new users draw it about one route in ten (its wide posterior); 150 routes make a miss a 1-in-1000 event
+    chosen = [route(client, f"fresh-{i}", f"A question for the newcomer {i}")["llm"] for i in range(150)]
 
-    gone = client.delete("/v1/admin/llms/newcomer-llm", headers=HEADERS)
+    gone = client.delete("/v1/admin/llms/newcomer-llm", headers=HEADERS)  # first, so later tests find it retired
+    assert chosen.count("newcomer-llm") >= 4, collections.Counter(chosen)  # its wide posterior is tried
     assert gone.status_code == 200 and gone.json()["active"] is False
     after = [route(client, f"fresh-{i}", f"Another question {i}") for i in range(30)]
     assert all(r["llm"] != "newcomer-llm" and "newcomer-llm" not in {x["llm"] for x in r["ranking"]} for r in after)
