@@ -24,6 +24,7 @@ from gmtrouter.data.schema import Interaction, first_error
 from gmtrouter.registry.checkpoint import load_context_state, load_router
 from gmtrouter.routing.base import PreferenceRouter, RoutingContext
 from gmtrouter.routing.costs import cost_adjusted, mean_costs
+from gmtrouter.routing.explore import EXPLORE_MODES, THOMPSON_SCALE, explore_choice
 from gmtrouter.text.base import DEFAULT_ENCODER
 from gmtrouter.text.querycache import QueryCacheEncoder
 from gmtrouter.utils.errors import GmtError
@@ -107,7 +108,6 @@ def switch_adjusted(adjusted: np.ndarray, llms: Sequence[str], previous: str | N
     return adjusted - switch_cost * np.array([m != previous for m in llms], dtype=float)
 
 
-EXPLORE_MODES = ("thompson", "ucb", "off")
 REASONS = {  # each part of a score, as a route's reasons name it
     "population": "everybody's preference",
     "task": "everybody's verdict on this kind of question",
@@ -118,7 +118,7 @@ REASONS = {  # each part of a score, as a route's reasons name it
     "stay": "staying with the LLM of the previous turn",
     "network": "the graph network",
 }
-ROUTER_SETTINGS = ("query_cache", "conversations", "cached_input_prices", "seed", "ucb_width")
+ROUTER_SETTINGS = ("query_cache", "conversations", "cached_input_prices", "seed", "ucb_width", "thompson_scale")
 
 
 class Router:
@@ -129,8 +129,10 @@ class Router:
 
     `explore` chooses how a route may try an LLM the router is unsure of: `thompson` draws every candidate's
     score from its posterior and takes the best draw (an LLM is tried about as often as it could be the best),
-    `ucb` takes the best optimistic score (mean plus `ucb_width` standard deviations), `off` always the best
-    expected one. Draws come from a generator seeded with `seed`, so a run is reproducible.
+    the parts only this user's or this query's later routes would learn from drawn at `thompson_scale` times
+    their spread (what everybody shares, a new LLM's strength included, at its full spread), `ucb`
+    takes the best optimistic score (mean plus `ucb_width` standard deviations), `off` always the best expected
+    one. Draws come from a generator seeded with `seed`, so a run is reproducible.
     """
 
     def __init__(
@@ -144,6 +146,7 @@ class Router:
         explore: str = "off",
         seed: int | None = None,
         ucb_width: float = 1.0,
+        thompson_scale: float = THOMPSON_SCALE,
     ) -> None:
         """`context_state`: the routing context a checkpoint saved over exactly this `history`
         (`checkpoint.load_context_state`), which spares rebuilding it."""
@@ -151,7 +154,9 @@ class Router:
             raise GmtError(f"explore must be one of {', '.join(EXPLORE_MODES)}, got '{explore}'")
         if not ucb_width >= 0:
             raise GmtError(f"ucb_width must be 0 or more, got {ucb_width}")
-        self.explore, self.ucb_width = explore, ucb_width
+        if not thompson_scale >= 0:
+            raise GmtError(f"thompson_scale must be 0 or more, got {thompson_scale}")
+        self.explore, self.ucb_width, self.thompson_scale = explore, ucb_width, thompson_scale
         self.rng = np.random.default_rng(seed)
         self.retired: set[str] = set()
         self.refit_after: int | None = None  # a cold router refits its backbone as its history grows
@@ -313,10 +318,9 @@ class Router:
         (Thompson) or the best optimistic score (UCB) from the context's uncertainty about each."""
         if explore is False or self.explore == "off" or len(llms) == 1:
             return int(np.argmax(adjusted))
-        spread = self.context.uncertainty(user, query, llms)
-        if self.explore == "ucb":
-            return int(np.argmax(adjusted + self.ucb_width * spread))
-        return int(np.argmax(adjusted + spread * self.rng.standard_normal(len(llms))))
+        personal = self.thompson_scale if self.explore == "thompson" else 1.0
+        spread = self.context.uncertainty(user, query, llms, personal)
+        return explore_choice(adjusted, spread, self.explore, self.rng, self.ucb_width)
 
     def encode_queries(self, queries: Sequence[str]) -> int:
         """Put the vectors of routed queries into the LRU (one encoder call for those not there yet), where the

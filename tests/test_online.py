@@ -62,6 +62,23 @@ def test_exploration_is_off_when_asked_and_reproducible_under_a_seed() -> None:
         Router.cold(["a"], encoder=ENCODER, explore="sometimes")
 
 
+def test_tempered_personal_draws_explore_less() -> None:
+    rng = np.random.default_rng(5)
+    p_up = {"a": 0.7, "b": 0.5, "c": 0.4}
+    seen = [(f"user{rng.integers(8)}", llm, rng.random() < p_up[llm]) for llm in rng.choice(list(p_up), 90)]
+
+    def explored(scale: float) -> int:
+        router = Router.cold(list(p_up), encoder=ENCODER, seed=11, thompson_scale=scale)
+        for i, (user, llm, up) in enumerate(seen):  # the same thumbs for every scale
+            router.observe(thumb(user, i, f"question {i}", llm, up))
+        return sum(router.route(f"user{i % 8}", f"new question {i}").explored for i in range(200))
+
+    wide, tempered, flat = explored(1.0), explored(0.25), explored(0.0)
+    assert flat <= tempered < wide, (wide, tempered, flat)
+    with pytest.raises(GmtError, match="thompson_scale must be 0 or more"):
+        Router.cold(["a"], encoder=ENCODER, thompson_scale=-1.0)
+
+
 def test_an_llm_added_at_run_time_is_tried_and_kept_when_users_like_it() -> None:
     router = Router.cold(["old-a", "old-b"], encoder=ENCODER, seed=3)
     play(router, {"old-a": 0.5, "old-b": 0.4}, rounds=150, users=10, seed=2)

@@ -143,7 +143,10 @@ def test_explore_off_gives_the_same_route_twice(client: TestClient, world: dict)
     assert by_router[0]["llm"] == by_router[0]["ranking"][0]["llm"]
     assert len({tuple(x["score"] for x in r["ranking"]) for r in routed}) == 1
     assert not any(r["explored"] for r in routed)
-    explored = [route(client, "user-0", f"Which LLM, with exploring? {i}")["explored"] for i in range(40)]
+    pair = ["small-llm", "medium-llm"]  # the two it has tried least: it is least sure which is better
+    explored = [
+        route(client, "user-0", f"Which LLM, with exploring? {i}", candidates=pair)["explored"] for i in range(200)
+    ]
     assert any(explored)  # the same user with exploration on still tries what it is unsure of
 
 

@@ -590,8 +590,9 @@ class GMTContext(RoutingContext):
             out["network"] = self.score_turn(user, query, llms, previous) - sum(out.values())
         return out
 
-    def uncertainty(self, user: str, query: str, llms: Sequence[str]) -> np.ndarray:
-        """The posterior standard deviation of each LLM's score for this request (`PriorScores.spread`)."""
+    def uncertainty(self, user: str, query: str, llms: Sequence[str], personal: float = 1.0) -> np.ndarray:
+        """The posterior standard deviation of each LLM's score for this request (`PriorScores.spread`, its
+        personal parts' times `personal`)."""
         router = self.router
         router.check_llms(llms)
         llm_index = {m: i for i, m in enumerate(router.llms_)}
@@ -600,7 +601,7 @@ class GMTContext(RoutingContext):
         topic = topic_of(router.text_encoder().encode([query]), router.topics_) if self.needs_query_vector else [0]
         llm = np.array([[llm_index[m] for m in llms]])
         own = np.array([self.table.own_vocab.get((user_id, query_id), -1)])
-        return self.prior.spread(np.array([user_id]), np.array([query_id]), np.asarray(topic), llm, own)[0]
+        return self.prior.spread(np.array([user_id]), np.array([query_id]), np.asarray(topic), llm, own, personal)[0]
 
     def score_turn(self, user: str, query: str, llms: Sequence[str], previous: str | None) -> np.ndarray:
         """Scores of `llms` for a request of `user`; `previous` is the LLM that answered the conversation's

@@ -303,26 +303,28 @@ class PriorScores:
         topics: np.ndarray,
         llms: np.ndarray,
         owns: np.ndarray | None = None,
+        personal: float = 1.0,
     ) -> np.ndarray:
         """[B, K] the posterior standard deviation of each score (0 where no variances were fitted): the
         parts later routes reuse (the population's strengths, the topic's verdicts, the user's deviation overall
         and on the topic, and the query's where others have rated it) summed as if independent. A user not in
-        the table has the prior's spread: everything about them is yet to be learnt."""
+        the table has the prior's spread: everything about them is yet to be learnt. `personal` scales the
+        standard deviation of the parts few later routes share (the user's, the query's, the own verdict's)
+        against the population's and the topics', which every later route reuses."""
         if self.variance is None:
             return np.zeros(np.shape(llms))
         users, topics = np.asarray(users), np.asarray(topics)
         user_topic = np.where(users >= 0, users * self.topics + topics, -1)
         unseen = self.unseen_variance or {}
         population = self.population.variance if self.population.variance is not None else 0.0
-        total = (
-            population
-            + self.variance["task"][topics]
-            + rows(self.variance["user"], users, unseen.get("user", 0.0))
+        mine = (
+            rows(self.variance["user"], users, unseen.get("user", 0.0))
             + rows(self.variance["topic"], user_topic, unseen.get("topic", 0.0))
             + rows(self.variance["query"], np.asarray(queries))
         )
         if owns is not None and "own" in self.variance:
-            total = total + rows(self.variance["own"], np.asarray(owns))
+            mine = mine + rows(self.variance["own"], np.asarray(owns))
+        total = population + self.variance["task"][topics] + personal**2 * mine
         return np.sqrt(np.take_along_axis(total, llms, axis=1))
 
     def margins(self, table: InteractionTable, comparisons: Comparisons) -> np.ndarray:

@@ -55,9 +55,10 @@ class RoutingContext(ABC):
         """Each LLM's score split into named parts that sum to it; routers that keep no parts have one."""
         return {"score": self.score_turn(user, query, llms, previous)}
 
-    def uncertainty(self, user: str, query: str, llms: Sequence[str]) -> np.ndarray:
+    def uncertainty(self, user: str, query: str, llms: Sequence[str], personal: float = 1.0) -> np.ndarray:
         """How unsure the router is of each LLM's score for this request (a posterior standard deviation, in
-        logits), which exploration reads. Routers that keep no posterior are sure of everything: zeros."""
+        logits), which exploration reads; `personal` scales the part of it that only this user's or this
+        query's later routes would learn from. Routers that keep no posterior are sure of everything: zeros."""
         return np.zeros(len(llms))
 
     @property

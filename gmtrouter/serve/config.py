@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from gmtrouter.data.schema import MAX_TEXT
+from gmtrouter.routing.explore import THOMPSON_SCALE
 from gmtrouter.serve.schemas import MAX_SWITCH_COST
 from gmtrouter.text.base import DEFAULT_ENCODER
 from gmtrouter.utils.errors import GmtError
@@ -96,6 +97,11 @@ class ServeConfig(BaseModel):
     explore_seed: int | None = Field(None, description="Seed of the exploration's draws (none: a fresh one).")
     ucb_width: Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)] = Field(
         1.0, description="Standard deviations added to each score under explore = 'ucb'."
+    )
+    thompson_scale: Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)] = Field(
+        THOMPSON_SCALE,
+        description="Under explore = 'thompson', the width of the draws of what only this user's or query's later "
+        "routes learn from, in posterior standard deviations (what everybody shares is drawn at its full width).",
     )
     control_share: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] = Field(
         0.0, description="Share of routes, drawn per route with a seeded hash, made by the control policy instead."

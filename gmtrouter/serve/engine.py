@@ -35,6 +35,7 @@ from gmtrouter.api import FoldError, RouteDecision, Router, previous_model
 from gmtrouter.data.schema import Interaction
 from gmtrouter.registry.checkpoint import load_context_state, load_router, model_identity
 from gmtrouter.routing.base import PreferenceRouter
+from gmtrouter.routing.explore import THOMPSON_SCALE
 from gmtrouter.serve.arms import CONTROL, ROUTER, ControlArm
 from gmtrouter.serve.beliefs import Belief, EvidenceTally, beliefs
 from gmtrouter.serve.catalog import Catalog, CatalogEntry, list_price_costs
@@ -148,6 +149,7 @@ class Engine:
         explore: str | None = None,
         explore_seed: int | None = None,
         ucb_width: float = 1.0,
+        thompson_scale: float = THOMPSON_SCALE,
         arms: ControlArm | None = None,
         on_llms: Callable[[dict[str, CatalogEntry]], None] | None = None,
         refit_after: int = REFIT_AFTER,
@@ -169,7 +171,7 @@ class Engine:
         self.config_llms = dict(llms or {})
         self.encoder = encoder
         self.explore = explore or ("thompson" if model_dir is None else "off")
-        self.ucb_width = ucb_width
+        self.ucb_width, self.thompson_scale = ucb_width, thompson_scale
         self.arms = arms or ControlArm()
         self.refit_after = refit_after
         self._rng = np.random.default_rng(explore_seed)  # one stream of draws for every router swapped in
@@ -232,6 +234,7 @@ class Engine:
             context_state=state,
             explore=self.explore,
             ucb_width=self.ucb_width,
+            thompson_scale=self.thompson_scale,
         )
         router.rng = self._rng
         self._configure_llms(router)

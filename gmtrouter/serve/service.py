@@ -72,6 +72,7 @@ def build_service(config: ServeConfig) -> Service:
         explore=config.explore,
         explore_seed=config.explore_seed,
         ucb_width=config.ucb_width,
+        thompson_scale=config.thompson_scale,
         arms=ControlArm(config.control_share, config.control, config.control_seed),
         on_llms=serve_stored,
     )

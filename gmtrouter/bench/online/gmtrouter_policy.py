@@ -13,7 +13,7 @@ then measure routing and learning, not encoding a query (docs/benchmarks.md meas
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +30,10 @@ EXPLORE = "thompson"  # the router-level exploration of the exploring policy
 
 
 def _accepts(function: Callable[..., Any], **wanted: Any) -> dict[str, Any]:
-    """The keyword arguments of `wanted` that `function` takes."""
+    """The keyword arguments of `wanted` that `function` takes (all of them where it takes `**settings`)."""
     parameters = inspect.signature(function).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return dict(wanted)
     return {key: value for key, value in wanted.items() if key in parameters}
 
 
@@ -64,14 +66,23 @@ def _queries_from_cache(router: Router) -> None:
 
 class GmtrouterPolicy(Policy):
     """gmtrouter routing each round and observing the feedback on the routed answer as a one-response record
-    (rating 1.0 for a thumb up, 0.0 down, or the rating). `explore`: route with the router's exploration."""
+    (rating 1.0 for a thumb up, 0.0 down, or the rating). `explore`: route with the router's exploration;
+    `settings`: more of the Router's own (e.g. `thompson_scale`)."""
 
-    def __init__(self, name: str, explore: bool, seed: int, model_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        explore: bool,
+        seed: int,
+        model_dir: Path | None = None,
+        settings: Mapping[str, Any] | None = None,
+    ) -> None:
         self.name, self.explore, self.seed, self.model_dir = name, explore, seed, model_dir
+        self.settings = dict(settings or {})
 
     def start(self, stream: Stream, warm: Sequence[Interaction]) -> None:
         super().start(stream, warm)
-        setting = {"explore": EXPLORE if self.explore else "off", "seed": self.seed}
+        setting = {"explore": EXPLORE if self.explore else "off", "seed": self.seed, **self.settings}
         self.route_explore = "explore" in inspect.signature(Router.route).parameters
         if self.explore and not self.route_explore:
             raise Unavailable("Router.route has no explore option in this version")

@@ -26,6 +26,7 @@ from gmtrouter.bench.online.world import World, WorldConfig, build_world
 from gmtrouter.data.matrix import MatrixRow, read_matrix
 from gmtrouter.data.schema import Interaction, read_records
 from gmtrouter.data.sim_features import FeatureTables, build_features
+from gmtrouter.routing.explore import THOMPSON_SCALE
 from gmtrouter.utils.atomic import atomic_write
 
 EPSILON = 0.1  # share of epsilon-greedy's rounds routed to a uniformly drawn candidate
@@ -35,6 +36,7 @@ POLICIES = ("gmtrouter-explore", "gmtrouter-greedy", "gmtrouter-epsilon", "win-r
 GMTROUTER_POLICIES = POLICIES[:3]
 LEARNERS = POLICIES[:5]  # the policies that learn (and take a warm start)
 SETTINGS: dict[str, dict[str, float]] = {
+    "gmtrouter-explore": {"thompson_scale": THOMPSON_SCALE},
     "gmtrouter-epsilon": {"epsilon": EPSILON},
     "win-rate": {"shrink": WIN_RATE_SHRINK},
     "linucb": {"alpha": LINUCB_ALPHA, "ridge": LINUCB_RIDGE},
@@ -126,7 +128,7 @@ def make_policy(job: Job, world: World) -> Policy:
     from gmtrouter.bench.online.gmtrouter_policy import GmtrouterPolicy  # torch and the model: only when needed
 
     if job.policy == "gmtrouter-explore":
-        return GmtrouterPolicy(job.policy, explore=True, seed=seed, model_dir=model)
+        return GmtrouterPolicy(job.policy, explore=True, seed=seed, model_dir=model, settings=SETTINGS[job.policy])
     if job.policy == "gmtrouter-greedy":
         return GmtrouterPolicy(job.policy, explore=False, seed=seed, model_dir=model)
     if job.policy == "gmtrouter-epsilon":
