@@ -2,6 +2,7 @@
 `thompson_scale` values (0 is greedy), on tuning seeds that the report's seeds (0-4) do not use.
 
     python -m benchmarks.explore_scale --scales 0,0.25,0.5,1 --seeds 10-12 --workers 2
+    python -m benchmarks.explore_scale --replot      # the tables and plot again from benchmarks/out/explore_scale.json
 
 Prints, per matrix and scale, the share of the gap closed over the last 1,000 of 6,000 rounds and over rounds
 1,001-2,000 (mean and 95% interval over the seeds, and each scale's paired difference from scale 1), and writes
@@ -11,6 +12,7 @@ benchmarks/out/explore_scale.json and .png.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import multiprocessing
 import time
@@ -97,12 +99,13 @@ def plot(results: list[dict], scales: list[float], path: Path) -> None:
     matrices = sorted({r["matrix"] for r in results})
     fig, axes = plt.subplots(1, len(METRICS), figsize=(10, 4), sharey=True)
     for ax, metric in zip(np.atleast_1d(axes), METRICS, strict=True):
-        for matrix in matrices:
+        for offset, matrix in zip(np.linspace(-0.02, 0.02, len(matrices)), matrices, strict=True):
             means, halves = zip(
                 *(interval([r[metric] for r in results if r["matrix"] == matrix and r["scale"] == s]) for s in scales),
                 strict=True,
             )
-            ax.errorbar(scales, means, yerr=np.nan_to_num(halves), marker="o", capsize=3, label=matrix)
+            x = np.asarray(scales) + offset  # side by side, so the intervals do not hide each other
+            ax.errorbar(x, means, yerr=np.nan_to_num(halves), marker="o", capsize=3, label=matrix)
         ax.set_title(
             {"gap_closed.last_1000": "last 1,000 of 6,000 rounds", "gap_closed.at_2000": "rounds 1,001-2,000"}[metric]
         )
@@ -122,8 +125,15 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--data-dir", type=Path, default=DATA)
     parser.add_argument("--out", type=Path, default=Path("runs/bench/online"))
+    parser.add_argument("--replot", action="store_true", help="tables and plot again from the last run's JSON")
     args = parser.parse_args()
     console = Console()
+    if args.replot:
+        saved = json.loads((OUT / "explore_scale.json").read_text())
+        ok = [r for r in saved["results"] if r["status"] == "ok"]
+        summarise(ok, saved["scales"], console)
+        plot(ok, saved["scales"], OUT / "explore_scale.png")
+        return
     scales = sorted({float(s) for s in args.scales.split(",")} | {1.0})
     config = OnlineConfig(
         data_dir=args.data_dir,
