@@ -19,6 +19,7 @@ from gmtrouter.bench.online.plots import regret_figure, rolling_figure
 from gmtrouter.bench.online.scenarios import OFFLINE_RECORDS, OFFLINE_USERS, SCENARIOS
 from gmtrouter.bench.online.summary import ROLLING, Summary
 from gmtrouter.bench.report import git_commit, markdown_table
+from gmtrouter.routing.explore import THOMPSON_SCALE
 from gmtrouter.utils.atomic import atomic_write
 
 REFERENCE = "win-rate"  # the rule every learning policy is compared with, seed by seed
@@ -119,7 +120,8 @@ def world_section(config: OnlineConfig, plan: Plan) -> list[str]:
         "",
         "Policies:",
         "",
-        "- `gmtrouter-explore`: gmtrouter routing with its own exploration (posterior sampling), through "
+        "- `gmtrouter-explore`: gmtrouter routing with its own exploration (posterior sampling, the personal parts "
+        f"drawn at {THOMPSON_SCALE:g} of their width: `thompson_scale`), through "
         "`gmtrouter.api.Router` (`route`, then `observe` of a one-response record: rating 1.0 for a thumb up, 0.0 "
         "down, or the rating);",
         "- `gmtrouter-greedy`: the same, always the top of the ranking;",
