@@ -1,5 +1,6 @@
 """How wide a cold router's Thompson draws should be: the online benchmark's cold start at several
-`thompson_scale` values (0 is greedy), on tuning seeds that the report's seeds (0-4) do not use.
+`thompson_scale` values (0 is greedy: exploration off), on tuning seeds that the report's seeds (0-4) do not use.
+`thompson_scale` scales the draws of the personal parts of a score (docs/model.md, "Exploration").
 
     python -m benchmarks.explore_scale --scales 0,0.25,0.5,1 --seeds 10-12 --workers 2
     python -m benchmarks.explore_scale --replot      # the tables and plot again from benchmarks/out/explore_scale.json
@@ -25,6 +26,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 from benchmarks.common import OUT, save_json
+from gmtrouter.bench.aggregate import estimate
 from gmtrouter.bench.online.config import OnlineConfig
 from gmtrouter.bench.online.jobs import Job, job_world, policy_seed
 from gmtrouter.bench.online.loop import run_policy
@@ -64,16 +66,6 @@ def run_one(task: tuple[Job, float]) -> dict:
     }
 
 
-def interval(values: list[float]) -> tuple[float, float]:
-    """Mean and the half-width of its 95% t interval (nan with one value)."""
-    from scipy import stats
-
-    x = np.asarray(values, dtype=float)
-    if len(x) < 2:
-        return float(x.mean()), math.nan
-    return float(x.mean()), float(stats.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x)))
-
-
 def summarise(results: list[dict], scales: list[float], console: Console) -> None:
     for metric in METRICS:
         table = Table(title=f"{metric}: mean ± 95% interval over seeds; paired difference from scale 1")
@@ -85,10 +77,10 @@ def summarise(results: list[dict], scales: list[float], console: Console) -> Non
             for scale in scales:
                 by_seed = {r["seed"]: r[metric] for r in results if r["matrix"] == matrix and r["scale"] == scale}
                 base = {r["seed"]: r[metric] for r in results if r["matrix"] == matrix and r["scale"] == 1.0}
-                mean, half = interval(list(by_seed.values()))
-                paired = [by_seed[s] - base[s] for s in by_seed if s in base]
-                d, dh = interval(paired) if paired and scale != 1.0 else (math.nan, math.nan)
-                cells.append(f"{mean:.3f} ± {half:.3f}" + ("" if math.isnan(d) else f" (Δ {d:+.3f} ± {dh:.3f})"))
+                cell = estimate(list(by_seed.values()))
+                paired = estimate([by_seed[s] - base[s] for s in by_seed if s in base]) if scale != 1.0 else None
+                text = cell.format() if cell else "–"
+                cells.append(text + (f" (Δ {paired.format()})" if paired and paired.n > 1 else ""))
             table.add_row(matrix, *cells)
         console.print(table)
 
@@ -100,12 +92,12 @@ def plot(results: list[dict], scales: list[float], path: Path) -> None:
     fig, axes = plt.subplots(1, len(METRICS), figsize=(10, 4), sharey=True)
     for ax, metric in zip(np.atleast_1d(axes), METRICS, strict=True):
         for offset, matrix in zip(np.linspace(-0.02, 0.02, len(matrices)), matrices, strict=True):
-            means, halves = zip(
-                *(interval([r[metric] for r in results if r["matrix"] == matrix and r["scale"] == s]) for s in scales),
-                strict=True,
-            )
+            mine = [r for r in results if r["matrix"] == matrix]
+            cells = [estimate([r[metric] for r in mine if r["scale"] == s]) for s in scales]
+            means = [c.mean if c else np.nan for c in cells]
+            halves = [c.half if c and c.half is not None else 0.0 for c in cells]
             x = np.asarray(scales) + offset  # side by side, so the intervals do not hide each other
-            ax.errorbar(x, means, yerr=np.nan_to_num(halves), marker="o", capsize=3, label=matrix)
+            ax.errorbar(x, means, yerr=halves, marker="o", capsize=3, label=matrix)
         ax.set_title(
             {"gap_closed.last_1000": "last 1,000 of 6,000 rounds", "gap_closed.at_2000": "rounds 1,001-2,000"}[metric]
         )
