@@ -11,7 +11,8 @@ from scipy.optimize import minimize
 from scipy.special import log_expit
 
 from gmtrouter.model.bradley_terry import bradley_terry, penalty
-from gmtrouter.model.deviations import preference_after, responsive
+from gmtrouter.model.deviations import Priors, preference_after, responsive
+from gmtrouter.model.population import Population
 from gmtrouter.model.training import USER_PRIOR_GRID, USER_TAIL_GRID
 
 
@@ -55,3 +56,20 @@ def test_fit_is_the_minimum_of_its_objective(tail: float | np.ndarray) -> None:
     reference = minimize(objective, fitted, method="BFGS").x
     assert objective(fitted) <= objective(reference) + 1e-6
     assert np.allclose(fitted, reference, atol=1e-3)
+
+
+@pytest.mark.parametrize("tail", USER_TAIL_GRID)
+def test_a_users_further_vote_against_an_llm_never_raises_it_for_everybody(tail: float) -> None:
+    """However far a user already is from everybody on an LLM (past a Student-t's scale too), moving further
+    against it online lowers everybody's strength of it or leaves it."""
+    rng = np.random.default_rng(0)
+    for prior in USER_PRIOR_GRID:
+        priors = Priors(user=prior, query=1.0, user_tail=tail)
+        everybody = rng.normal(0, 1, (20, 3))
+        variance = np.full((20, 3), 0.5 / prior)
+        population = Population(np.array([0.5, 0.0, -0.5]), 0.0, 0.0, None)
+        for start in np.linspace(-6, 0, 13):
+            before = np.array([[start, 0.0, 0.0]])
+            now = before - np.array([[0.5, 0.0, 0.0]])  # a vote against LLM 0
+            moved = population.after(before, now, everybody, variance, priors).strengths - population.strengths
+            assert moved[0] <= 1e-12 and moved[1:] == pytest.approx(0.0), (prior, tail, start, moved)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -80,8 +81,9 @@ class Population:
         a new user's before is 0), everybody's being `deviation` with `variance` [users, L]: the Newton step of
         `settled` for the change in those users' pulls, everybody else's deviation assumed to follow as a full
         fit would move it. Thumbs from many users on one LLM move it for everybody, a user with no feedback
-        included; one loud user barely does."""
-        change = (pull(now, priors) - pull(before, priors)).sum(axis=0)
+        included; one loud user barely does. The pulls are the steady ones (`steady_pull`): a vote moves an LLM
+        for everybody the way it points or not at all."""
+        change = (steady_pull(now, priors) - steady_pull(before, priors)).sum(axis=0)
         hold = l2 + holds(deviation, variance, priors).sum(axis=0)
         return replace(self, strengths=self.strengths + change / hold, variance=1 / hold)
 
@@ -102,6 +104,16 @@ def pull(deviation: np.ndarray, priors: Priors) -> np.ndarray:
     """How hard a user's prior pulls a deviation back to 0 (its gradient): at the fitted deviation, the pull of
     the user's own evidence the other way, which is what they tell the population."""
     return prior_curvature(deviation, priors.user, priors.user_tail) * deviation
+
+
+def steady_pull(deviation: np.ndarray, priors: Priors) -> np.ndarray:
+    """`pull` held at its peak past it: a Student-t's pull fades for a deviation beyond its scale, so a user
+    already far from everybody who votes against an LLM once more would pull less, and raise that LLM for
+    everybody else. Held at the peak, one more vote against it lowers it or leaves it (`holds` is 0 there)."""
+    if not (0 < priors.user < math.inf) or not np.isfinite(priors.user_tail):
+        return pull(deviation, priors)
+    peak = math.sqrt(priors.user_tail / priors.user)  # where the pull's slope (`_pull_slope`) crosses 0
+    return pull(np.clip(deviation, -peak, peak), priors)
 
 
 def holds(deviation: np.ndarray, variance: np.ndarray, priors: Priors) -> np.ndarray:
