@@ -115,6 +115,7 @@ def test_healthz_names_the_model_not_the_server_paths(plain: tuple[str, Store], 
         "pending_changes",
         "feedback_unreadable",
         "pending_routes",
+        "refitting",
         "schema_version",
     }
     config = json.loads((served_model / "config.json").read_text())

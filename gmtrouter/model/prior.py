@@ -39,6 +39,13 @@ from gmtrouter.model.deviations import GroupFit, Priors, fit_groups, rows, stay_
 from gmtrouter.model.population import Population
 
 
+def at_most_unseen(variance: np.ndarray, unseen: float) -> np.ndarray:
+    """`variance` held to the prior's (`unseen`, what a user with no evidence has; 0: no cap): under the
+    Student-t user prior the Laplace variance at a taste the evidence has released past the prior's scale can
+    exceed it, and a user with votes would read as less known than a new one."""
+    return np.minimum(variance, unseen) if unseen > 0 else variance
+
+
 @dataclass
 class PriorScores:
     """The backbone: what everybody shares (`population`) and the deviations of every table user, user topic
@@ -310,7 +317,8 @@ class PriorScores:
         and on the topic, and the query's where others have rated it) summed as if independent. A user not in
         the table has the prior's spread: everything about them is yet to be learnt. `personal` scales the
         standard deviation of the parts few later routes share (the user's, the query's, the own verdict's)
-        against the population's and the topics', which every later route reuses."""
+        against the population's and the topics', which every later route reuses. A user's evidence never leaves
+        them less sure than a user with none (`at_most_unseen`)."""
         if self.variance is None:
             return np.zeros(np.shape(llms))
         users, topics = np.asarray(users), np.asarray(topics)
@@ -318,8 +326,10 @@ class PriorScores:
         unseen = self.unseen_variance or {}
         population = self.population.variance if self.population.variance is not None else 0.0
         mine = (
-            rows(self.variance["user"], users, unseen.get("user", 0.0))
-            + rows(self.variance["topic"], user_topic, unseen.get("topic", 0.0))
+            at_most_unseen(rows(self.variance["user"], users, unseen.get("user", 0.0)), unseen.get("user", 0.0))
+            + at_most_unseen(
+                rows(self.variance["topic"], user_topic, unseen.get("topic", 0.0)), unseen.get("topic", 0.0)
+            )
             + rows(self.variance["query"], np.asarray(queries))
         )
         if owns is not None and "own" in self.variance:

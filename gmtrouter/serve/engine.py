@@ -554,6 +554,11 @@ class Engine:
         """Ops submitted but not yet live."""
         return self._seq - self._live
 
+    @property
+    def refitting(self) -> bool:
+        """Whether the priors of a router with no logs are being chosen again (the result not live yet)."""
+        return self._refitting
+
     def _fold_loop(self) -> None:
         while True:
             self._maybe_refit()

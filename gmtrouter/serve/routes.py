@@ -191,6 +191,7 @@ async def healthz(service: Svc) -> HealthOut:
         pending_changes=engine.pending(),
         feedback_unreadable=engine.unfoldable(),
         pending_routes=engine.routes.unwritten(),
+        refitting=engine.refitting,
         schema_version=await run_in_threadpool(service.store.schema_version),
     )
 

@@ -305,6 +305,11 @@ class HealthOut(BaseModel):
         "names their ids)."
     )
     pending_routes: int = Field(0, description="Routes answered whose rows are not yet committed (a moment's worth).")
+    refitting: bool = Field(
+        False,
+        description="A router started with no logs is choosing its priors again over its history (seconds; "
+        "scores move for everyone once the result is live).",
+    )
     schema_version: str = Field(description="The database's schema revision (Alembic).")
 
 
