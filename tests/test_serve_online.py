@@ -319,7 +319,9 @@ def test_stored_llms_survive_a_restart_and_reach_every_replica(client: TestClien
         listed = {llm["name"]: llm for llm in replica.get("/v1/admin/llms", headers=HEADERS).json()}
         assert listed["newcomer-llm"]["active"] is False and listed["rising-llm"]["active"] is False
         assert replica.get("/healthz").json()["history_records"] == client.get("/healthz").json()["history_records"]
-        # the replica started from the stored feedback: it believes of a user what the first one does
+        # the replica started from the stored feedback: once its own refit is live, it believes of a user what the
+        # first one does
+        settle(replica)
         profile = replica.get("/v1/users/user-3", headers=HEADERS).json()
         assert profile["preferred_llms"][0] == "large-llm" and profile["interactions"] > 5
         assert replica.post("/v1/admin/llms", json={"name": "replica-llm"}, headers=HEADERS).status_code == 201
