@@ -39,11 +39,13 @@ from gmtrouter.model.deviations import GroupFit, Priors, fit_groups, rows, stay_
 from gmtrouter.model.population import Population
 
 
-def at_most_unseen(variance: np.ndarray, unseen: float) -> np.ndarray:
-    """`variance` held to the prior's (`unseen`, what a user with no evidence has; 0: no cap): under the
-    Student-t user prior the Laplace variance at a taste the evidence has released past the prior's scale can
-    exceed it, and a user with votes would read as less known than a new one."""
-    return np.minimum(variance, unseen) if unseen > 0 else variance
+def at_most_unseen(variances: np.ndarray, ids: np.ndarray, unseen: float) -> np.ndarray:
+    """`rows` of `variances` for `ids`, `unseen` (what a user with no evidence has) for an id not there and
+    the cap of the others (0: no cap): under the Student-t user prior the Laplace variance at a taste the
+    evidence has released past the prior's scale can exceed it, and a user with votes would read as less known
+    than a new one."""
+    found = rows(variances, ids, unseen)
+    return np.minimum(found, unseen) if unseen > 0 else found
 
 
 @dataclass
@@ -326,10 +328,8 @@ class PriorScores:
         unseen = self.unseen_variance or {}
         population = self.population.variance if self.population.variance is not None else 0.0
         mine = (
-            at_most_unseen(rows(self.variance["user"], users, unseen.get("user", 0.0)), unseen.get("user", 0.0))
-            + at_most_unseen(
-                rows(self.variance["topic"], user_topic, unseen.get("topic", 0.0)), unseen.get("topic", 0.0)
-            )
+            at_most_unseen(self.variance["user"], users, unseen.get("user", 0.0))
+            + at_most_unseen(self.variance["topic"], user_topic, unseen.get("topic", 0.0))
             + rows(self.variance["query"], np.asarray(queries))
         )
         if owns is not None and "own" in self.variance:
