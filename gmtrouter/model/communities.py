@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import logsumexp, softmax
+from scipy.special import log_expit, logsumexp, softmax
 from sklearn.cluster import KMeans
 
 from gmtrouter.model.comparisons import Comparisons, with_average
@@ -98,14 +98,20 @@ def fit_members(
     user_topic = rec_user * topics + record_topic
     fits_user, fits_topic, evidence = [], [], []
     for c in range(communities.count):
-        shifted = expected + with_average(communities.user[c][None])
+        # the community's whole taste, overall and on the comparison's topic, is what the user deviates from
+        shifted = expected + with_average(communities.user[c][None] + communities.topic[c][comparison_topic])
         user = fit_groups(rec_user, num_users, comparisons, shifted, user_prior, user_tail, posterior=True)
         shifted = shifted + with_average(user.mean[comparison_user])
-        shifted = shifted + with_average(communities.topic[c][comparison_topic])
         topic = fit_groups(user_topic, num_users * topics, comparisons, shifted, topic_prior, posterior=True)
         fits_user.append(user)
         fits_topic.append(topic)
-        evidence.append(user.evidence + topic.evidence.reshape(num_users, topics).sum(axis=1))
+        # Both fits' evidence explains the same comparisons: the topic fit counts only what it adds to the user
+        # fit's (its Occam factor and its gain in likelihood), so no vote counts twice toward a community.
+        explained = user.evidence
+        if np.isfinite(topic_prior):
+            before = log_likelihood(user_topic[comparisons.record], num_users * topics, comparisons, shifted)
+            explained = explained + (topic.evidence - before).reshape(num_users, topics).sum(axis=1)
+        evidence.append(explained)
     log_weights = np.log(communities.weights)[None] + np.stack(evidence, axis=1)
     weights = softmax(log_weights, axis=1)  # [users, C]
     user_means = np.stack([communities.user[c] + fits_user[c].mean for c in range(communities.count)])
@@ -122,6 +128,13 @@ def fit_members(
     anchor = weights @ communities.user
     user.evidence = logsumexp(log_weights, axis=1)
     return Membership(user, topic, weights, anchor)
+
+
+def log_likelihood(groups: np.ndarray, n_groups: int, comparisons: Comparisons, scores: np.ndarray) -> np.ndarray:
+    """[n_groups] the log-likelihood of each group's comparisons (`groups` [C]) under `scores` [C, L + 1]."""
+    z = comparisons.margin(scores)
+    target = comparisons.target
+    return np.bincount(groups, weights=target * log_expit(z) + (1 - target) * log_expit(-z), minlength=n_groups)
 
 
 def _mixture(weights: np.ndarray, means: np.ndarray, variances: np.ndarray) -> GroupFit:
