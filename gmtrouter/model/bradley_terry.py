@@ -50,9 +50,14 @@ def _hessian(
     return hess
 
 
+def log_loss(target: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """Each comparison's logistic loss, -log P(its outcome), at score difference `z` (first minus second); a
+    tie's target of 0.5 counts half a win each way."""
+    return -(target * log_expit(z) + (1 - target) * log_expit(-z))
+
+
 def _objective(theta, group, first, second, target, offset, l2, tail, n_groups) -> np.ndarray:
-    z = offset + theta[group, first] - theta[group, second]
-    loss = -(target * log_expit(z) + (1 - target) * log_expit(-z))
+    loss = log_loss(target, offset + theta[group, first] - theta[group, second])
     return np.bincount(group, weights=loss, minlength=n_groups) + penalty(theta, l2, tail)
 
 

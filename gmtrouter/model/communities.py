@@ -21,9 +21,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import log_expit, logsumexp, softmax
+from scipy.special import logsumexp, softmax
 from sklearn.cluster import KMeans
 
+from gmtrouter.model.bradley_terry import log_loss
 from gmtrouter.model.comparisons import Comparisons, with_average
 from gmtrouter.model.deviations import GroupFit, fit_groups
 
@@ -132,9 +133,8 @@ def fit_members(
 
 def log_likelihood(groups: np.ndarray, n_groups: int, comparisons: Comparisons, scores: np.ndarray) -> np.ndarray:
     """[n_groups] the log-likelihood of each group's comparisons (`groups` [C]) under `scores` [C, L + 1]."""
-    z = comparisons.margin(scores)
-    target = comparisons.target
-    return np.bincount(groups, weights=target * log_expit(z) + (1 - target) * log_expit(-z), minlength=n_groups)
+    loss = log_loss(comparisons.target, comparisons.margin(scores))
+    return -np.bincount(groups, weights=loss, minlength=n_groups)
 
 
 def _mixture(weights: np.ndarray, means: np.ndarray, variances: np.ndarray) -> GroupFit:

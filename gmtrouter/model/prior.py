@@ -29,10 +29,10 @@ import math
 from dataclasses import dataclass, fields
 
 import numpy as np
-from scipy.special import expit, log_expit
+from scipy.special import expit
 
 from gmtrouter.graph.table import InteractionTable
-from gmtrouter.model.bradley_terry import prior_curvature
+from gmtrouter.model.bradley_terry import log_loss, prior_curvature
 from gmtrouter.model.communities import Communities, fit_members
 from gmtrouter.model.comparisons import Comparisons, stay_bonus, usable_previous, with_average
 from gmtrouter.model.deviations import GroupFit, Priors, fit_groups, rows, stay_deviations
@@ -409,9 +409,7 @@ class PriorScores:
 
 def comparison_loss(comparisons: Comparisons, table: InteractionTable, prior: PriorScores) -> float:
     """Summed logistic loss of `comparisons` under the backbone's scores (a lone response meets the average)."""
-    z = prior.margins(table, comparisons)
-    target = comparisons.target
-    return float(-(target * log_expit(z) + (1 - target) * log_expit(-z)).sum())
+    return float(log_loss(comparisons.target, prior.margins(table, comparisons)).sum())
 
 
 def record_evidence(table: InteractionTable, records: np.ndarray, prior: PriorScores, llm: int) -> np.ndarray:
