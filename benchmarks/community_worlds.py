@@ -71,6 +71,7 @@ def run_world(task: tuple[str, int, int, dict[str, Any], Path, Path]) -> dict[st
         "split_seed": split_seed,
         "accuracy": {k: evaluations[str(k)]["accuracy"] for k in SHOTS},
         "reference": {k: evaluations[str(k)]["community_posterior"]["accuracy"] for k in SHOTS},
+        "taste_reference": {k: evaluations[str(k)]["community_taste"]["accuracy"] for k in SHOTS},
         "communities": backbone.get("communities"),
         "community_losses": backbone.get("community_losses"),
         "fit_seconds": result["train_seconds"],
@@ -96,16 +97,20 @@ def main() -> None:
     console = Console()
     with console.status(f"{len(tasks)} worlds"), ProcessPoolExecutor(args.workers) as pool:
         results = list(pool.map(run_world, tasks))
-    table = Table(title="new users, pairwise accuracy by k shots (community-posterior reference in brackets)")
+    table = Table(
+        title="new users, pairwise accuracy by k shots (in brackets: the community-posterior reference, then the "
+        "community-taste reference that knows no answers)"
+    )
     table.add_column("world")
     for k in SHOTS:
         table.add_column(f"k = {k}", justify="right")
     table.add_column("communities", justify="right")
     for r in results:
-        cells = [f"{r['accuracy'][k]:.3f} ({r['reference'][k]:.3f})" for k in SHOTS]
+        cells = [f"{r['accuracy'][k]:.3f} ({r['reference'][k]:.3f}, {r['taste_reference'][k]:.3f})" for k in SHOTS]
         table.add_row(f"{r['dataset'].removesuffix('-communities')} sim {r['sim_seed']}", *cells, str(r["communities"]))
     means = [sum(r["accuracy"][k] for r in results) / len(results) for k in SHOTS]
-    table.add_row("mean", *[f"{m:.4f}" for m in means], "")
+    taste = [sum(r["taste_reference"][k] for r in results) / len(results) for k in SHOTS]
+    table.add_row("mean", *[f"{m:.4f} ({t:.4f})" for m, t in zip(means, taste, strict=True)], "")
     console.print(table)
     save_json("community_worlds", {"settings": settings, "sim_seeds": args.sim_seeds, "results": results})
 

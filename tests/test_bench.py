@@ -111,6 +111,7 @@ def test_tiny_plan_writes_results_report_and_plots(tiny_run: tuple[Path, list[st
     for k in ("0", "2"):  # the Bayes rule that knows the communities, on the same records at every k
         reference = new_users["evaluations"][k]["community_posterior"]["accuracy"]
         assert 0.5 < reference <= new_users["evaluations"][k]["oracle"]["accuracy"]
+        assert 0.5 < new_users["evaluations"][k]["community_taste"]["accuracy"] <= 1.0
     assert "community_posterior" not in ok["evaluations"]["0"]  # shown where new users are scored
     new_queries = results["llmrouter-communities", "query", "gmtrouter"]
     assert new_queries["status"] == "ok" and set(new_queries["evaluations"]) == {"0"}

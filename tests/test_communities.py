@@ -228,3 +228,20 @@ def test_cli_communities_check_and_bad_options(tmp_path: Path) -> None:
     ]:
         assert_one_line_error(run("data", "simulate", str(matrix), *options, *extra), *words)
     assert not output.exists()
+
+
+def test_the_taste_reference_knows_tastes_not_answers(six_llms: list[MatrixRow]) -> None:
+    """`meta.community_taste` is the same for every record of one category showing the same LLMs (it does not
+    see the answer); the rule on it finds the community with more shots, and knowing no answers it does not
+    beat the rule that sees them."""
+    config = SimConfig(users=60, records_per_user=45, communities=4, seed=2)
+    records = simulate(six_llms, config).records
+    seen: dict[tuple, list] = {}
+    for r in records:
+        key = (r.meta.get("category"), tuple(x.llm for x in r.responses))
+        assert seen.setdefault(key, r.meta["community_taste"]) == r.meta["community_taste"]
+    assert len(seen) < len(records) / 5  # many records share a key, so the check above bites
+    assert any(r.meta["community_taste"] != r.meta["community_utility"] for r in records)
+    curve = community_reference(records, CommunityModel.of(config), shots=(0, 3, 35))
+    taste, answers = curve["taste_accuracy"], curve["accuracy"]
+    assert taste["0"] < taste["3"] < taste["35"] <= answers["35"]

@@ -103,11 +103,17 @@ def new_users(results: Results, dataset: str, shots: Sequence[int]) -> list[str]
                 diff = results.paired(dataset, "user", MAIN, ranked[0][0], f"evaluations.{k}.accuracy")
                 lines.append(f"GMTRouter minus {ranked[0][0]} at k = {k}: {_diff_text(diff)}.")
     reference = [results.shared(dataset, "user", f"evaluations.{k}.community_posterior.accuracy") for k in shots]
+    taste = [results.shared(dataset, "user", f"evaluations.{k}.community_taste.accuracy") for k in shots]
     mine = [results.estimate(dataset, "user", MAIN, f"evaluations.{k}.accuracy") for k in shots]
     if any(e is not None for e in reference):
         lines.append(
             f"At k = {', '.join(map(str, shots))}: the Bayes rule that knows the taste communities and infers each "
             f"user's from the k shots scores {_means(reference)}; GMTRouter {_means(mine)}."
+        )
+    if any(e is not None for e in taste):
+        lines.append(
+            f"Knowing the communities' tastes by LLM and task but not the answers, the same rule scores "
+            f"{_means(taste)}."
         )
     if len(shots) > 1 and MAIN in variants:
         low, high = shots[0], shots[-1]

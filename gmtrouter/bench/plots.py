@@ -41,6 +41,11 @@ _REFERENCES = (
         "community posterior (Bayes rule)",
         {"color": "tab:purple", "linestyle": "-.", "linewidth": 1.6},
     ),
+    (
+        "community_taste",
+        "community taste (Bayes rule, no answers)",
+        {"color": "tab:brown", "linestyle": ":", "linewidth": 1.8},
+    ),
 )
 
 

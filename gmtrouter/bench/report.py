@@ -27,6 +27,7 @@ TABLE_WEIGHTS = (0.0, 0.5, 1.0, 2.0, 5.0)
 REFERENCES = (
     ("oracle", "oracle: the simulator's true utilities"),
     ("community_posterior", "community posterior: the Bayes rule that knows the communities"),
+    ("community_taste", "community taste: the same rule knowing the tastes by LLM and task, not the answers"),
 )
 
 

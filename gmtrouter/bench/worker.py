@@ -29,7 +29,7 @@ from gmtrouter.bench.conversation import conversation_metrics
 from gmtrouter.bench.tradeoff import single_llm_points, tradeoff_curve
 from gmtrouter.data.schema import Interaction, read_records
 from gmtrouter.data.sim_config import UTILITY_KEY
-from gmtrouter.data.sim_posterior import CommunityModel, community_posterior_scores
+from gmtrouter.data.sim_posterior import CommunityModel, community_posterior_scores, community_taste_scores
 from gmtrouter.data.split import split_records
 from gmtrouter.evaluation.kshot import score_split, shot_split, split_metrics, users_left_out
 from gmtrouter.evaluation.metrics import auc, per_user_values, rated_pairs
@@ -80,12 +80,9 @@ def oracle(records: Sequence[Interaction]) -> dict[str, float] | None:
     return {"accuracy": float(pairs.correct.mean()) if len(pairs.label) else None, "auc": auc(pairs.label, pairs.diff)}
 
 
-def community_reference(
-    shown: Sequence[Interaction], scored: Sequence[Interaction], model: CommunityModel
-) -> dict[str, float | None]:
-    """Accuracy and AUC of the community-posterior rule (`gmtrouter.data.sim_posterior`) on the scored records,
-    from each user's shown records alone."""
-    pairs = rated_pairs(scored, community_posterior_scores(shown, scored, model))
+def community_reference(scored: Sequence[Interaction], scores: Sequence[Sequence[float]]) -> dict[str, float | None]:
+    """Accuracy and AUC of a community reference's `scores` (`gmtrouter.data.sim_posterior`) on the scored records."""
+    pairs = rated_pairs(scored, scores)
     return {"accuracy": float(pairs.correct.mean()) if len(pairs.label) else None, "auc": auc(pairs.label, pairs.diff)}
 
 
@@ -98,7 +95,7 @@ def evaluate_k(
     community_model: CommunityModel | None = None,
 ) -> dict[str, Any]:
     """Contract metrics at k shots, plus the per-user values behind their summaries, the oracle's metrics and,
-    given the world's `community_model`, the community-posterior reference's.
+    given the world's `community_model`, the two community references' (posterior and taste).
 
     `score_after` (the curve's largest k) makes every k score the same records: each user's after that many.
     """
@@ -109,7 +106,11 @@ def evaluate_k(
     result["oracle"] = oracle(split.scored)
     if community_model is not None:
         shown, _ = shot_split(test, k, score_after)
-        result["community_posterior"] = community_reference(shown, split.scored, community_model)
+        scored = split.scored
+        result["community_posterior"] = community_reference(
+            scored, community_posterior_scores(shown, scored, community_model)
+        )
+        result["community_taste"] = community_reference(scored, community_taste_scores(shown, scored, community_model))
     result["_split"] = split
     return result
 

@@ -31,6 +31,7 @@ from gmtrouter.data.sim_posterior import (
     CommunityModel,
     community_posterior_scores,
     community_posteriors,
+    community_taste_scores,
     known_community_scores,
     true_community_mass,
 )
@@ -175,8 +176,9 @@ def community_reference(
 ) -> dict[str, object]:
     """The community-posterior rule's accuracy at each k of `shots` (that leaves a record to score): each
     user's first k records are the history, and every k scores the same records, each user's after the
-    largest k. With the oracle and the rule told each user's community on those records, and the mean
-    posterior probability of the user's own community at each k."""
+    largest k. With the oracle and the rule told each user's community on those records, the community-taste
+    reference at each k (the rule knowing the tastes by LLM and task, not the answers), and the mean posterior
+    probability of the user's own community at each k."""
     rank, size = user_ranks(records)
     usable = [k for k in shots if k < min(size.values())]
     after = max(usable)
@@ -189,10 +191,11 @@ def community_reference(
 
     communities = {r.user: int(r.meta[COMMUNITY_KEY]) for r in records}
     n_communities = len(records[0].meta[COMMUNITY_UTILITY_KEY])
-    by_k, found = {}, {}
+    by_k, by_taste, found = {}, {}, {}
     for k in usable:
         history = [r for r, n in zip(records, rank, strict=True) if n < k]
         by_k[str(k)] = scored_by(community_posterior_scores(history, scored, model))
+        by_taste[str(k)] = scored_by(community_taste_scores(history, scored, model))
         posteriors = community_posteriors(history, model, n_communities)
         found[str(k)] = true_community_mass(posteriors, communities) if posteriors else 1.0 / n_communities
     return {
@@ -201,6 +204,7 @@ def community_reference(
         "oracle_accuracy": scored_by([r.meta[UTILITY_KEY] for r in scored]),
         "known_community_accuracy": scored_by(known_community_scores(scored, model)),
         "accuracy": by_k,
+        "taste_accuracy": by_taste,
         "own_community_posterior": found,
     }
 

@@ -16,6 +16,7 @@ from gmtrouter.utils.errors import GmtError
 UTILITY_KEY = "utility"  # the `meta` key of a simulated record's true utilities (for analysis; never read by a router)
 COMMUNITY_KEY = "community"  # the `meta` key of a simulated user's taste community (analysis only)
 COMMUNITY_UTILITY_KEY = "community_utility"  # each community's utilities of the shown responses (analysis only)
+COMMUNITY_TASTE_KEY = "community_taste"  # each community's utilities of the shown LLMs on the query's task (analysis)
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ scale ([0, 1]) so that "a correct answer" has the same meaning on every matrix.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from sklearn.feature_extraction.text import CountVectorizer
@@ -36,6 +36,12 @@ class FeatureTables:
     expected_quality: np.ndarray  # [R, M] the LLM's mean score over rows of the row's category
     categories: np.ndarray  # [R] int category index of each row
     used: dict[str, str]  # feature -> how it was obtained (or why it was dropped)
+
+    def by_task(self) -> FeatureTables:
+        """Every feature at the LLM's mean over the rows of the row's category: what is known of an LLM's
+        answer on a task before it exists (the community-taste reference's view)."""
+        values = np.stack([_category_means(v, self.available, self.categories) for v in self.values])
+        return replace(self, values=values)
 
 
 def _fill_by_llm(raw: np.ndarray, available: np.ndarray) -> tuple[np.ndarray, int]:

@@ -21,20 +21,26 @@ posterior is exact). A later pair is scored by the posterior predictive margin
 With no history the posterior is the prior and every user gets the population's scores; once the community
 is certain, a pair is ordered as that community's utilities order it. The scored records' ratings are never
 read. Records of two responses only (the simulator's default and the benchmark's).
+
+The rule sees the realised answers through the communities' utilities, which a router scoring LLMs before an
+answer exists cannot. The community-taste reference (`community_taste_scores`) is the same rule on each
+community's utility of the shown LLMs at their mean features on the query's task (`meta.community_taste`);
+what the realised answer adds is more Gaussian noise in its likelihood, of the spread it has in the records.
+It is the bar for a router that knows each community's taste by LLM and task but not the answers.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy.special import expit, softmax
 from scipy.stats import norm
 
 from gmtrouter.data.schema import Interaction
-from gmtrouter.data.sim_config import COMMUNITY_KEY, COMMUNITY_UTILITY_KEY, SimConfig
+from gmtrouter.data.sim_config import COMMUNITY_KEY, COMMUNITY_TASTE_KEY, COMMUNITY_UTILITY_KEY, SimConfig
 from gmtrouter.utils.errors import GmtError
 
 _HERMITE = np.polynomial.hermite.hermgauss(48)  # E over the personal part: smooth integrand
@@ -78,18 +84,17 @@ class CommunityModel:
         return p[..., 0] - p[..., 1]
 
 
-def community_differences(records: Sequence[Interaction]) -> np.ndarray:
-    """[N, C] each community's utility of the first shown response minus the second's."""
+def community_differences(records: Sequence[Interaction], key: str = COMMUNITY_UTILITY_KEY) -> np.ndarray:
+    """[N, C] each community's utility (`meta[key]`) of the first shown response minus the second's."""
     if not records:
         return np.zeros((0, 0))
     rows = []
     for record in records:
-        shared = record.meta.get(COMMUNITY_UTILITY_KEY)
+        shared = record.meta.get(key)
         if shared is None:
             raise GmtError(
                 f"user {record.user}, conversation {record.conversation}, turn {record.turn}: no "
-                f"meta.{COMMUNITY_UTILITY_KEY}; the community-posterior reference needs records simulated with "
-                "--communities"
+                f"meta.{key}; a community reference needs records simulated with --communities"
             )
         if len(record.responses) != 2:
             raise GmtError(
@@ -98,7 +103,7 @@ def community_differences(records: Sequence[Interaction]) -> np.ndarray:
             )
         rows.append([first - second for first, second in shared])
     if len({len(row) for row in rows}) > 1:
-        raise GmtError(f"the records disagree on the number of communities in meta.{COMMUNITY_UTILITY_KEY}")
+        raise GmtError(f"the records disagree on the number of communities in meta.{key}")
     return np.asarray(rows, dtype=float)
 
 
@@ -109,12 +114,12 @@ def _outcome(record: Interaction) -> int:
 
 
 def community_posteriors(
-    history: Sequence[Interaction], model: CommunityModel, n_communities: int
+    history: Sequence[Interaction], model: CommunityModel, n_communities: int, key: str = COMMUNITY_UTILITY_KEY
 ) -> dict[str, np.ndarray]:
     """User -> [C] posterior over the communities given that user's records in `history` (the prior is uniform)."""
     if not history:
         return {}
-    diff = community_differences(history)
+    diff = community_differences(history, key)
     if diff.shape[1] != n_communities:
         raise GmtError(f"the history has {diff.shape[1]} communities, the records to score {n_communities}")
     outcome = np.asarray([_outcome(r) for r in history])
@@ -127,26 +132,50 @@ def community_posteriors(
     return {u: posterior[i] for i, u in enumerate(users)}
 
 
-def _scores(scored: Sequence[Interaction], weights: np.ndarray, model: CommunityModel) -> list[list[float]]:
+def _scores(
+    scored: Sequence[Interaction], weights: np.ndarray, model: CommunityModel, key: str = COMMUNITY_UTILITY_KEY
+) -> list[list[float]]:
     """Scores of each scored record from its [C] community weights: the predictive margin, split +/- half."""
-    margin = (weights * model.margin(community_differences(scored))).sum(axis=1)
+    margin = (weights * model.margin(community_differences(scored, key))).sum(axis=1)
     return [[m / 2.0, -m / 2.0] for m in margin.tolist()]
 
 
 def community_posterior_scores(
-    history: Sequence[Interaction], scored: Sequence[Interaction], model: CommunityModel
+    history: Sequence[Interaction],
+    scored: Sequence[Interaction],
+    model: CommunityModel,
+    key: str = COMMUNITY_UTILITY_KEY,
 ) -> list[list[float]]:
-    """Scores of `scored` (two per record) by the posterior predictive given each user's records in `history`.
+    """Scores of `scored` (two per record) by the posterior predictive given each user's records in `history`,
+    the communities' utilities read from `meta[key]`.
 
     The score difference of a record is its predictive margin, so the metrics contract reads it directly.
     """
     if not scored:
         return []
-    n_communities = community_differences(scored[:1]).shape[1]
-    posterior = community_posteriors(history, model, n_communities)
+    n_communities = community_differences(scored[:1], key).shape[1]
+    posterior = community_posteriors(history, model, n_communities, key)
     prior = np.full(n_communities, 1.0 / n_communities)
     weights = np.asarray([posterior.get(r.user, prior) for r in scored])
-    return _scores(scored, weights, model)
+    return _scores(scored, weights, model, key)
+
+
+def taste_model(model: CommunityModel, records: Sequence[Interaction]) -> CommunityModel:
+    """`model` for a rule that knows the communities' tastes by LLM and task, not the answers: what an answer
+    adds to its LLM's mean on the task (realised quality, cost, length) is more noise, of the variance it has
+    over `records` (pooled over the communities), added to the personal part's."""
+    residual = community_differences(records) - community_differences(records, COMMUNITY_TASTE_KEY)
+    return replace(model, personal_sd=math.sqrt(model.personal_sd**2 + float(residual.var()) / 2.0))
+
+
+def community_taste_scores(
+    history: Sequence[Interaction], scored: Sequence[Interaction], model: CommunityModel
+) -> list[list[float]]:
+    """Scores of `scored` by the community-taste reference: the community posterior computed, and the pairs
+    scored, on each community's utility of the shown LLMs on the query's task (`meta.community_taste`)."""
+    if not scored:
+        return []
+    return community_posterior_scores(history, scored, taste_model(model, [*history, *scored]), COMMUNITY_TASTE_KEY)
 
 
 def known_community_scores(scored: Sequence[Interaction], model: CommunityModel) -> list[list[float]]:

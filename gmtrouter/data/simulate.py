@@ -25,7 +25,13 @@ import numpy as np
 from gmtrouter.data.matrix import MatrixRow
 from gmtrouter.data.schema import Interaction, Response
 from gmtrouter.data.sim_communities import Communities, community_members, draw_communities
-from gmtrouter.data.sim_config import COMMUNITY_KEY, COMMUNITY_UTILITY_KEY, UTILITY_KEY, SimConfig
+from gmtrouter.data.sim_config import (
+    COMMUNITY_KEY,
+    COMMUNITY_TASTE_KEY,
+    COMMUNITY_UTILITY_KEY,
+    UTILITY_KEY,
+    SimConfig,
+)
 from gmtrouter.data.sim_features import FEATURES, FeatureTables, build_features
 from gmtrouter.data.sim_topics import nearest_neighbours
 from gmtrouter.data.sim_users import Users, draw_switch_aversion, draw_users, parse_archetypes
@@ -44,6 +50,7 @@ class Plan:
     utility: np.ndarray  # [N, K]
     rating: np.ndarray  # [N, K]
     community_utility: np.ndarray | None = None  # [N, C, K] each community's utility of the shown responses
+    community_taste: np.ndarray | None = None  # [N, C, K] the same at the LLMs' mean features on the query's task
 
 
 def _turn_numbers(
@@ -193,8 +200,11 @@ def plan(tables: FeatureTables, queries: Sequence[str], config: SimConfig) -> tu
         llm = np.argsort(keys, axis=1, kind="stable")[:, :k]
         utility = utilities(tables, users, user, row, llm, config.realism, task)
         rating = _choose(utility, config, noise)
-    shared = None if communities is None else _community_utilities(tables, communities, users, row, llm, config, task)
-    return Plan(user, conversation.ravel(), turn.ravel(), row, llm, utility, rating, shared), users
+    shared = taste = None
+    if communities is not None:
+        shared = _community_utilities(tables, communities, users, row, llm, config, task)
+        taste = _community_utilities(tables.by_task(), communities, users, row, llm, config, task)
+    return Plan(user, conversation.ravel(), turn.ravel(), row, llm, utility, rating, shared, taste), users
 
 
 def _community_utilities(
@@ -328,6 +338,8 @@ def _records(rows: Sequence[MatrixRow], tables: FeatureTables, result: Plan, use
         meta[UTILITY_KEY] = [round(float(x), 4) for x in result.utility[n]]
         if result.community_utility is not None:
             meta[COMMUNITY_UTILITY_KEY] = [[round(float(x), 4) for x in c] for c in result.community_utility[n]]
+        if result.community_taste is not None:
+            meta[COMMUNITY_TASTE_KEY] = [[round(float(x), 4) for x in c] for c in result.community_taste[n]]
         meta["matrix_id"] = source.id
         records.append(
             Interaction(
