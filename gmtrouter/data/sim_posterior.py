@@ -172,10 +172,11 @@ def community_taste_scores(
     history: Sequence[Interaction], scored: Sequence[Interaction], model: CommunityModel
 ) -> list[list[float]]:
     """Scores of `scored` by the community-taste reference: the community posterior computed, and the pairs
-    scored, on each community's utility of the shown LLMs on the query's task (`meta.community_taste`)."""
+    scored, on each community's utility of the shown LLMs on the query's task (`meta.community_taste`). The
+    answers' spread is read from `scored`, the same records at every k, so the rule is the same at every k."""
     if not scored:
         return []
-    return community_posterior_scores(history, scored, taste_model(model, [*history, *scored]), COMMUNITY_TASTE_KEY)
+    return community_posterior_scores(history, scored, taste_model(model, scored), COMMUNITY_TASTE_KEY)
 
 
 def known_community_scores(scored: Sequence[Interaction], model: CommunityModel) -> list[list[float]]:
