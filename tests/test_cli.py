@@ -1,10 +1,12 @@
-"""The command line as a user meets it: real subprocesses, one-line errors, no partial files."""
+"""The command line as a user meets it: real subprocesses (in this process where a test calls it many
+times: `tests.cli_support`), one-line errors, no partial files."""
 
 import json
 import subprocess
 import sys
 from pathlib import Path
 
+from tests.cli_support import in_process
 from tests.conftest import REPO
 
 
@@ -110,22 +112,23 @@ def test_validate_lists_every_problem(tmp_path: Path) -> None:
 
 def test_split_by_query_and_eval_refuses_records_it_has_seen(tmp_path: Path, data_dir: Path) -> None:
     records = tmp_path / "mt.jsonl"
-    assert (
-        run("data", "prepare", "mt-bench", "--data-dir", str(data_dir / "mt_bench"), "-o", str(records)).returncode == 0
-    )
+    prepared = in_process("data", "prepare", "mt-bench", "--data-dir", str(data_dir / "mt_bench"), "-o", str(records))
+    assert prepared.returncode == 0, prepared.stderr
     split = tmp_path / "split"
-    result = run("data", "split", str(records), "--by", "query", "--seed", "1", "-o", str(split))
+    result = in_process("data", "split", str(records), "--by", "query", "--seed", "1", "-o", str(split))
     assert result.returncode == 0, result.stderr
     train = [json.loads(line) for line in (split / "train.jsonl").read_text().splitlines()]
     test = [json.loads(line) for line in (split / "test.jsonl").read_text().splitlines()]
     assert len(train) + len(test) == 1689 and 0.15 <= len(test) / 1689 <= 0.3
     assert not {r["query"] for r in train} & {r["query"] for r in test}
     model = tmp_path / "model"
-    trained = run("train", "--data", str(split / "train.jsonl"), "-o", str(model), "--router", "global-winrate")
+    trained = in_process("train", "--data", str(split / "train.jsonl"), "-o", str(model), "--router", "global-winrate")
     assert trained.returncode == 0, trained.stderr
-    assert run("eval", "--model", str(model), "--data", str(split / "test.jsonl"), "--json").returncode == 0
-    seen = run("eval", "--model", str(model), "--data", str(split / "train.jsonl"), "--json")
+    assert in_process("eval", "--model", str(model), "--data", str(split / "test.jsonl"), "--json").returncode == 0
+    seen = in_process("eval", "--model", str(model), "--data", str(split / "train.jsonl"), "--json")
     assert seen.returncode == 2
     assert_one_line_error(seen, "in the model's history", "--allow-overlap")
-    allowed = run("eval", "--model", str(model), "--data", str(split / "train.jsonl"), "--json", "--allow-overlap")
+    allowed = in_process(
+        "eval", "--model", str(model), "--data", str(split / "train.jsonl"), "--json", "--allow-overlap"
+    )
     assert allowed.returncode == 0 and json.loads(allowed.stdout)["n_pairs"] > 0

@@ -4,17 +4,16 @@ readable as usual; a model folder written whole or not at all."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import stat
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from tests.cli_support import in_child
+from tests.cli_support import in_process as run
 from tests.serve_support import served_model  # noqa: F401 - a fixture
 
 RECORDS = [
@@ -28,20 +27,6 @@ RECORDS = [
     for u in range(3)
     for n in range(8)
 ]
-
-
-def run(*args: str, umask: int | None = None) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
-    env.pop("GMTROUTER_DEBUG", None)
-    return subprocess.run(
-        [sys.executable, "-m", "gmtrouter", *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        preexec_fn=(lambda: os.umask(umask)) if umask is not None else None,
-    )
 
 
 def one_line_error(result: subprocess.CompletedProcess[str], *words: str) -> str:
@@ -60,8 +45,11 @@ def records(tmp_path: Path) -> Path:
     return path
 
 
-def train(records: Path, output: Path, router: str = "global-winrate") -> subprocess.CompletedProcess[str]:
-    return run("train", "--data", str(records), "-o", str(output), "--router", router, umask=0o022)
+def train(
+    records: Path, output: Path, router: str = "global-winrate", child: bool = False
+) -> subprocess.CompletedProcess[str]:
+    args = ("train", "--data", str(records), "-o", str(output), "--router", router)
+    return in_child(*args, umask=0o022) if child else run(*args)
 
 
 def test_broken_model_folders_get_one_line(records: Path, tmp_path: Path) -> None:
@@ -71,7 +59,7 @@ def test_broken_model_folders_get_one_line(records: Path, tmp_path: Path) -> Non
     assert run(*route).returncode == 0
 
     (model / "history.jsonl").unlink()
-    one_line_error(run(*route), "history.jsonl is missing")
+    one_line_error(in_child(*route), "history.jsonl is missing")  # and nothing an import prints
     one_line_error(run("eval", "--model", str(model), "--data", str(records)), "history.jsonl is missing")
 
     assert train(records, model).returncode == 0
@@ -83,13 +71,13 @@ def test_broken_model_folders_get_one_line(records: Path, tmp_path: Path) -> Non
 
 def test_output_files_and_model_folders_get_the_usual_permissions(records: Path, tmp_path: Path) -> None:
     split = tmp_path / "split"
-    assert run("data", "split", str(records), "-o", str(split), umask=0o022).returncode == 0
+    assert in_child("data", "split", str(records), "-o", str(split), umask=0o022).returncode == 0
     assert stat.S_IMODE((split / "train.jsonl").stat().st_mode) == 0o644
     model = tmp_path / "model"
-    assert train(records, model).returncode == 0
+    assert train(records, model, child=True).returncode == 0
     assert stat.S_IMODE(model.stat().st_mode) == 0o755
     assert {stat.S_IMODE(f.stat().st_mode) for f in model.iterdir()} == {0o644}
-    assert run("data", "split", str(records), "-o", str(tmp_path / "private"), umask=0o077).returncode == 0
+    assert in_child("data", "split", str(records), "-o", str(tmp_path / "private"), umask=0o077).returncode == 0
     assert stat.S_IMODE((tmp_path / "private" / "test.jsonl").stat().st_mode) == 0o600
 
 
@@ -210,13 +198,13 @@ def test_route_and_serve_refuse_bad_values_in_one_line(served_model: Path, tmp_p
 
 
 def test_help_version_and_the_help_an_error_points_to() -> None:
-    assert run("--version").stdout.strip().startswith("gmtrouter ")
+    assert in_child("--version").stdout.strip().startswith("gmtrouter ")
     for args in (["-h"], ["train", "-h"], ["serve", "keys", "-h"]):
-        shown = run(*args)
+        shown = in_child(*args)
         assert shown.returncode == 0 and "Usage: gmtrouter" in shown.stdout, (args, shown.stderr)
-    one_line_error(run("train", "--bogus"), "No such option: --bogus", "see 'gmtrouter train --help'")
-    one_line_error(run("data", "validate"), "Missing argument", "see 'gmtrouter data validate --help'")
-    helped = " ".join(run("train", "--help").stdout.split())
+    one_line_error(in_child("train", "--bogus"), "No such option: --bogus", "see 'gmtrouter train --help'")
+    one_line_error(in_child("data", "validate"), "Missing argument", "see 'gmtrouter data validate --help'")
+    helped = " ".join(in_child("train", "--help").stdout.split())
     for name in ("gmtrouter:", "user-winrate:", "knn:", "steps", "hidden", "max_epochs"):
         assert name in helped, name
 
