@@ -12,7 +12,6 @@ import io
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 from tests.conftest import REPO
 
@@ -32,9 +31,9 @@ def in_child(*args: str, umask: int | None = None) -> subprocess.CompletedProces
     )
 
 
-def in_process(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
+def in_process(*args: str) -> subprocess.CompletedProcess[str]:
     """`gmtrouter ARGS` through the console script's entry point in this process: the exit status it would
-    give (0 when it returns), and what it writes to stdout and stderr."""
+    give (0 when it returns), and what it writes to stdout and stderr; run from the repository, as `in_child`."""
     from gmtrouter.cli.app import main
 
     stdout, stderr = io.StringIO(), io.StringIO()
@@ -42,7 +41,7 @@ def in_process(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]
     code: int | str | None = 0
     sys.argv = ["gmtrouter", *args]
     try:
-        with contextlib.chdir(cwd), contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        with contextlib.chdir(REPO), contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
             main()
     except SystemExit as done:
         code = done.code
