@@ -12,6 +12,7 @@ import io
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 from tests.conftest import REPO
 
@@ -31,9 +32,9 @@ def in_child(*args: str, umask: int | None = None) -> subprocess.CompletedProces
     )
 
 
-def in_process(*args: str) -> subprocess.CompletedProcess[str]:
+def in_process(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
     """`gmtrouter ARGS` through the console script's entry point in this process: the exit status it would
-    give (0 when it returns), and what it writes to stdout and stderr; run from the repository, as `in_child`."""
+    give (0 when it returns), and what it writes to stdout and stderr."""
     from gmtrouter.cli.app import main
 
     stdout, stderr = io.StringIO(), io.StringIO()
@@ -41,7 +42,7 @@ def in_process(*args: str) -> subprocess.CompletedProcess[str]:
     code: int | str | None = 0
     sys.argv = ["gmtrouter", *args]
     try:
-        with contextlib.chdir(REPO), contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        with contextlib.chdir(cwd), contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
             main()
     except SystemExit as done:
         code = done.code

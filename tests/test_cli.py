@@ -5,7 +5,8 @@ import json
 import subprocess
 from pathlib import Path
 
-from tests.cli_support import in_child, in_process
+from tests.cli_support import in_child as run
+from tests.cli_support import in_process
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess[str], *words: str) -> None:
@@ -20,12 +21,13 @@ def assert_one_line_error(result: subprocess.CompletedProcess[str], *words: str)
 
 def test_prepare_stats_validate_split(tmp_path: Path, data_dir: Path) -> None:
     records = tmp_path / "mt.jsonl"
-    prepare = ("data", "prepare", "mt-bench", "--data-dir", str(data_dir / "mt_bench"), "-o", str(records))
-    assert in_child(*prepare).returncode == 0
-    stats = json.loads(in_child("data", "stats", str(records), "--json").stdout)
+    assert (
+        run("data", "prepare", "mt-bench", "--data-dir", str(data_dir / "mt_bench"), "-o", str(records)).returncode == 0
+    )
+    stats = json.loads(run("data", "stats", str(records), "--json").stdout)
     assert (stats["records"], stats["users"], stats["llms"], stats["ties"]) == (1689, 65, 6, 405)
-    assert in_child("data", "validate", str(records)).returncode == 0
-    result = in_child(
+    assert run("data", "validate", str(records)).returncode == 0
+    result = run(
         "data",
         "split",
         str(records),
@@ -47,16 +49,16 @@ def test_prepare_stats_validate_split(tmp_path: Path, data_dir: Path) -> None:
 def test_bad_inputs_give_one_line(tmp_path: Path, data_dir: Path) -> None:
     output = tmp_path / "out.jsonl"
     assert_one_line_error(
-        in_child("data", "prepare", "nope", "--data-dir", str(data_dir), "-o", str(output)),
+        run("data", "prepare", "nope", "--data-dir", str(data_dir), "-o", str(output)),
         "unknown dataset 'nope'",
     )
     assert_one_line_error(
-        in_child("data", "prepare", "mt-bench", "--data-dir", str(tmp_path / "none"), "-o", str(output)),
+        run("data", "prepare", "mt-bench", "--data-dir", str(tmp_path / "none"), "-o", str(output)),
         "no such data directory",
     )
-    assert_one_line_error(in_child("data", "stats", str(tmp_path / "missing.jsonl")), "no such file")
+    assert_one_line_error(run("data", "stats", str(tmp_path / "missing.jsonl")), "no such file")
     (tmp_path / "empty.jsonl").write_text("")
-    assert_one_line_error(in_child("data", "stats", str(tmp_path / "empty.jsonl")), "empty")
+    assert_one_line_error(run("data", "stats", str(tmp_path / "empty.jsonl")), "empty")
     bad = tmp_path / "bad.jsonl"
     bad.write_text(
         json.dumps(
@@ -71,10 +73,10 @@ def test_bad_inputs_give_one_line(tmp_path: Path, data_dir: Path) -> None:
         + "\n"
     )
     assert_one_line_error(
-        in_child("data", "split", str(bad), "-o", str(tmp_path / "split")), f"{bad}:1", "responses.0.rating"
+        run("data", "split", str(bad), "-o", str(tmp_path / "split")), f"{bad}:1", "responses.0.rating"
     )
     assert not (tmp_path / "split").exists()
-    assert_one_line_error(in_child("data", "stats"), "Missing argument")
+    assert_one_line_error(run("data", "stats"), "Missing argument")
     assert not output.exists()
 
 
@@ -88,7 +90,7 @@ def test_validate_lists_every_problem(tmp_path: Path) -> None:
         "responses": [{"llm": "a", "rating": 1}, {"llm": "b", "rating": 0}],
     }
     bad.write_text("\n".join([json.dumps(good), "{oops", json.dumps({**good, "turn": 2, "responses": []})]) + "\n")
-    result = in_child("data", "validate", str(bad))
+    result = run("data", "validate", str(bad))
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert lines[0].startswith(f"{bad}:2")
