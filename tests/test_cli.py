@@ -3,10 +3,22 @@ times: `tests.cli_support`), one-line errors, no partial files."""
 
 import json
 import subprocess
+import sys
 from pathlib import Path
 
-from tests.cli_support import in_child as run
 from tests.cli_support import in_process
+from tests.conftest import REPO
+
+
+def run(*args: str, cwd: Path = REPO, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "gmtrouter", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess[str], *words: str) -> None:
