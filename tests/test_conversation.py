@@ -62,6 +62,40 @@ def sticky_records(users: int = 40, conversations: int = 10, seed: int = 0) -> l
     return records
 
 
+def taste_records(users: int = 30, conversations: int = 10, seed: int = 0) -> list[Interaction]:
+    """Nobody minds switching, but every user has a favourite (a, b or c) that wins 90% of its comparisons:
+    the LLM a conversation went on with is mostly the user's favourite, and still no reason to stay."""
+    rng = np.random.default_rng(seed)
+    records = []
+    for u in range(users):
+        user, favourite = f"u{u}", LLMS[u % 3]
+        for c in range(conversations):
+            previous = None
+            for turn in (1, 2, 3):
+                pair = (
+                    list(rng.choice(LLMS, 2, replace=False))
+                    if previous is None
+                    else [
+                        previous,
+                        str(rng.choice([m for m in LLMS if m != previous])),
+                    ]
+                )
+                rng.shuffle(pair)
+                first_wins = rng.random() < (0.9 if pair[0] == favourite else 0.1 if pair[1] == favourite else 0.5)
+                ratings = [1.0, 0.0] if first_wins else [0.0, 1.0]
+                records.append(
+                    Interaction(
+                        user=user,
+                        conversation=f"{user}/{c}",
+                        turn=turn,
+                        query=str(rng.choice(QUERIES)),
+                        responses=[Response(llm=m, rating=r) for m, r in zip(pair, ratings, strict=True)],
+                    )
+                )
+                previous = pair[0] if first_wins else pair[1]
+    return records
+
+
 def chat(previous: str) -> list[dict[str, str]]:
     """A second turn after an answer by `previous`."""
     return [
@@ -120,6 +154,14 @@ def test_the_router_learns_who_sticks_to_the_previous_llm(model, router) -> None
     sticky = [stay[users[f"u{u}"]] for u in range(0, 40, 2)]
     loose = [stay[users[f"u{u}"]] for u in range(1, 40, 2)]
     assert min(sticky) > max(loose)
+
+
+def test_a_taste_is_not_read_as_stickiness(model) -> None:
+    """Users who stay with their favourite because it is their favourite do not make everybody sticky: a
+    stickiness that took their taste would outweigh a new user's first votes."""
+    taste = taste_records()
+    table = InteractionTable.build(taste, LLMS, model.text_encoder(), (0.0, 1.0))
+    assert abs(Population.fit(table, np.arange(len(taste)), conversation=True).stay) < 0.25
 
 
 def test_the_same_second_message_routes_after_the_first_answer_for_a_sticky_user(router) -> None:

@@ -10,9 +10,10 @@ import numpy as np
 from gmtrouter.graph.table import InteractionTable
 from gmtrouter.model.bradley_terry import bradley_terry, prior_curvature
 from gmtrouter.model.comparisons import Comparisons, usable_previous, with_average
-from gmtrouter.model.deviations import Priors, stay_deviations
+from gmtrouter.model.deviations import Priors, fit_groups, stay_deviations
 
 POPULATION_PRIOR = 1.0  # the precision of the prior on the population strengths
+USER_PRIOR = 1.0  # the precision of the users' taste that everybody's stickiness is read beyond
 
 
 @dataclass
@@ -89,12 +90,15 @@ class Population:
 
 
 def population_stay(table: InteractionTable, records: np.ndarray, population: Population, l2: float = 1.0) -> float:
-    """Everybody's preference for the previous turn's LLM, beyond the population strengths, over `records`."""
+    """Everybody's preference for the previous turn's LLM, beyond the population strengths and each user's own
+    taste, over `records`. Read within users: a user who likes one LLM keeps choosing it, so against the
+    population strengths alone the previous turn's LLM is mostly the user's favourite and stickiness would
+    take what is taste (a new user's first votes could then not overturn it)."""
     comparisons = Comparisons.of(table, records)
     width = len(population.strengths) + 1
-    margin = comparisons.margin(
-        np.broadcast_to(population.average(population.strengths[None]), (len(comparisons.record), width))
-    )
+    expected = np.broadcast_to(population.average(population.strengths[None]), (len(comparisons.record), width))
+    taste = fit_groups(table.rec_user, len(table.user_vocab), comparisons, expected, USER_PRIOR).mean
+    margin = comparisons.margin(expected + with_average(taste[table.rec_user[comparisons.record]]))
     groups = np.zeros(table.num_records, dtype=np.int64)
     stay = comparisons.stay(usable_previous(table, records))
     return float(stay_deviations(groups, 1, comparisons, margin, stay, l2)[0])
