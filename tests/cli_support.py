@@ -52,3 +52,13 @@ def in_process(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]
             os.environ["GMTROUTER_DEBUG"] = debug
     status = code if isinstance(code, int) else (0 if code is None else 1)
     return subprocess.CompletedProcess(["gmtrouter", *args], status, stdout.getvalue(), stderr.getvalue())
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str], *words: str) -> str:
+    """The line a bad input gets: exit status 2, one line starting "error: " with each of `words`, no traceback."""
+    assert result.returncode == 2, (result.returncode, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in result.stderr, result.stderr
+    for word in words:
+        assert word in lines[0], lines[0]
+    return lines[0]

@@ -2,44 +2,21 @@
 times: `tests.cli_support`), one-line errors, no partial files."""
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
-from tests.cli_support import in_process
-from tests.conftest import REPO
-
-
-def run(*args: str, cwd: Path = REPO, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "gmtrouter", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-
-
-def assert_one_line_error(result: subprocess.CompletedProcess[str], *words: str) -> None:
-    assert result.returncode != 0
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("error: ")
-    assert "Traceback" not in result.stderr
-    for word in words:
-        assert word in lines[0]
+from tests.cli_support import assert_one_line_error, in_child, in_process
 
 
 def test_prepare_stats_validate_split(tmp_path: Path, data_dir: Path) -> None:
     records = tmp_path / "mt.jsonl"
     assert (
-        run("data", "prepare", "mt-bench", "--data-dir", str(data_dir / "mt_bench"), "-o", str(records)).returncode == 0
+        in_child("data", "prepare", "mt-bench", "--data-dir", str(data_dir / "mt_bench"), "-o", str(records)).returncode
+        == 0
     )
-    stats = json.loads(run("data", "stats", str(records), "--json").stdout)
+    stats = json.loads(in_child("data", "stats", str(records), "--json").stdout)
     assert (stats["records"], stats["users"], stats["llms"], stats["ties"]) == (1689, 65, 6, 405)
-    assert run("data", "validate", str(records)).returncode == 0
-    result = run(
+    assert in_child("data", "validate", str(records)).returncode == 0
+    result = in_child(
         "data",
         "split",
         str(records),
@@ -61,16 +38,16 @@ def test_prepare_stats_validate_split(tmp_path: Path, data_dir: Path) -> None:
 def test_bad_inputs_give_one_line(tmp_path: Path, data_dir: Path) -> None:
     output = tmp_path / "out.jsonl"
     assert_one_line_error(
-        run("data", "prepare", "nope", "--data-dir", str(data_dir), "-o", str(output)),
+        in_child("data", "prepare", "nope", "--data-dir", str(data_dir), "-o", str(output)),
         "unknown dataset 'nope'",
     )
     assert_one_line_error(
-        run("data", "prepare", "mt-bench", "--data-dir", str(tmp_path / "none"), "-o", str(output)),
+        in_child("data", "prepare", "mt-bench", "--data-dir", str(tmp_path / "none"), "-o", str(output)),
         "no such data directory",
     )
-    assert_one_line_error(run("data", "stats", str(tmp_path / "missing.jsonl")), "no such file")
+    assert_one_line_error(in_child("data", "stats", str(tmp_path / "missing.jsonl")), "no such file")
     (tmp_path / "empty.jsonl").write_text("")
-    assert_one_line_error(run("data", "stats", str(tmp_path / "empty.jsonl")), "empty")
+    assert_one_line_error(in_child("data", "stats", str(tmp_path / "empty.jsonl")), "empty")
     bad = tmp_path / "bad.jsonl"
     bad.write_text(
         json.dumps(
@@ -85,10 +62,10 @@ def test_bad_inputs_give_one_line(tmp_path: Path, data_dir: Path) -> None:
         + "\n"
     )
     assert_one_line_error(
-        run("data", "split", str(bad), "-o", str(tmp_path / "split")), f"{bad}:1", "responses.0.rating"
+        in_child("data", "split", str(bad), "-o", str(tmp_path / "split")), f"{bad}:1", "responses.0.rating"
     )
     assert not (tmp_path / "split").exists()
-    assert_one_line_error(run("data", "stats"), "Missing argument")
+    assert_one_line_error(in_child("data", "stats"), "Missing argument")
     assert not output.exists()
 
 
@@ -102,7 +79,7 @@ def test_validate_lists_every_problem(tmp_path: Path) -> None:
         "responses": [{"llm": "a", "rating": 1}, {"llm": "b", "rating": 0}],
     }
     bad.write_text("\n".join([json.dumps(good), "{oops", json.dumps({**good, "turn": 2, "responses": []})]) + "\n")
-    result = run("data", "validate", str(bad))
+    result = in_child("data", "validate", str(bad))
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert lines[0].startswith(f"{bad}:2")

@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli_support import in_child
-from tests.cli_support import in_process as run
+from tests.cli_support import assert_one_line_error, in_child, in_process
 from tests.serve_support import served_model  # noqa: F401 - a fixture
 
 RECORDS = [
@@ -29,15 +28,6 @@ RECORDS = [
 ]
 
 
-def one_line_error(result: subprocess.CompletedProcess[str], *words: str) -> str:
-    assert result.returncode == 2, (result.returncode, result.stderr)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in result.stderr, result.stderr
-    for word in words:
-        assert word in lines[0], lines[0]
-    return lines[0]
-
-
 @pytest.fixture
 def records(tmp_path: Path) -> Path:
     path = tmp_path / "records.jsonl"
@@ -49,24 +39,24 @@ def train(
     records: Path, output: Path, router: str = "global-winrate", child: bool = False
 ) -> subprocess.CompletedProcess[str]:
     args = ("train", "--data", str(records), "-o", str(output), "--router", router)
-    return in_child(*args, umask=0o022) if child else run(*args)
+    return in_child(*args, umask=0o022) if child else in_process(*args)
 
 
 def test_broken_model_folders_get_one_line(records: Path, tmp_path: Path) -> None:
     model = tmp_path / "model"
     assert train(records, model).returncode == 0
     route = ("route", "--model", str(model), "--user", "u1", "--query", "question 3")
-    assert run(*route).returncode == 0
+    assert in_process(*route).returncode == 0
 
     (model / "history.jsonl").unlink()
-    one_line_error(in_child(*route), "history.jsonl is missing")  # and nothing an import prints
-    one_line_error(run("eval", "--model", str(model), "--data", str(records)), "history.jsonl is missing")
+    assert_one_line_error(in_child(*route), "history.jsonl is missing")  # and nothing an import prints
+    assert_one_line_error(in_process("eval", "--model", str(model), "--data", str(records)), "history.jsonl is missing")
 
     assert train(records, model).returncode == 0
     config = json.loads((model / "config.json").read_text())
     config["state"] = {"a_setting_from_another_revision": 1}
     (model / "config.json").write_text(json.dumps(config))
-    one_line_error(run(*route), "do not fit this version", "retrain it")
+    assert_one_line_error(in_process(*route), "do not fit this version", "retrain it")
 
 
 def test_output_files_and_model_folders_get_the_usual_permissions(records: Path, tmp_path: Path) -> None:
@@ -93,7 +83,7 @@ def test_a_model_folder_is_replaced_whole(records: Path, tmp_path: Path) -> None
     precious = tmp_path / "precious"
     precious.mkdir()
     (precious / "notes.txt").write_text("not a model")
-    one_line_error(train(records, precious), "exists and is not a model folder")
+    assert_one_line_error(train(records, precious), "exists and is not a model folder")
     assert (precious / "notes.txt").read_text() == "not a model"
 
 
@@ -111,11 +101,15 @@ def test_broken_mt_bench_votes_get_one_line(data_dir: Path, tmp_path: Path) -> N
     for turn, words in (("two", "'two' is not a turn of question 81"), (0, "0 is not a turn"), (3, "3 is not a turn")):
         folder = _mt_bench_copy(data_dir, tmp_path / f"t{turn}", [vote, {**vote, "turn": turn}])
         output = tmp_path / f"t{turn}.jsonl"
-        one_line_error(run("data", "prepare", "mt-bench", "--data-dir", str(folder), "-o", str(output)), ":2:", words)
+        assert_one_line_error(
+            in_process("data", "prepare", "mt-bench", "--data-dir", str(folder), "-o", str(output)), ":2:", words
+        )
         assert not output.exists()
     empty = _mt_bench_copy(data_dir, tmp_path / "empty", [])
     output = tmp_path / "empty.jsonl"
-    one_line_error(run("data", "prepare", "mt-bench", "--data-dir", str(empty), "-o", str(output)), "holds no votes")
+    assert_one_line_error(
+        in_process("data", "prepare", "mt-bench", "--data-dir", str(empty), "-o", str(output)), "holds no votes"
+    )
     assert not output.exists()
 
 
@@ -124,7 +118,9 @@ def test_eval_json_is_strict_json(records: Path, tmp_path: Path) -> None:
     assert train(records, model).returncode == 0
     one = tmp_path / "one.jsonl"
     one.write_text(json.dumps(RECORDS[1]) + "\n")  # one pair, one label: AUC is undefined
-    result = run("eval", "--model", str(model), "--data", str(one), "--json", "--allow-overlap")  # it was trained on
+    result = in_process(
+        "eval", "--model", str(model), "--data", str(one), "--json", "--allow-overlap"
+    )  # it was trained on
     assert result.returncode == 0, result.stderr
 
     def refuse(constant: str) -> None:
@@ -136,9 +132,11 @@ def test_eval_json_is_strict_json(records: Path, tmp_path: Path) -> None:
 
 
 def test_demo_names_the_folder_to_give(data_dir: Path, tmp_path: Path) -> None:
-    result = run("demo", "--data-dir", str(data_dir / "mt_bench"), "--out", str(tmp_path / "demo"))
-    one_line_error(result, "is the MT-Bench folder itself", f"--data-dir {data_dir}")
-    one_line_error(run("demo", "--data-dir", str(tmp_path), "--out", str(tmp_path / "demo")), "holds no mt_bench/")
+    result = in_process("demo", "--data-dir", str(data_dir / "mt_bench"), "--out", str(tmp_path / "demo"))
+    assert_one_line_error(result, "is the MT-Bench folder itself", f"--data-dir {data_dir}")
+    assert_one_line_error(
+        in_process("demo", "--data-dir", str(tmp_path), "--out", str(tmp_path / "demo")), "holds no mt_bench/"
+    )
 
 
 def test_demo_shows_two_users_routed_differently_and_why(served_model: Path) -> None:  # noqa: F811
@@ -161,12 +159,14 @@ def test_demo_shows_two_users_routed_differently_and_why(served_model: Path) -> 
 def test_a_binary_file_is_a_bad_line_not_a_decoding_error(records: Path, tmp_path: Path) -> None:
     binary = tmp_path / "binary.jsonl"
     binary.write_bytes(bytes(range(128, 256)) * 4 + b"\n" + records.read_bytes().splitlines(keepends=True)[0])
-    result = run("data", "validate", str(binary))
+    result = in_process("data", "validate", str(binary))
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
     lines = result.stderr.strip().splitlines()
     assert lines[0] == f"{binary}:1: is not UTF-8 text; give a JSONL file (one JSON record per line)", lines
     assert lines[-1] == f"error: {binary}: 1 problem(s) in 2 lines; fix the lines above"
-    one_line_error(run("train", "--data", str(binary), "-o", str(tmp_path / "m")), f"{binary}:1", "not UTF-8")
+    assert_one_line_error(
+        in_process("train", "--data", str(binary), "-o", str(tmp_path / "m")), f"{binary}:1", "not UTF-8"
+    )
 
 
 def test_settings_and_outputs_are_checked_before_training(records: Path, tmp_path: Path) -> None:
@@ -176,10 +176,12 @@ def test_settings_and_outputs_are_checked_before_training(records: Path, tmp_pat
         ("lr=NaN", ("lr=nan", "finite")),
         ("dropout=1.5", ("dropout=1.5", "[0, 1)")),
     ):
-        one_line_error(run("train", "--data", str(records), "-o", str(tmp_path / "m"), "--set", setting), *words)
+        assert_one_line_error(
+            in_process("train", "--data", str(records), "-o", str(tmp_path / "m"), "--set", setting), *words
+        )
     existing = tmp_path / "existing"
     existing.write_text("not a model folder\n")
-    one_line_error(run("train", "--data", str(records), "-o", str(existing)), str(existing), "is a file")
+    assert_one_line_error(in_process("train", "--data", str(records), "-o", str(existing)), str(existing), "is a file")
     assert not (tmp_path / "m").exists()
 
 
@@ -187,14 +189,14 @@ def test_route_and_serve_refuse_bad_values_in_one_line(served_model: Path, tmp_p
     from tests.serve_support import free_port
 
     base = ["route", "--model", str(served_model), "--user", "taste-1", "--query", "hi"]
-    one_line_error(run(*base, "--cost-weight", "nan"), "cost_weight must be a finite number")
-    one_line_error(run(*base, "--switch-cost", "inf"), "switch_cost must be a finite number")
+    assert_one_line_error(in_process(*base, "--cost-weight", "nan"), "cost_weight must be a finite number")
+    assert_one_line_error(in_process(*base, "--switch-cost", "inf"), "switch_cost must be a finite number")
     not_a_db = tmp_path / "not-a.db"
     not_a_db.write_text("a text file\n")
     serve = ["serve", "--model", str(served_model)]
-    one_line_error(run(*serve, "--db", f"sqlite:///{not_a_db}"), "file is not a database")
+    assert_one_line_error(in_process(*serve, "--db", f"sqlite:///{not_a_db}"), "file is not a database")
     down = f"postgresql+psycopg://gmt@127.0.0.1:{free_port()}/gone"
-    one_line_error(run(*serve, "--db", down), "cannot open database", "Connection refused")
+    assert_one_line_error(in_process(*serve, "--db", down), "cannot open database", "Connection refused")
 
 
 def test_help_version_and_the_help_an_error_points_to() -> None:
@@ -202,8 +204,8 @@ def test_help_version_and_the_help_an_error_points_to() -> None:
     for args in (["-h"], ["train", "-h"], ["serve", "keys", "-h"]):
         shown = in_child(*args)
         assert shown.returncode == 0 and "Usage: gmtrouter" in shown.stdout, (args, shown.stderr)
-    one_line_error(in_child("train", "--bogus"), "No such option: --bogus", "see 'gmtrouter train --help'")
-    one_line_error(in_child("data", "validate"), "Missing argument", "see 'gmtrouter data validate --help'")
+    assert_one_line_error(in_child("train", "--bogus"), "No such option: --bogus", "see 'gmtrouter train --help'")
+    assert_one_line_error(in_child("data", "validate"), "Missing argument", "see 'gmtrouter data validate --help'")
     helped = " ".join(in_child("train", "--help").stdout.split())
     for name in ("gmtrouter:", "user-winrate:", "knn:", "steps", "hidden", "max_epochs"):
         assert name in helped, name
@@ -211,11 +213,11 @@ def test_help_version_and_the_help_an_error_points_to() -> None:
 
 def test_route_says_why(served_model: Path) -> None:  # noqa: F811
     base = ["route", "--model", str(served_model), "--user", "taste-1", "--query", "Write a poem about the sea"]
-    shown = run(*base)
+    shown = in_process(*base)
     assert shown.returncode == 0 and "why: the past interactions of taste-1 that did most for" in shown.stdout, (
         shown.stdout
     )
-    decision = json.loads(run(*base, "--json").stdout)
+    decision = json.loads(in_process(*base, "--json").stdout)
     assert decision["explanation"] and {"conversation", "turn", "query", "ratings", "weight"} <= set(
         decision["explanation"][0]
     )

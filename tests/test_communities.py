@@ -29,8 +29,8 @@ from gmtrouter.data.sim_posterior import (
 from gmtrouter.data.simulate import simulate
 from gmtrouter.evaluation.metrics import rated_pairs
 from gmtrouter.utils.errors import GmtError
+from tests.cli_support import assert_one_line_error, in_child
 from tests.sim_matrices import gsm8k_matrix, toy_matrix
-from tests.test_cli import assert_one_line_error, run
 
 
 @pytest.fixture(scope="module")
@@ -215,7 +215,7 @@ def test_cli_communities_check_and_bad_options(tmp_path: Path) -> None:
     matrix, output = tmp_path / "matrix.jsonl", tmp_path / "sim.jsonl"
     write_matrix(matrix, toy_matrix(30))
     options = ["--users", "8", "--records-per-user", "6", "-o", str(output)]
-    result = run("data", "simulate", str(matrix), *options, "--communities", "2", "--check")
+    result = in_child("data", "simulate", str(matrix), *options, "--communities", "2", "--check")
     assert result.returncode == 0, result.stderr
     reference = json.loads(result.stdout)["community_posterior"]
     assert reference["scored_after"] == 5 and set(reference["accuracy"]) == {"0", "1", "3", "5"}
@@ -226,7 +226,7 @@ def test_cli_communities_check_and_bad_options(tmp_path: Path) -> None:
         (["--communities", "2", "--switch-aversion", "1"], ["--communities", "--switch-aversion"]),
         (["--communities", "2", "--community-sd", "-1"], ["--community-sd"]),
     ]:
-        assert_one_line_error(run("data", "simulate", str(matrix), *options, *extra), *words)
+        assert_one_line_error(in_child("data", "simulate", str(matrix), *options, *extra), *words)
     assert not output.exists()
 
 

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 
 from gmtrouter.api import Router
 from gmtrouter.data.schema import write_records
-from tests.test_cli import assert_one_line_error, run
+from tests.cli_support import assert_one_line_error, in_child
 from tests.test_conversation import sticky_records
 
 pytestmark = pytest.mark.slow
@@ -18,9 +17,8 @@ pytestmark = pytest.mark.slow
 def test_two_processes_train_one_model_and_save_it_once(tmp_path) -> None:
     data = tmp_path / "train.jsonl"
     write_records(data, sticky_records(users=20, conversations=4))
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     settings = ["--set", "steps=6", "--set", "eval_every=3", "--set", "residual_margin=-1", "--set", "progress=false"]
-    result = run("train", "--data", str(data), "-o", str(tmp_path / "model"), "--workers", "2", *settings, env=env)
+    result = in_child("train", "--data", str(data), "-o", str(tmp_path / "model"), "--workers", "2", *settings)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stderr.count("saved gmtrouter to") == 1  # rank 0 alone saves
     log = json.loads((tmp_path / "model" / "config.json").read_text())["state"]["training_log"]
@@ -33,5 +31,5 @@ def test_two_processes_train_one_model_and_save_it_once(tmp_path) -> None:
 def test_workers_train_gmtrouter_only(tmp_path) -> None:
     data = tmp_path / "train.jsonl"
     write_records(data, sticky_records(users=4, conversations=2))
-    result = run("train", "--data", str(data), "-o", str(tmp_path / "m"), "--workers", "2", "--router", "knn")
+    result = in_child("train", "--data", str(data), "-o", str(tmp_path / "m"), "--workers", "2", "--router", "knn")
     assert_one_line_error(result, "--workers trains GMTRouter only")

@@ -17,8 +17,8 @@ from gmtrouter.registry.checkpoint import ENCODER_FILES, save_router
 from gmtrouter.text.encoders import get_encoder
 from gmtrouter.text.static import STATIC_ENCODER, StaticEncoder
 from gmtrouter.utils.errors import GmtError
+from tests.cli_support import assert_one_line_error, in_child
 from tests.conftest import REPO
-from tests.test_cli import assert_one_line_error, run
 from tests.test_gmtrouter import FAST, taste_records
 
 
@@ -87,7 +87,7 @@ def test_a_model_trained_on_the_static_encoder_routes_with_its_own_table_elsewhe
 def test_train_takes_an_encoder_and_refuses_it_for_a_router_that_reads_no_text(tmp_path: Path) -> None:
     data = tmp_path / "records.jsonl"
     data.write_text("".join(r.model_dump_json() + "\n" for r in taste_records(4, 4, seed=0)))
-    result = run(
+    result = in_child(
         "train", "--data", str(data), "-o", str(tmp_path / "m"), "--router", "global-winrate", "--encoder", "static"
     )
     assert result.returncode == 2

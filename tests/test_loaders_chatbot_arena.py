@@ -1,7 +1,6 @@
 """Chatbot Arena: battles in the upstream schema become one record per user turn."""
 
 import json
-import os
 import shutil
 import sys
 from pathlib import Path
@@ -12,8 +11,8 @@ from gmtrouter.data.loaders import prepare
 from gmtrouter.data.prices import estimate_tokens
 from gmtrouter.evaluation.stats import record_stats
 from gmtrouter.utils.errors import DataError, GmtError
+from tests.cli_support import assert_one_line_error, in_child
 from tests.conftest import FIXTURES
-from tests.test_cli import assert_one_line_error, run
 
 ARENA = FIXTURES / "chatbot_arena"
 BATTLES = json.loads((ARENA / "battles.json").read_text(encoding="utf-8"))
@@ -142,7 +141,7 @@ def test_folders_without_one_battle_file(tmp_path: Path, monkeypatch: pytest.Mon
 
 def test_hub_source_offline_says_what_to_do(tmp_path: Path) -> None:
     output = tmp_path / "arena.jsonl"
-    result = run(
+    result = in_child(
         "data",
         "prepare",
         "chatbot-arena",
@@ -150,9 +149,8 @@ def test_hub_source_offline_says_what_to_do(tmp_path: Path) -> None:
         "hf:lmsys/chatbot_arena_conversations",
         "-o",
         str(output),
-        env={**os.environ, "HF_HUB_OFFLINE": "1"},
     )
     assert_one_line_error(result, "hf:lmsys/chatbot_arena_conversations", "--data-dir")
     assert not output.exists()
-    result = run("data", "prepare", "gsm8k", "--data-dir", "hf:openai/gsm8k", "-o", str(output))
+    result = in_child("data", "prepare", "gsm8k", "--data-dir", "hf:openai/gsm8k", "-o", str(output))
     assert_one_line_error(result, "'gsm8k' is read from local files only")

@@ -18,9 +18,9 @@ from langfuse.api.legacy.observations_v1.types import ObservationsViews
 from gmtrouter.data.loaders import langfuse, prepare
 from gmtrouter.data.schema import read_records
 from gmtrouter.utils.errors import GmtError
+from tests.cli_support import assert_one_line_error, in_child
 from tests.conftest import FIXTURES
 from tests.fixtures.langfuse.make_export import MODELS, build, generation, page, score
-from tests.test_cli import assert_one_line_error, run
 
 EXPORT = FIXTURES / "langfuse" / "export"
 THUMBS = ["--score-name", "user-feedback", "--score-name", "thumbs"]
@@ -33,10 +33,10 @@ def records() -> list:
 
 def test_the_export_becomes_valid_records(tmp_path: Path) -> None:
     output = tmp_path / "langfuse.jsonl"
-    result = run("data", "prepare", "langfuse", "--data-dir", str(EXPORT), *THUMBS, "-o", str(output))
+    result = in_child("data", "prepare", "langfuse", "--data-dir", str(EXPORT), *THUMBS, "-o", str(output))
     assert result.returncode == 0, result.stderr
     assert "wrote 68 records" in result.stderr
-    assert run("data", "validate", str(output)).returncode == 0
+    assert in_child("data", "validate", str(output)).returncode == 0
     assert len(read_records(output)) == 68
 
 
@@ -102,7 +102,7 @@ def broken(case: str) -> dict[str, list[Any]]:
 def test_a_broken_trace_is_refused_in_one_line(tmp_path: Path, case: str, words: list[str]) -> None:
     folder = write_export(tmp_path / "export", broken(case))
     output = tmp_path / "out.jsonl"
-    result = run("data", "prepare", "langfuse", "--data-dir", str(folder), *THUMBS, "-o", str(output))
+    result = in_child("data", "prepare", "langfuse", "--data-dir", str(folder), *THUMBS, "-o", str(output))
     assert result.returncode == 2
     assert_one_line_error(result, *words)
     assert not output.exists()
@@ -110,11 +110,13 @@ def test_a_broken_trace_is_refused_in_one_line(tmp_path: Path, case: str, words:
 
 def test_scores_that_are_no_ratings_are_named(tmp_path: Path) -> None:
     output = tmp_path / "out.jsonl"
-    result = run("data", "prepare", "langfuse", "--data-dir", str(EXPORT), "-o", str(output))
+    result = in_child("data", "prepare", "langfuse", "--data-dir", str(EXPORT), "-o", str(output))
     assert_one_line_error(result, "comment, helpfulness, thumbs, user-feedback", "--score-name")
-    result = run("data", "prepare", "langfuse", "--data-dir", str(EXPORT), "--score-name", "comment", "-o", str(output))
+    result = in_child(
+        "data", "prepare", "langfuse", "--data-dir", str(EXPORT), "--score-name", "comment", "-o", str(output)
+    )
     assert_one_line_error(result, "trace 'trace-0-0-1'", "score 's-comment'", "'TEXT'")
-    result = run("data", "prepare", "mt-bench", "--data-dir", str(EXPORT), "--score-name", "x", "-o", str(output))
+    result = in_child("data", "prepare", "mt-bench", "--data-dir", str(EXPORT), "--score-name", "x", "-o", str(output))
     assert_one_line_error(result, "--score-name", "langfuse")
     assert not output.exists()
 

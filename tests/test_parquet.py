@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 from gmtrouter.data.columnar import SCHEMA
 from gmtrouter.data.schema import Interaction, Response, read_records, validate_items, write_records
 from gmtrouter.utils.errors import DataError, GmtError
+from tests.cli_support import assert_one_line_error, in_child
 from tests.conftest import FIXTURES
-from tests.test_cli import assert_one_line_error, run
 
 letters = st.characters(codec="utf-8", exclude_categories=["Cs"], exclude_characters="\x00")  # the contract's text
 names = st.text(letters, min_size=1, max_size=8)
@@ -118,25 +118,27 @@ def test_a_file_with_other_columns_is_refused_whole(tmp_path: Path, table: pa.Ta
 
 def test_commands_read_and_write_parquet(tmp_path: Path) -> None:
     logs = tmp_path / "logs.parquet"
-    result = run("data", "prepare", "openai-logs", "--data-dir", str(FIXTURES / "openai_logs"), "-o", str(logs))
+    result = in_child("data", "prepare", "openai-logs", "--data-dir", str(FIXTURES / "openai_logs"), "-o", str(logs))
     assert result.returncode == 0, result.stderr
     assert read_records(logs) == read_records(_prepared_jsonl(tmp_path))
-    assert run("data", "validate", str(logs)).returncode == 0
-    split = run("data", "split", str(logs), "--by", "record", "-o", str(tmp_path / "split"))
+    assert in_child("data", "validate", str(logs)).returncode == 0
+    split = in_child("data", "split", str(logs), "--by", "record", "-o", str(tmp_path / "split"))
     assert split.returncode == 0, split.stderr
     assert len(read_records(tmp_path / "split" / "train.jsonl")) + len(
         read_records(tmp_path / "split" / "test.jsonl")
     ) == len(read_records(logs))
     (tmp_path / "broken.parquet").write_bytes(b"PAR1 not really")
-    assert_one_line_error(run("data", "stats", str(tmp_path / "broken.parquet")), "not a readable Parquet file")
-    matrix = run("data", "prepare", "llmrouter", "--data-dir", str(tmp_path), "-o", str(tmp_path / "m.parquet"))
+    assert_one_line_error(in_child("data", "stats", str(tmp_path / "broken.parquet")), "not a readable Parquet file")
+    matrix = in_child("data", "prepare", "llmrouter", "--data-dir", str(tmp_path), "-o", str(tmp_path / "m.parquet"))
     assert_one_line_error(matrix, "written as JSONL")
 
 
 def _prepared_jsonl(tmp_path: Path) -> Path:
     path = tmp_path / "logs.jsonl"
     assert (
-        run("data", "prepare", "openai-logs", "--data-dir", str(FIXTURES / "openai_logs"), "-o", str(path)).returncode
+        in_child(
+            "data", "prepare", "openai-logs", "--data-dir", str(FIXTURES / "openai_logs"), "-o", str(path)
+        ).returncode
         == 0
     )
     return path

@@ -20,8 +20,8 @@ from gmtrouter.data.sim_features import build_features, rare_word_ratios
 from gmtrouter.data.sim_topics import nearest_neighbours, query_vectors
 from gmtrouter.data.simulate import simulate
 from gmtrouter.utils.errors import GmtError
+from tests.cli_support import assert_one_line_error, in_child
 from tests.sim_matrices import gsm8k_matrix, toy_matrix
-from tests.test_cli import assert_one_line_error, run
 
 
 @pytest.fixture(scope="module")
@@ -290,7 +290,7 @@ def test_cli_simulate_and_bad_inputs(tmp_path: Path) -> None:
     matrix = tmp_path / "matrix.jsonl"
     write_matrix(matrix, toy_matrix(30))
     output = tmp_path / "sim.jsonl"
-    result = run(
+    result = in_child(
         "data", "simulate", str(matrix), "--users", "12", "--turns", "3", "--seed", "4", "-o", str(output),
         "--records-per-user", "10", "--candidates", "3", "--check",
     )  # fmt: skip
@@ -303,7 +303,7 @@ def test_cli_simulate_and_bad_inputs(tmp_path: Path) -> None:
     refused = tmp_path / "refused.jsonl"
 
     def simulate_to_refused(source: Path, *options: str):
-        return run("data", "simulate", str(source), *options, "-o", str(refused))
+        return in_child("data", "simulate", str(source), *options, "-o", str(refused))
 
     assert_one_line_error(simulate_to_refused(tmp_path / "none.jsonl"), "no such file")
     (tmp_path / "empty.jsonl").write_text("")
@@ -456,12 +456,12 @@ def test_cli_switch_aversion_options(tmp_path: Path) -> None:
     matrix, output = tmp_path / "matrix.jsonl", tmp_path / "sim.jsonl"
     write_matrix(matrix, toy_matrix(30))
     options = ["--users", "6", "--records-per-user", "8", "-o", str(output)]
-    result = run("data", "simulate", str(matrix), *options, "--switch-aversion", "1.5", "--switch-share", "0.5")
+    result = in_child("data", "simulate", str(matrix), *options, "--switch-aversion", "1.5", "--switch-share", "0.5")
     assert result.returncode == 0, result.stderr
     assert all("switch_aversion" in record.meta for record in read_records(output))
     output.unlink()
     for option, value in [("--switch-aversion", "-1"), ("--switch-share", "1.5"), ("--switch-share", "-0.1")]:
-        refused = run("data", "simulate", str(matrix), *options, option, value)
+        refused = in_child("data", "simulate", str(matrix), *options, option, value)
         assert refused.returncode == 2
         assert_one_line_error(refused, option, value)
     assert not output.exists()

@@ -5,8 +5,8 @@ import pytest
 from gmtrouter.data.schema import write_records
 from gmtrouter.data.split import split_records
 from gmtrouter.utils.errors import GmtError
+from tests.cli_support import assert_one_line_error, in_child
 from tests.conftest import make_record
-from tests.test_cli import assert_one_line_error, run
 
 
 def records():
@@ -93,7 +93,7 @@ def test_category_split_refuses_records_without_topics(tmp_path) -> None:
         split_records([r for r in data if r.meta["category"] == "math"], "category", 0.2, seed=0)
     unlabelled = tmp_path / "records.jsonl"
     write_records(unlabelled, [*data[:3], make_record("u9", "no topic", {"a": 1.0, "b": 0.0})])
-    result = run("data", "split", str(unlabelled), "--by", "category", "-o", str(tmp_path / "split"))
+    result = in_child("data", "split", str(unlabelled), "--by", "category", "-o", str(tmp_path / "split"))
     assert result.returncode == 2
     assert_one_line_error(result, "record 4", "no meta.category")
     assert not (tmp_path / "split").exists()
