@@ -8,6 +8,7 @@ and route each user's later turns accordingly, in Python as the service does.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -31,13 +32,15 @@ QUERIES = [f"Question {i} about subject {i % 7}" for i in range(60)]
 QUERY = QUERIES[3]
 
 
-def sticky_records(users: int = 40, conversations: int = 10, seed: int = 0) -> list[Interaction]:
-    """Even users pick the previous turn's LLM 90% of the time, odd users pick at random; first turns are coin
-    flips. Every later turn shows the previous LLM against another."""
+def three_turn_records(
+    users: int, conversations: int, seed: int, first_wins: Callable[[int, list[str], str | None], float]
+) -> list[Interaction]:
+    """Conversations of three turns; every later turn shows the previous LLM against another, and the first
+    side of a pair wins with the chance `first_wins(user, pair, previous LLM)`."""
     rng = np.random.default_rng(seed)
     records = []
     for u in range(users):
-        user, sticky = f"u{u}", u % 2 == 0
+        user = f"u{u}"
         for c in range(conversations):
             previous = None
             for turn in (1, 2, 3):
@@ -46,9 +49,8 @@ def sticky_records(users: int = 40, conversations: int = 10, seed: int = 0) -> l
                 else:
                     pair = [previous, str(rng.choice([m for m in LLMS if m != previous]))]
                 rng.shuffle(pair)
-                stay_first = 0.9 if pair[0] == previous else 0.1
-                first_wins = rng.random() < (0.5 if previous is None or not sticky else stay_first)
-                ratings = [1.0, 0.0] if first_wins else [0.0, 1.0]
+                first = rng.random() < first_wins(u, pair, previous)
+                ratings = [1.0, 0.0] if first else [0.0, 1.0]
                 records.append(
                     Interaction(
                         user=user,
@@ -58,42 +60,31 @@ def sticky_records(users: int = 40, conversations: int = 10, seed: int = 0) -> l
                         responses=[Response(llm=m, rating=r) for m, r in zip(pair, ratings, strict=True)],
                     )
                 )
-                previous = pair[0] if first_wins else pair[1]
+                previous = pair[0] if first else pair[1]
     return records
+
+
+def sticky_records(users: int = 40, conversations: int = 10, seed: int = 0) -> list[Interaction]:
+    """Even users pick the previous turn's LLM 90% of the time, odd users pick at random; first turns are coin
+    flips."""
+
+    def first_wins(user: int, pair: list[str], previous: str | None) -> float:
+        if previous is None or user % 2:
+            return 0.5
+        return 0.9 if pair[0] == previous else 0.1
+
+    return three_turn_records(users, conversations, seed, first_wins)
 
 
 def taste_records(users: int = 30, conversations: int = 10, seed: int = 0) -> list[Interaction]:
     """Nobody minds switching, but every user has a favourite (a, b or c) that wins 90% of its comparisons:
     the LLM a conversation went on with is mostly the user's favourite, and still no reason to stay."""
-    rng = np.random.default_rng(seed)
-    records = []
-    for u in range(users):
-        user, favourite = f"u{u}", LLMS[u % 3]
-        for c in range(conversations):
-            previous = None
-            for turn in (1, 2, 3):
-                pair = (
-                    list(rng.choice(LLMS, 2, replace=False))
-                    if previous is None
-                    else [
-                        previous,
-                        str(rng.choice([m for m in LLMS if m != previous])),
-                    ]
-                )
-                rng.shuffle(pair)
-                first_wins = rng.random() < (0.9 if pair[0] == favourite else 0.1 if pair[1] == favourite else 0.5)
-                ratings = [1.0, 0.0] if first_wins else [0.0, 1.0]
-                records.append(
-                    Interaction(
-                        user=user,
-                        conversation=f"{user}/{c}",
-                        turn=turn,
-                        query=str(rng.choice(QUERIES)),
-                        responses=[Response(llm=m, rating=r) for m, r in zip(pair, ratings, strict=True)],
-                    )
-                )
-                previous = pair[0] if first_wins else pair[1]
-    return records
+
+    def first_wins(user: int, pair: list[str], previous: str | None) -> float:
+        favourite = LLMS[user % 3]
+        return 0.9 if pair[0] == favourite else 0.1 if pair[1] == favourite else 0.5
+
+    return three_turn_records(users, conversations, seed, first_wins)
 
 
 def chat(previous: str) -> list[dict[str, str]]:
