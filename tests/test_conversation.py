@@ -76,7 +76,7 @@ def sticky_records(users: int = 40, conversations: int = 10, seed: int = 0) -> l
     return three_turn_records(users, conversations, seed, first_wins)
 
 
-def taste_records(users: int = 30, conversations: int = 10, seed: int = 0) -> list[Interaction]:
+def favourite_records(users: int = 30, conversations: int = 10, seed: int = 0) -> list[Interaction]:
     """Nobody minds switching, but every user has a favourite (a, b or c) that wins 90% of its comparisons:
     the LLM a conversation went on with is mostly the user's favourite, and still no reason to stay."""
 
@@ -150,7 +150,7 @@ def test_the_router_learns_who_sticks_to_the_previous_llm(model, router) -> None
 def test_a_taste_is_not_read_as_stickiness(model) -> None:
     """Users who stay with their favourite because it is their favourite do not make everybody sticky: a
     stickiness that took their taste would outweigh a new user's first votes."""
-    taste = taste_records()
+    taste = favourite_records()
     table = InteractionTable.build(taste, LLMS, model.text_encoder(), (0.0, 1.0))
     assert abs(Population.fit(table, np.arange(len(taste)), conversation=True).stay) < 0.25
 
