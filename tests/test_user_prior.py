@@ -11,7 +11,8 @@ from scipy.optimize import minimize
 from scipy.special import log_expit
 
 from gmtrouter.model.bradley_terry import bradley_terry, penalty
-from gmtrouter.model.deviations import Priors, preference_after, responsive
+from gmtrouter.model.comparisons import Comparisons
+from gmtrouter.model.deviations import FitCache, Priors, fit_groups, preference_after, responsive
 from gmtrouter.model.population import Population
 from gmtrouter.model.training import USER_PRIOR_GRID, USER_TAIL_GRID
 
@@ -73,3 +74,30 @@ def test_a_users_further_vote_against_an_llm_never_raises_it_for_everybody(tail:
             now = before - np.array([[0.5, 0.0, 0.0]])  # a vote against LLM 0
             moved = population.after(before, now, everybody, variance, priors).strengths - population.strengths
             assert moved[0] <= 1e-12 and moved[1:] == pytest.approx(0.0), (prior, tail, start, moved)
+
+
+def test_a_cached_fit_is_the_fit_and_a_changed_input_is_fitted_again() -> None:
+    """Cross-validating priors takes repeated fits from a cache: what it returns must be the very fit its inputs
+    give, and any change of an input (an expected margin, the prior) must fit anew."""
+    rng = np.random.default_rng(0)
+    count, llms, users = 60, 4, 5
+    comparisons = Comparisons(
+        record=np.arange(count),
+        first=rng.integers(0, llms - 1, count),
+        second=np.full(count, llms - 1),
+        target=rng.integers(0, 2, count).astype(float),
+    )
+    groups = rng.integers(0, users, count)
+    expected = rng.normal(size=(count, llms))
+    cache = FitCache()
+    first = fit_groups(groups, users, comparisons, expected, 2.0, 1.0, posterior=True, cache=cache)
+    plain = fit_groups(groups, users, comparisons, expected, 2.0, 1.0, posterior=True)
+    assert np.array_equal(first.mean, plain.mean) and np.array_equal(first.variance, plain.variance)
+    assert fit_groups(groups, users, comparisons, expected, 2.0, 1.0, posterior=True, cache=cache) is first
+    assert cache.hits == 1
+    moved = expected.copy()
+    moved[7, comparisons.first[7]] += 0.5
+    again = fit_groups(groups, users, comparisons, moved, 2.0, 1.0, posterior=True, cache=cache)
+    stiffer = fit_groups(groups, users, comparisons, expected, 4.0, 1.0, posterior=True, cache=cache)
+    assert cache.hits == 1
+    assert not np.array_equal(again.mean, first.mean) and not np.array_equal(stiffer.mean, first.mean)

@@ -39,15 +39,33 @@ def _hessian(
     curvature: np.ndarray, group: np.ndarray, first: np.ndarray, second: np.ndarray, weight: np.ndarray, n_groups: int
 ) -> np.ndarray:
     """[n_groups, L, L] the objective's curvature: the prior's (`curvature` [n_groups, L], on the diagonal) plus
-    each comparison's p(1 - p) (`weight`) on its two strengths."""
+    each comparison's p(1 - p) (`weight`) on its two strengths. One `bincount` over the flat cells (the prior's
+    first, then the comparisons in order: the same sums as adding them one by one, several times faster)."""
     n_llms = curvature.shape[1]
-    hess = np.zeros((n_groups, n_llms, n_llms))
-    hess[:, np.arange(n_llms), np.arange(n_llms)] = curvature
-    np.add.at(hess, (group, first, first), weight)
-    np.add.at(hess, (group, second, second), weight)
-    np.add.at(hess, (group, first, second), -weight)
-    np.add.at(hess, (group, second, first), -weight)
-    return hess
+    diagonal = np.arange(n_groups)[:, None] * n_llms * n_llms + np.arange(n_llms) * (n_llms + 1)
+    base = group * n_llms
+    cells = np.concatenate(
+        [
+            diagonal.ravel(),
+            (base + first) * n_llms + first,
+            (base + second) * n_llms + second,
+            (base + first) * n_llms + second,
+            (base + second) * n_llms + first,
+        ]
+    )
+    weights = np.concatenate([curvature.ravel(), weight, weight, -weight, -weight])
+    return np.bincount(cells, weights, minlength=n_groups * n_llms * n_llms).reshape(n_groups, n_llms, n_llms)
+
+
+def _gradient(
+    theta: np.ndarray, curvature: np.ndarray, group: np.ndarray, first: np.ndarray, second: np.ndarray, residual
+) -> np.ndarray:
+    """[n_groups, L] the objective's gradient: the prior's (curvature x θ) plus each comparison's p - target
+    (`residual`) on its first strength and its negative on its second, summed in that order."""
+    n_groups, n_llms = theta.shape
+    cells = np.concatenate([np.arange(n_groups * n_llms), group * n_llms + first, group * n_llms + second])
+    weights = np.concatenate([(curvature * theta).ravel(), residual, -residual])
+    return np.bincount(cells, weights, minlength=n_groups * n_llms).reshape(n_groups, n_llms)
 
 
 def log_loss(target: np.ndarray, z: np.ndarray) -> np.ndarray:
@@ -89,9 +107,7 @@ def bradley_terry(
     for _ in range(iterations):
         p = expit(offset + theta[group, first] - theta[group, second])
         curvature = prior_curvature(theta, l2, tail)
-        grad = curvature * theta
-        np.add.at(grad, (group, first), p - target)
-        np.add.at(grad, (group, second), target - p)
+        grad = _gradient(theta, curvature, group, first, second, p - target)
         hess = _hessian(curvature, group, first, second, p * (1 - p), n_groups)
         step = np.linalg.solve(hess, grad[..., None])[..., 0]
         scale = np.ones(n_groups)

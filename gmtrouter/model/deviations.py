@@ -3,7 +3,9 @@ the model expects, with their Laplace posterior and evidence, under priors whose
 
 from __future__ import annotations
 
+import hashlib
 import math
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,6 +37,36 @@ class GroupFit:
     evidence: np.ndarray | None = None
 
 
+class FitCache:
+    """Group fits already made, by a digest of everything a fit reads (each comparison's group, sides, outcome
+    and expected margin; the prior). Cross-validating priors refits the same parts again and again (every
+    query prior tried refits the same users' deviations first); a fit is a function of its inputs alone, so the
+    cached one is the very fit. Holds the newest `size`."""
+
+    def __init__(self, size: int = 512) -> None:
+        self.size, self.fits, self.hits = size, OrderedDict[bytes, GroupFit](), 0
+
+    @staticmethod
+    def key(*parts: np.ndarray | float | int | bool) -> bytes:
+        digest = hashlib.blake2b(digest_size=16)
+        for part in parts:
+            digest.update(np.ascontiguousarray(part).tobytes() if isinstance(part, np.ndarray) else repr(part).encode())
+            digest.update(b"|")
+        return digest.digest()
+
+    def get(self, key: bytes) -> GroupFit | None:
+        found = self.fits.get(key)
+        if found is not None:
+            self.fits.move_to_end(key)
+            self.hits += 1
+        return found
+
+    def put(self, key: bytes, fit: GroupFit) -> None:
+        self.fits[key] = fit
+        if len(self.fits) > self.size:
+            self.fits.popitem(last=False)
+
+
 def fit_groups(
     groups: np.ndarray,
     n_groups: int,
@@ -43,6 +75,7 @@ def fit_groups(
     prior: float,
     tail: float = math.inf,
     posterior: bool = False,
+    cache: FitCache | None = None,
 ) -> GroupFit:
     """Each group's MAP deviation from what is `expected` of its comparisons; with `posterior`, its variance
     (Laplace; a group without comparisons keeps the prior's 1 / `prior`, a deviation that is off has 0) and the
@@ -61,6 +94,30 @@ def fit_groups(
         spread = np.full((n_groups, num_llms), 1 / prior if np.isfinite(prior) else 0.0)
         return GroupFit(zeros, spread, np.zeros(n_groups))
     offset = comparisons.margin(expected)
+    key = None
+    if cache is not None:
+        parts = (groups[comparisons.record], comparisons.first, comparisons.second, comparisons.target, offset)
+        key = cache.key(*parts, n_groups, num_llms, prior, tail, posterior)
+        if (found := cache.get(key)) is not None:
+            return found
+    fitted = _fit(groups, n_groups, comparisons, offset, num_llms, prior, tail, posterior)
+    if cache is not None and key is not None:
+        cache.put(key, fitted)
+    return fitted
+
+
+def _fit(
+    groups: np.ndarray,
+    n_groups: int,
+    comparisons: Comparisons,
+    offset: np.ndarray,
+    num_llms: int,
+    prior: float,
+    tail: float,
+    posterior: bool,
+) -> GroupFit:
+    """`fit_groups` once its trivial cases are out of the way: the MAP fit and, with `posterior`, its Laplace
+    variance and evidence."""
     present, compact = np.unique(groups[comparisons.record], return_inverse=True)
     # The virtual opponent's column (a user's overall rating bias) keeps a Gaussian prior: with a heavy
     # tail it could take all of a user's thumbs at once, and a thumb on one LLM would undo those on another.

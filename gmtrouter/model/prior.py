@@ -35,7 +35,7 @@ from gmtrouter.graph.table import InteractionTable
 from gmtrouter.model.bradley_terry import log_loss, prior_curvature
 from gmtrouter.model.communities import Communities, fit_members
 from gmtrouter.model.comparisons import Comparisons, stay_bonus, usable_previous, with_average
-from gmtrouter.model.deviations import GroupFit, Priors, fit_groups, rows, stay_deviations
+from gmtrouter.model.deviations import FitCache, GroupFit, Priors, fit_groups, rows, stay_deviations
 from gmtrouter.model.population import Population
 
 
@@ -85,10 +85,12 @@ class PriorScores:
         users: np.ndarray | None = None,
         posterior: bool = False,
         communities: Communities | None = None,
+        cache: FitCache | None = None,
     ) -> PriorScores:
         """The deviations given the shown `records`; `query_topic` [table queries] is each query's topic and
         `population` what everybody shares (its stickiness 0: the conversation is not read). With `posterior`,
-        every deviation's posterior variance too.
+        every deviation's posterior variance too. `cache`: fits already made with the same inputs are taken
+        from it (cross-validation of the priors).
 
         With `since`, the backbone before table users `users` showed more records, only their deviations and
         those of the queries they asked are fitted, from `records` = `refit_scope(table, users)`; every other
@@ -138,7 +140,7 @@ class PriorScores:
             return out
 
         def fit(name: str, groups, n_groups, shown: Comparisons, expect, prior, rows, tail=math.inf) -> np.ndarray:
-            return keep(name, fit_groups(groups, n_groups, shown, expect, prior, tail, posterior), rows, prior)
+            return keep(name, fit_groups(groups, n_groups, shown, expect, prior, tail, posterior, cache), rows, prior)
 
         if since is not None:
             task = since.task

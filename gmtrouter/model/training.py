@@ -21,7 +21,7 @@ from gmtrouter.graph.sample import SamplingConfig, UserRecords, sample_step, shu
 from gmtrouter.graph.table import InteractionTable
 from gmtrouter.model.communities import Communities, learn
 from gmtrouter.model.comparisons import Comparisons
-from gmtrouter.model.deviations import Priors, responsive
+from gmtrouter.model.deviations import FitCache, Priors, responsive
 from gmtrouter.model.loss import preference_loss
 from gmtrouter.model.network import GMTRouterNet
 from gmtrouter.model.population import Population
@@ -255,13 +255,14 @@ def tune_backbone(router: Trainable, table: InteractionTable, train_ids: np.ndar
     tuned_ids = train_ids if drawn is None else train_ids[drawn]  # the priors are chosen on these users' records
     folds = _folds(table.rec_user[tuned_ids], TUNING_FOLDS, rng)
     by_record = [(tuned_ids[folds != fold], tuned_ids[folds == fold]) for fold in range(TUNING_FOLDS)]
+    cache = FitCache()  # candidates share their earlier parts: every query prior refits the same users first
 
     def best(candidates: list[Priors], splits: list[tuple[np.ndarray, np.ndarray]] = by_record) -> Priors:
         loss = np.zeros(len(candidates))
         for shown, held in splits:
             comparisons = Comparisons.of(table, held)
             for i, priors in enumerate(candidates):
-                prior = PriorScores.of(table, shown, router.population_, priors, query_topic, topics)
+                prior = PriorScores.of(table, shown, router.population_, priors, query_topic, topics, cache=cache)
                 loss[i] += comparison_loss(comparisons, table, prior)
         return candidates[int(np.argmin(loss))]
 
@@ -293,7 +294,7 @@ def tune_backbone(router: Trainable, table: InteractionTable, train_ids: np.ndar
     chosen = best([replace(chosen, task=task) for task in task_grid], by_query)
     topic_grid = grid(router.topic_prior, TOPIC_PRIOR_GRID) if topical else [math.inf]
     router.priors_ = best([replace(chosen, topic=topic) for topic in topic_grid])
-    tried = choose_communities(router, table, tuned_ids, query_topic, topics, by_record, rng)
+    tried = choose_communities(router, table, tuned_ids, query_topic, topics, by_record, rng, cache)
     return {
         "task_prior": _finite(router.priors_.task),
         "user_prior": _finite(router.priors_.user),
@@ -320,6 +321,7 @@ def choose_communities(
     topics: int,
     by_record: list[tuple[np.ndarray, np.ndarray]],
     rng: np.random.Generator,
+    cache: FitCache | None = None,
 ) -> dict[str, float]:
     """Set `router.communities_`: how many taste communities (none, or 2, 4, 8) and how tightly a user keeps to
     theirs (the user and topic priors as tuned, or `COMMUNITY_STIFFNESS` times stiffer), by the held-out log-loss
@@ -343,15 +345,17 @@ def choose_communities(
             comparisons = Comparisons.of(table, held)
             for count, stiffness in candidates:
                 priors = _stiffened(base, stiffness)
-                communities = learn_communities(router, table, shown, priors, query_topic, topics, count)
+                communities = learn_communities(router, table, shown, priors, query_topic, topics, count, cache)
                 prior = PriorScores.of(
-                    table, shown, router.population_, priors, query_topic, topics, communities=communities
+                    table, shown, router.population_, priors, query_topic, topics, communities=communities, cache=cache
                 )
                 loss[count, stiffness] += comparison_loss(comparisons, table, prior)
         count, stiffness = min(loss, key=loss.get)
     if count > 1:
         router.priors_ = _stiffened(base, stiffness)
-        router.communities_ = learn_communities(router, table, tuned_ids, router.priors_, query_topic, topics, count)
+        router.communities_ = learn_communities(
+            router, table, tuned_ids, router.priors_, query_topic, topics, count, cache
+        )
     return {} if len(candidates) <= 1 else {f"{c}x{k:g}": round(v, 2) for (c, k), v in loss.items()}
 
 
@@ -363,13 +367,17 @@ def learn_communities(
     query_topic: np.ndarray,
     topics: int,
     count: int,
+    cache: FitCache | None = None,
 ) -> Communities | None:
-    """`count` taste communities learnt by EM from the users' `shown` records (None for one)."""
+    """`count` taste communities learnt by EM from the users' `shown` records (None for one); `cache`: as for
+    `PriorScores.of`."""
     users = len(table.user_vocab)
     records = np.bincount(table.rec_user[shown], minlength=users)
 
     def refit(communities: Communities | None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:
-        prior = PriorScores.of(table, shown, router.population_, priors, query_topic, topics, communities=communities)
+        prior = PriorScores.of(
+            table, shown, router.population_, priors, query_topic, topics, communities=communities, cache=cache
+        )
         return prior.user, prior.topic.reshape(users, topics, -1), prior.membership, records
 
     return learn(count, refit, router.seed)
