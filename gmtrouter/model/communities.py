@@ -26,7 +26,7 @@ from sklearn.cluster import KMeans
 
 from gmtrouter.model.bradley_terry import log_loss
 from gmtrouter.model.comparisons import Comparisons, with_average
-from gmtrouter.model.deviations import GroupFit, fit_groups
+from gmtrouter.model.deviations import GroupFit, fit_side_by_side
 
 EM_ITERATIONS = 8
 MIN_RECORDS = 3  # users with fewer records do not start the communities' k-means
@@ -97,20 +97,21 @@ def fit_members(
     comparison_user = rec_user[comparisons.record]
     comparison_topic = record_topic[comparisons.record]
     user_topic = rec_user * topics + record_topic
-    fits_user, fits_topic, evidence = [], [], []
-    for c in range(communities.count):
-        # the community's whole taste, overall and on the comparison's topic, is what the user deviates from
-        shifted = expected + with_average(communities.user[c][None] + communities.topic[c][comparison_topic])
-        user = fit_groups(rec_user, num_users, comparisons, shifted, user_prior, user_tail, posterior=True)
-        shifted = shifted + with_average(user.mean[comparison_user])
-        topic = fit_groups(user_topic, num_users * topics, comparisons, shifted, topic_prior, posterior=True)
-        fits_user.append(user)
-        fits_topic.append(topic)
+    # the community's whole taste, overall and on the comparison's topic, is what the user deviates from
+    shifted = [
+        expected + with_average(communities.user[c][None] + communities.topic[c][comparison_topic])
+        for c in range(communities.count)
+    ]
+    fits_user = fit_side_by_side(rec_user, num_users, comparisons, shifted, user_prior, user_tail)
+    shifted = [s + with_average(user.mean[comparison_user]) for s, user in zip(shifted, fits_user, strict=True)]
+    fits_topic = fit_side_by_side(user_topic, num_users * topics, comparisons, shifted, topic_prior)
+    evidence = []
+    for user, topic, scores in zip(fits_user, fits_topic, shifted, strict=True):
         # Both fits' evidence explains the same comparisons: the topic fit counts only what it adds to the user
         # fit's (its Occam factor and its gain in likelihood), so no vote counts twice toward a community.
         explained = user.evidence
         if np.isfinite(topic_prior):
-            before = log_likelihood(user_topic[comparisons.record], num_users * topics, comparisons, shifted)
+            before = log_likelihood(user_topic[comparisons.record], num_users * topics, comparisons, scores)
             explained = explained + (topic.evidence - before).reshape(num_users, topics).sum(axis=1)
         evidence.append(explained)
     log_weights = np.log(communities.weights)[None] + np.stack(evidence, axis=1)

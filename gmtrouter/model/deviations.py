@@ -76,6 +76,7 @@ def fit_groups(
     tail: float = math.inf,
     posterior: bool = False,
     cache: FitCache | None = None,
+    blocks: np.ndarray | None = None,
 ) -> GroupFit:
     """Each group's MAP deviation from what is `expected` of its comparisons; with `posterior`, its variance
     (Laplace; a group without comparisons keeps the prior's 1 / `prior`, a deviation that is off has 0) and the
@@ -85,6 +86,7 @@ def fit_groups(
     `expected` [C, L + 1] holds, for each comparison, the scores the rest of the model gives every LLM and
     (last column) the virtual average opponent. Groups without comparisons (and every group when `prior` is
     infinite) stay at 0. A finite `tail` makes the prior a Student-t with that many degrees of freedom.
+    `blocks` [n_groups]: groups that make independent fits side by side (`bradley_terry`'s blocks).
     """
     num_llms = expected.shape[1] - 1
     if not np.isfinite(prior) or len(comparisons.record) == 0:
@@ -97,13 +99,45 @@ def fit_groups(
     key = None
     if cache is not None:
         parts = (groups[comparisons.record], comparisons.first, comparisons.second, comparisons.target, offset)
-        key = cache.key(*parts, n_groups, num_llms, prior, tail, posterior)
+        key = cache.key(*parts, n_groups, num_llms, prior, tail, posterior, -1 if blocks is None else blocks)
         if (found := cache.get(key)) is not None:
             return found
-    fitted = _fit(groups, n_groups, comparisons, offset, num_llms, prior, tail, posterior)
+    fitted = _fit(groups, n_groups, comparisons, offset, num_llms, prior, tail, posterior, blocks)
     if cache is not None and key is not None:
         cache.put(key, fitted)
     return fitted
+
+
+def fit_side_by_side(
+    groups: np.ndarray,
+    n_groups: int,
+    comparisons: Comparisons,
+    expected: list[np.ndarray],
+    prior: float,
+    tail: float = math.inf,
+) -> list[GroupFit]:
+    """`fit_groups` (with the posterior) of the same comparisons against each of several `expected`, in one
+    call: the fits are stacked as blocks of groups (record r of fit b becomes record b x records + r), each
+    block stopping on its own, so every fit is exactly the one a call of its own gives. Taste communities fit
+    every user under each community's prior this way: one Newton solve for all of them, not one per community."""
+    count, records = len(expected), len(groups)
+    shift = np.arange(count)
+    stacked = Comparisons(
+        record=(shift[:, None] * records + comparisons.record[None]).ravel(),
+        first=np.tile(comparisons.first, count),
+        second=np.tile(comparisons.second, count),
+        target=np.tile(comparisons.target, count),
+    )
+    stacked_groups = (shift[:, None] * n_groups + np.asarray(groups)[None]).ravel()
+    blocks = np.repeat(shift, n_groups)
+    fitted = fit_groups(
+        stacked_groups, count * n_groups, stacked, np.concatenate(expected), prior, tail, True, blocks=blocks
+    )
+    assert fitted.variance is not None and fitted.evidence is not None
+    mean = fitted.mean.reshape(count, n_groups, -1)
+    variance = fitted.variance.reshape(count, n_groups, -1)
+    evidence = fitted.evidence.reshape(count, n_groups)
+    return [GroupFit(mean[b], variance[b], evidence[b]) for b in range(count)]
 
 
 def _fit(
@@ -115,6 +149,7 @@ def _fit(
     prior: float,
     tail: float,
     posterior: bool,
+    blocks: np.ndarray | None = None,
 ) -> GroupFit:
     """`fit_groups` once its trivial cases are out of the way: the MAP fit and, with `posterior`, its Laplace
     variance and evidence."""
@@ -124,7 +159,16 @@ def _fit(
     tails = np.append(np.full(num_llms, tail), math.inf)
     args = (compact, comparisons.first, comparisons.second)
     fitted = bradley_terry(
-        *args, comparisons.target, len(present), num_llms + 1, prior, offset, iterations=20, tol=1e-6, tail=tails
+        *args,
+        comparisons.target,
+        len(present),
+        num_llms + 1,
+        prior,
+        offset,
+        iterations=20,
+        tol=1e-6,
+        tail=tails,
+        blocks=None if blocks is None else blocks[present],
     )
     out = np.zeros((n_groups, num_llms))
     out[present] = fitted[:, :num_llms]
