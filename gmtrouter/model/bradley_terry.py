@@ -126,9 +126,13 @@ def bradley_terry(
             scale[worse] *= 0.5
         theta = np.where(active[:, None], candidate, theta)
         current = np.where(active, value, current)
-        largest = np.zeros(n_blocks)
-        np.maximum.at(largest, blocks[active], np.abs(scale[active, None] * step[active]).max(axis=1))
-        active &= largest[blocks] >= tol
+        moves = np.abs(scale[active, None] * step[active]).max(axis=1)
+        if n_blocks == 1:
+            active &= moves.max() >= tol
+        else:
+            largest = np.zeros(n_blocks)
+            np.maximum.at(largest, blocks[active], moves)
+            active &= largest[blocks] >= tol
         if not active.any():
             break
     return theta
