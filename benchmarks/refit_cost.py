@@ -97,7 +97,7 @@ def main() -> None:
             }
             results.append(row)
             table.add_row(*(f"{v:.2f}" if isinstance(v, float) else str(v) for v in row.values()))
-            console.print(table) if size == sizes[-1] else None
+    console.print(table)
     save_json(f"refit_cost-{args.matrix}", {"matrix": args.matrix, "results": results})
 
 

@@ -12,7 +12,7 @@ from scipy.special import log_expit
 
 from gmtrouter.model.bradley_terry import bradley_terry, penalty
 from gmtrouter.model.comparisons import Comparisons
-from gmtrouter.model.deviations import FitCache, Priors, fit_groups, preference_after, responsive
+from gmtrouter.model.deviations import FitCache, GroupFit, Priors, fit_groups, preference_after, responsive
 from gmtrouter.model.population import Population
 from gmtrouter.model.training import USER_PRIOR_GRID, USER_TAIL_GRID
 
@@ -101,3 +101,14 @@ def test_a_cached_fit_is_the_fit_and_a_changed_input_is_fitted_again() -> None:
     stiffer = fit_groups(groups, users, comparisons, expected, 4.0, 1.0, posterior=True, cache=cache)
     assert cache.hits == 1
     assert not np.array_equal(again.mean, first.mean) and not np.array_equal(stiffer.mean, first.mean)
+
+
+def test_the_fit_cache_holds_no_more_than_its_budget() -> None:
+    """A fit spans every group of the table, so the cache is bounded by bytes, not by count: on a large
+    history a handful of fits would otherwise hold gigabytes."""
+    fit = GroupFit(np.zeros((1000, 10)), np.zeros((1000, 10)), np.zeros(1000))
+    cache = FitCache(max_bytes=3 * (fit.mean.nbytes + fit.variance.nbytes + fit.evidence.nbytes))
+    for k in range(10):
+        cache.put(bytes([k]), fit)
+        assert cache.bytes <= cache.max_bytes
+    assert len(cache.fits) == 3 and cache.get(bytes([9])) is fit and cache.get(bytes([0])) is None

@@ -58,7 +58,12 @@ def _hessian(
 
 
 def _gradient(
-    theta: np.ndarray, curvature: np.ndarray, group: np.ndarray, first: np.ndarray, second: np.ndarray, residual
+    theta: np.ndarray,
+    curvature: np.ndarray,
+    group: np.ndarray,
+    first: np.ndarray,
+    second: np.ndarray,
+    residual: np.ndarray,
 ) -> np.ndarray:
     """[n_groups, L] the objective's gradient: the prior's (curvature x θ) plus each comparison's p - target
     (`residual`) on its first strength and its negative on its second, summed in that order."""

@@ -41,10 +41,12 @@ class FitCache:
     """Group fits already made, by a digest of everything a fit reads (each comparison's group, sides, outcome
     and expected margin; the prior). Cross-validating priors refits the same parts again and again (every
     query prior tried refits the same users' deviations first); a fit is a function of its inputs alone, so the
-    cached one is the very fit. Holds the newest `size`."""
+    cached one is the very fit. Holds the newest fits up to `max_bytes` of arrays: a fit spans every group of
+    the table (every query, every user's verdict on one), so on a large history a few fits are already large."""
 
-    def __init__(self, size: int = 512) -> None:
-        self.size, self.fits, self.hits = size, OrderedDict[bytes, GroupFit](), 0
+    def __init__(self, max_bytes: int = 256 * 2**20) -> None:
+        self.max_bytes, self.bytes, self.hits = max_bytes, 0, 0
+        self.fits = OrderedDict[bytes, GroupFit]()
 
     @staticmethod
     def key(*parts: np.ndarray | float | int | bool) -> bytes:
@@ -63,8 +65,13 @@ class FitCache:
 
     def put(self, key: bytes, fit: GroupFit) -> None:
         self.fits[key] = fit
-        if len(self.fits) > self.size:
-            self.fits.popitem(last=False)
+        self.bytes += _size(fit)
+        while self.bytes > self.max_bytes and self.fits:
+            self.bytes -= _size(self.fits.popitem(last=False)[1])
+
+
+def _size(fit: GroupFit) -> int:
+    return sum(a.nbytes for a in (fit.mean, fit.variance, fit.evidence) if a is not None)
 
 
 def fit_groups(
@@ -96,16 +103,14 @@ def fit_groups(
         spread = np.full((n_groups, num_llms), 1 / prior if np.isfinite(prior) else 0.0)
         return GroupFit(zeros, spread, np.zeros(n_groups))
     offset = comparisons.margin(expected)
-    key = None
-    if cache is not None:
-        parts = (groups[comparisons.record], comparisons.first, comparisons.second, comparisons.target, offset)
-        key = cache.key(*parts, n_groups, num_llms, prior, tail, posterior, -1 if blocks is None else blocks)
-        if (found := cache.get(key)) is not None:
-            return found
-    fitted = _fit(groups, n_groups, comparisons, offset, num_llms, prior, tail, posterior, blocks)
-    if cache is not None and key is not None:
-        cache.put(key, fitted)
-    return fitted
+    if cache is None:
+        return _fit(groups, n_groups, comparisons, offset, num_llms, prior, tail, posterior, blocks)
+    parts = (groups[comparisons.record], comparisons.first, comparisons.second, comparisons.target, offset)
+    key = cache.key(*parts, n_groups, num_llms, prior, tail, posterior, -1 if blocks is None else blocks)
+    if (found := cache.get(key)) is None:
+        found = _fit(groups, n_groups, comparisons, offset, num_llms, prior, tail, posterior, blocks)
+        cache.put(key, found)
+    return found
 
 
 def fit_side_by_side(
